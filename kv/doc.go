@@ -1,0 +1,34 @@
+// Package kv is mirrord's key-value store: the API of the original
+// JavaScript module (put, get, del, keys, getAll, batch, close) on top of an
+// embedded Pebble database, plus what a Go program needs for large data: a
+// streaming Scan, consistent read snapshots and a low-level write batch.
+//
+// # Values
+//
+// Every value is JSON. Put and PutOp encode any Go value with encoding/json;
+// Get decodes into the destination the caller passes. A stored value that is
+// not valid JSON (written by something other than this package) is reported
+// as an ErrQuery naming the key and the store, never returned as garbage.
+//
+// # Keys
+//
+// Keys are strings made of colon-separated segments. This package owns every
+// key shape mirrord uses (event:, modifier:, generated:, mirrord:) and the
+// escaping that keeps the mapping from ids to keys injective: inside a
+// segment '%' becomes "%25", ':' becomes "%3A" and bytes below 0x20 become
+// "%XX". No other package formats a key by hand; see EventKey, ModifierKey,
+// GeneratedKey and ParseKey.
+//
+// Prefix operations (Keys, GetAll, Scan) bound their range with the true
+// successor of the prefix, so every key that starts with the prefix is
+// found, whatever UTF-8 follows it.
+//
+// # Lifetime and errors
+//
+// A store directory is opened by one handle at a time: Pebble locks it, and a
+// second Open (from this process or another) fails at once with
+// ErrInitialization. Close is safe to call twice; every call after Close
+// returns an ErrQuery instead of the panic Pebble itself would raise. Every
+// error is a *Error carrying the store path and the query that failed, and
+// matches ErrInitialization or ErrQuery with errors.Is.
+package kv

@@ -1,0 +1,158 @@
+package kv
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/mirrord/mirrord/internal/jsonx"
+)
+
+// Reader is the read half of the API, implemented by *DB and *Snapshot.
+// Generators and other in-process readers program against it.
+type Reader interface {
+	Get(key string, dst any) (found bool, err error)
+	Keys(prefix string) ([]string, error)
+	GetAll(prefix string) ([]json.RawMessage, error)
+	Scan(prefix string, fn func(key string, value json.RawMessage) error) error
+	ScanFrom(prefix, start string, fn func(key string, value json.RawMessage) error) error
+}
+
+var (
+	_ Reader = (*DB)(nil)
+	_ Reader = (*Snapshot)(nil)
+)
+
+func notJSON(v []byte) error {
+	if len(v) > 40 {
+		return fmt.Errorf("%w (%d bytes starting %q)", ErrNotJSON, len(v), v[:40])
+	}
+	return fmt.Errorf("%w (%q)", ErrNotJSON, v)
+}
+
+func decodeValue(v []byte, dst any) error {
+	switch d := dst.(type) {
+	case nil:
+		if !jsonx.Valid(v) {
+			return notJSON(v)
+		}
+		return nil
+	case *json.RawMessage:
+		if !jsonx.Valid(v) {
+			return notJSON(v)
+		}
+		*d = append((*d)[:0:0], v...)
+		return nil
+	}
+	if err := json.Unmarshal(v, dst); err != nil {
+		if !jsonx.Valid(v) {
+			return notJSON(v)
+		}
+		return err
+	}
+	return nil
+}
+
+func get(r pebble.Reader, path, key string, dst any) (bool, error) {
+	v, closer, err := r.Get([]byte(key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, queryError(path, "GET "+key, err)
+	}
+	defer closer.Close()
+	if err := decodeValue(v, dst); err != nil {
+		return false, queryError(path, "GET "+key, err)
+	}
+	return true, nil
+}
+
+// iterate walks [prefix+start, end-of-prefix) and always closes its
+// iterator, also when fn panics: a leaked iterator makes Pebble's Close
+// fail, so none is ever handed out.
+func iterate(r pebble.Reader, prefix, start string, fn func(it *pebble.Iterator) error) (err error) {
+	var lower []byte // nil, not empty: Pebble's race-build invariants index key[0]
+	if start > prefix {
+		lower = []byte(start)
+	} else if prefix != "" {
+		lower = []byte(prefix)
+	}
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: PrefixEnd([]byte(prefix))})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := it.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	for it.First(); it.Valid(); it.Next() {
+		if err := fn(it); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+func keys(r pebble.Reader, path, prefix string) ([]string, error) {
+	var out []string
+	err := iterate(r, prefix, "", func(it *pebble.Iterator) error {
+		out = append(out, string(it.Key()))
+		return nil
+	})
+	if err != nil {
+		return nil, queryError(path, "KEYS "+prefix+"*", err)
+	}
+	return out, nil
+}
+
+func getAll(r pebble.Reader, path, prefix string) ([]json.RawMessage, error) {
+	var out []json.RawMessage
+	err := iterate(r, prefix, "", func(it *pebble.Iterator) error {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		if !jsonx.Valid(v) {
+			return fmt.Errorf("key %s: %w", it.Key(), notJSON(v))
+		}
+		out = append(out, append(json.RawMessage(nil), v...))
+		return nil
+	})
+	if err != nil {
+		return nil, queryError(path, "GETALL "+prefix+"*", err)
+	}
+	return out, nil
+}
+
+// stopped carries an error returned by a Scan callback through iterate,
+// so that Scan can hand it back unwrapped.
+type stopped struct{ err error }
+
+func (s stopped) Error() string { return s.err.Error() }
+
+func scan(r pebble.Reader, path, prefix, start string, fn func(key string, value json.RawMessage) error) error {
+	err := iterate(r, prefix, start, func(it *pebble.Iterator) error {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		if !jsonx.Valid(v) {
+			return fmt.Errorf("key %s: %w", it.Key(), notJSON(v))
+		}
+		if err := fn(string(it.Key()), v); err != nil {
+			return stopped{err}
+		}
+		return nil
+	})
+	var s stopped
+	if errors.As(err, &s) {
+		return s.err
+	}
+	if err != nil {
+		return queryError(path, "SCAN "+prefix+"*", err)
+	}
+	return nil
+}
