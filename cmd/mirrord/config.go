@@ -1,0 +1,338 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// A setting is one configuration key. Its flag, its environment variable
+// (MIRRORD_ plus the key upper-cased with '-' as '_') and its YAML key all
+// share its name. Precedence: flag > environment > config file > default.
+type setting struct {
+	key   string
+	def   any // string, time.Duration, int or bool
+	usage string
+	// global settings are flags of every command; the others are flags of
+	// the commands that use them (and valid in the file and environment
+	// for all).
+	global bool
+}
+
+var settings = []setting{
+	{key: "eventlog", def: "", usage: "path of the event log (data.json) to mirror", global: true},
+	{key: "store", def: "", usage: "directory of the mirror's Pebble store", global: true},
+	{key: "log-level", def: "info", usage: "log level: debug, info, warn or error", global: true},
+	{key: "log-format", def: "auto", usage: "log format: auto (colours on a terminal, plain under journald), text or json", global: true},
+}
+
+func lookupSetting(key string) (setting, bool) {
+	for _, s := range settings {
+		if s.key == key {
+			return s, true
+		}
+	}
+	return setting{}, false
+}
+
+func envName(key string) string {
+	return "MIRRORD_" + strings.ToUpper(strings.ReplaceAll(key, "-", "_"))
+}
+
+// addFlags registers the settings named by keys as flags of fs.
+func addFlags(fs *pflag.FlagSet, keys ...string) {
+	for _, k := range keys {
+		s, ok := lookupSetting(k)
+		if !ok {
+			panic("unknown setting " + k)
+		}
+		usage := fmt.Sprintf("%s (env %s)", s.usage, envName(s.key))
+		switch d := s.def.(type) {
+		case string:
+			fs.String(s.key, d, usage)
+		case time.Duration:
+			fs.Duration(s.key, d, usage)
+		case int:
+			fs.Int(s.key, d, usage)
+		case bool:
+			fs.Bool(s.key, d, usage)
+		default:
+			panic(fmt.Sprintf("setting %s: unsupported default %T", s.key, d))
+		}
+	}
+}
+
+func globalKeys() []string {
+	var ks []string
+	for _, s := range settings {
+		if s.global {
+			ks = append(ks, s.key)
+		}
+	}
+	return ks
+}
+
+// Config is the resolved configuration of one command.
+type Config struct {
+	EventLog  string
+	Store     string
+	LogLevel  string
+	LogFormat string
+
+	// File is the config file that was read, or "".
+	File string
+
+	v         *viper.Viper
+	cmd       *cobra.Command
+	lookupEnv func(string) (string, bool)
+}
+
+// sourceOf says where the effective value of a setting comes from.
+func (c *Config) sourceOf(key string) string {
+	if f := c.cmd.Flags().Lookup(key); f != nil && f.Changed {
+		return "flag --" + key
+	}
+	if _, ok := c.lookupEnv(envName(key)); ok {
+		return "env " + envName(key)
+	}
+	if c.v.InConfig(key) {
+		return "file"
+	}
+	return "default"
+}
+
+// loadConfig resolves the configuration for cmd: defaults, then the config
+// file, then the environment, then the flags the user set; then validates.
+// Every error names the setting and is a usage error (exit 2).
+func (m *Main) loadConfig(cmd *cobra.Command) (*Config, error) {
+	v := viper.New()
+	for _, s := range settings {
+		v.SetDefault(s.key, s.def)
+	}
+
+	file, explicit := m.configPath(cmd)
+	if file != "" {
+		if err := checkConfigFile(file); err != nil {
+			if !explicit && errors.Is(err, fs.ErrNotExist) {
+				file = ""
+			} else {
+				return nil, usage(err)
+			}
+		}
+	}
+	if file != "" {
+		v.SetConfigFile(file)
+		v.SetConfigType("yaml")
+		if err := v.ReadInConfig(); err != nil {
+			return nil, usage(fmt.Errorf("config file %s: %v", file, err))
+		}
+	}
+
+	// The environment and then the flags the user set are applied as
+	// overrides, in that order, so the later wins. (Viper's AutomaticEnv
+	// would read os.Getenv directly; this keeps Main's environment
+	// injectable for tests.)
+	if err := checkEnvironment(m.environ()); err != nil {
+		return nil, usage(err)
+	}
+	for _, s := range settings {
+		if val, ok := m.lookupEnv(envName(s.key)); ok {
+			v.Set(s.key, val)
+		}
+	}
+	for _, s := range settings {
+		if f := cmd.Flags().Lookup(s.key); f != nil && f.Changed {
+			v.Set(s.key, f.Value.String())
+		}
+	}
+
+	c := &Config{File: file, v: v, cmd: cmd, lookupEnv: m.lookupEnv}
+	var err error
+	if c.EventLog, err = getString(v, "eventlog"); err != nil {
+		return nil, err
+	}
+	if c.Store, err = getString(v, "store"); err != nil {
+		return nil, err
+	}
+	if c.LogLevel, err = getChoice(v, "log-level", "debug", "info", "warn", "error"); err != nil {
+		return nil, err
+	}
+	if c.LogFormat, err = getChoice(v, "log-format", "auto", "text", "json"); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// configPath returns the config file to read and whether the user named
+// it: --config, else $MIRRORD_CONFIG, else the default path when it exists.
+func (m *Main) configPath(cmd *cobra.Command) (string, bool) {
+	if f := cmd.Flags().Lookup("config"); f != nil && f.Changed {
+		return f.Value.String(), true
+	}
+	if p := m.getenv("MIRRORD_CONFIG"); p != "" {
+		return p, true
+	}
+	return m.DefaultConfigPath, false
+}
+
+// checkConfigFile reads the file's keys on their own and rejects any that
+// is not a setting: a misspelt key must not be silently ignored.
+func checkConfigFile(path string) error {
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	fv := viper.New()
+	fv.SetConfigFile(path)
+	fv.SetConfigType("yaml")
+	if err := fv.ReadInConfig(); err != nil {
+		return fmt.Errorf("config file %s: %v", path, err)
+	}
+	for _, k := range fv.AllKeys() {
+		if _, ok := lookupSetting(k); !ok {
+			return fmt.Errorf("config file %s: unknown setting %q%s", path, k, suggest(k))
+		}
+	}
+	return nil
+}
+
+// checkEnvironment rejects MIRRORD_ variables that name no setting.
+func checkEnvironment(environ []string) error {
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "MIRRORD_") || name == "MIRRORD_CONFIG" {
+			continue
+		}
+		known := false
+		for _, s := range settings {
+			if envName(s.key) == name {
+				known = true
+				break
+			}
+		}
+		if !known {
+			key := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(name, "MIRRORD_"), "_", "-"))
+			return fmt.Errorf("environment variable %s names no setting%s", name, suggest(key))
+		}
+	}
+	return nil
+}
+
+// suggest returns ` (did you mean "store"?)` for the nearest setting name.
+func suggest(key string) string {
+	best, bestD := "", 4
+	for _, s := range settings {
+		if d := editDistance(key, s.key); d < bestD {
+			best, bestD = s.key, d
+		}
+	}
+	if best == "" {
+		keys := make([]string, 0, len(settings))
+		for _, s := range settings {
+			keys = append(keys, s.key)
+		}
+		sort.Strings(keys)
+		return fmt.Sprintf(" (settings: %s)", strings.Join(keys, ", "))
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func source(v *viper.Viper, key string) string {
+	if v.InConfig(key) {
+		return fmt.Sprintf("setting %q (config file %s)", key, v.ConfigFileUsed())
+	}
+	return fmt.Sprintf("setting %q (--%s / %s)", key, key, envName(key))
+}
+
+func getString(v *viper.Viper, key string) (string, error) {
+	switch x := v.Get(key).(type) {
+	case string:
+		return x, nil
+	case nil:
+		return "", nil
+	default:
+		return "", usage(fmt.Errorf("%s: want a string, got %v", source(v, key), x))
+	}
+}
+
+func getChoice(v *viper.Viper, key string, choices ...string) (string, error) {
+	s, err := getString(v, key)
+	if err != nil {
+		return "", err
+	}
+	if !slices.Contains(choices, s) {
+		return "", usage(fmt.Errorf("%s: %q is not one of %s", source(v, key), s, strings.Join(choices, ", ")))
+	}
+	return s, nil
+}
+
+// getDuration accepts a duration (from a flag) or a string with a unit
+// ("300ms", "30s"); a bare number is rejected rather than guessed.
+func getDuration(v *viper.Viper, key string) (time.Duration, error) {
+	switch x := v.Get(key).(type) {
+	case time.Duration: // from a YAML file decoded by a hook, or a test
+		if x < 0 {
+			return 0, usage(fmt.Errorf("%s: must not be negative", source(v, key)))
+		}
+		return x, nil
+	case string:
+		d, err := time.ParseDuration(x)
+		if err != nil {
+			return 0, usage(fmt.Errorf("%s: %q is not a duration (examples: 300ms, 30s, 0 to disable)", source(v, key), x))
+		}
+		if d < 0 {
+			return 0, usage(fmt.Errorf("%s: must not be negative", source(v, key)))
+		}
+		return d, nil
+	case int:
+		if x == 0 {
+			return 0, nil
+		}
+	}
+	return 0, usage(fmt.Errorf("%s: %v is not a duration (give a unit: 300ms, 30s)", source(v, key), v.Get(key)))
+}
+
+// require checks that every setting named is set.
+func (c *Config) require(keys ...string) error {
+	for _, k := range keys {
+		var val string
+		switch k {
+		case "eventlog":
+			val = c.EventLog
+		case "store":
+			val = c.Store
+		}
+		if val == "" {
+			return usage(fmt.Errorf("missing required setting %q: give --%s, set %s, or put %q in the config file", k, k, envName(k), k+": ..."))
+		}
+	}
+	return nil
+}

@@ -1,0 +1,298 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mirrord/mirrord/kv"
+)
+
+type result struct {
+	stdout, stderr string
+	code           int
+	err            error
+}
+
+// newMain returns a Main over buffers, with the given environment
+// (nothing is inherited from the test process) and a default config path
+// that does not exist.
+func newMain(t *testing.T, env map[string]string) (*Main, *bytes.Buffer, *bytes.Buffer) {
+	var out, errb bytes.Buffer
+	var environ []string
+	for k, v := range env {
+		environ = append(environ, k+"="+v)
+	}
+	return &Main{
+		Stdin:             strings.NewReader(""),
+		Stdout:            &out,
+		Stderr:            &errb,
+		Environ:           func() []string { return environ },
+		DefaultConfigPath: filepath.Join(t.TempDir(), "absent.yaml"),
+	}, &out, &errb
+}
+
+// runMain runs a command line on m, bounded in time.
+func runMain(m *Main, args ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	return m.Run(ctx, args)
+}
+
+// mirrord runs a command line in process.
+func mirrord(t *testing.T, env map[string]string, args ...string) result {
+	t.Helper()
+	m, out, errb := newMain(t, env)
+	err := runMain(m, args...)
+	return result{out.String(), errb.String(), ExitCode(err), err}
+}
+
+func mirrordDefaultConfig(t *testing.T, path string, args ...string) result {
+	t.Helper()
+	m, out, errb := newMain(t, nil)
+	m.DefaultConfigPath = path
+	err := runMain(m, args...)
+	return result{out.String(), errb.String(), ExitCode(err), err}
+}
+
+func (r result) msg() string {
+	if r.err == nil {
+		return ""
+	}
+	return r.err.Error()
+}
+
+func writeFile(t *testing.T, path, content string) string {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestExitCodesAndMessages(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		code int
+		msg  string // substring of the error
+	}{
+		{"help", nil, []string{"--help"}, 0, ""},
+		{"unknown command", nil, []string{"bogus"}, 2, `unknown command "bogus"`},
+		{"unknown flag", nil, []string{"keys", "--bogus"}, 2, "unknown flag: --bogus"},
+		{"wrong arg count", nil, []string{"get"}, 2, "accepts 1 arg"},
+		{"missing store", nil, []string{"get", "k"}, 2, `missing required setting "store"`},
+		{"bad log level", nil, []string{"keys", "--store", dir, "--log-level", "loud"}, 2, `"log-level"`},
+		{"bad log format env", map[string]string{"MIRRORD_LOG_FORMAT": "xml"}, []string{"keys", "--store", dir}, 2, "MIRRORD_LOG_FORMAT"},
+		{"unknown env", map[string]string{"MIRRORD_STROE": "x"}, []string{"keys", "--store", dir}, 2, `MIRRORD_STROE names no setting (did you mean "store"?)`},
+		{"store absent", nil, []string{"get", "k", "--store", filepath.Join(dir, "nope")}, 1, "does not exist"},
+		{"config absent", nil, []string{"keys", "--config", filepath.Join(dir, "nope.yaml")}, 2, "nope.yaml"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := mirrord(t, tc.env, tc.args...)
+			if r.code != tc.code {
+				t.Fatalf("exit %d, want %d (err %v)", r.code, tc.code, r.err)
+			}
+			if !strings.Contains(r.msg(), tc.msg) {
+				t.Fatalf("error %q does not contain %q", r.msg(), tc.msg)
+			}
+			if strings.Contains(r.msg(), "\n") {
+				t.Fatalf("error is more than one line: %q", r.msg())
+			}
+		})
+	}
+	// A query on an absent store must not create it.
+	if _, err := os.Stat(filepath.Join(dir, "nope")); !os.IsNotExist(err) {
+		t.Fatalf("a query created the store directory: %v", err)
+	}
+}
+
+func configValue(t *testing.T, r result, key string) (value, source string) {
+	t.Helper()
+	if r.code != 0 {
+		t.Fatalf("config: exit %d: %v", r.code, r.err)
+	}
+	for _, line := range strings.Split(r.stdout, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 3 && f[0] == key {
+			return f[1], strings.Join(f[2:], " ")
+		}
+	}
+	t.Fatalf("no %s in config output:\n%s", key, r.stdout)
+	return "", ""
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := writeFile(t, filepath.Join(dir, "c.yaml"), "store: /from-file\nlog-level: warn\n")
+	env := map[string]string{"MIRRORD_CONFIG": file}
+
+	v, src := configValue(t, mirrord(t, env, "config"), "store")
+	if v != "/from-file" || src != "file" {
+		t.Fatalf("file only: %s from %s", v, src)
+	}
+	env["MIRRORD_STORE"] = "/from-env"
+	v, src = configValue(t, mirrord(t, env, "config"), "store")
+	if v != "/from-env" || src != "env MIRRORD_STORE" {
+		t.Fatalf("env over file: %s from %s", v, src)
+	}
+	v, src = configValue(t, mirrord(t, env, "config", "--store", "/from-flag"), "store")
+	if v != "/from-flag" || src != "flag --store" {
+		t.Fatalf("flag over env: %s from %s", v, src)
+	}
+	v, src = configValue(t, mirrord(t, env, "config"), "log-format")
+	if v != "auto" || src != "default" {
+		t.Fatalf("default: %s from %s", v, src)
+	}
+	v, _ = configValue(t, mirrord(t, env, "config"), "log-level")
+	if v != "warn" {
+		t.Fatalf("file log-level: %s", v)
+	}
+	// --config beats MIRRORD_CONFIG.
+	other := writeFile(t, filepath.Join(dir, "o.yaml"), "store: /other\n")
+	delete(env, "MIRRORD_STORE")
+	v, _ = configValue(t, mirrord(t, env, "config", "--config", other), "store")
+	if v != "/other" {
+		t.Fatalf("--config over MIRRORD_CONFIG: %s", v)
+	}
+}
+
+func TestDefaultConfigPath(t *testing.T) {
+	dir := t.TempDir()
+	file := writeFile(t, filepath.Join(dir, "config.yaml"), "store: /default-file\n")
+	v, src := configValue(t, mirrordDefaultConfig(t, file, "config"), "store")
+	if v != "/default-file" || src != "file" {
+		t.Fatalf("default config file not read: %s from %s", v, src)
+	}
+	// Absent, it is silently skipped (unlike an explicit --config).
+	v, _ = configValue(t, mirrordDefaultConfig(t, filepath.Join(dir, "absent.yaml"), "config"), "store")
+	if v != `""` {
+		t.Fatalf("store = %s with no config file", v)
+	}
+}
+
+func TestConfigFileErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ name, content, msg string }{
+		{"unknown key", "stroe: /x\n", `unknown setting "stroe" (did you mean "store"?)`},
+		{"unrelated key", "colour: blue\n", `unknown setting "colour" (settings: `},
+		{"nested unknown", "store:\n  path: /x\n", `unknown setting "store.path"`},
+		{"bad yaml", "store: [unclosed\n", "c.yaml"},
+		{"wrong type", "log-level: [1, 2]\n", `setting "log-level"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := writeFile(t, filepath.Join(dir, "c.yaml"), tc.content)
+			r := mirrord(t, nil, "config", "--config", file)
+			if r.code != 2 || !strings.Contains(r.msg(), tc.msg) {
+				t.Fatalf("exit %d, error %q; want 2 and %q", r.code, r.msg(), tc.msg)
+			}
+		})
+	}
+}
+
+func seedStore(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "store")
+	db, err := kv.Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Batch([]kv.Op{
+		kv.PutOp(kv.EventKey("b"), map[string]any{"id": "b", "n": 2}),
+		kv.PutOp(kv.EventKey("a"), map[string]any{"id": "a"}),
+		kv.PutOp(kv.EventKey("я"), map[string]any{"id": "я"}),
+		kv.PutOp(kv.ModifierKey("a", "x:y"), map[string]string{"value": "1"}),
+		kv.PutOp(kv.GeneratedKey("summary", "2025-01"), map[string]int{"count": 3}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestGetKeysDump(t *testing.T) {
+	store := seedStore(t)
+	env := map[string]string{"MIRRORD_STORE": store}
+
+	r := mirrord(t, env, "get", "generated:summary:2025-01")
+	if r.code != 0 || r.stdout != `{"count":3}`+"\n" {
+		t.Fatalf("get: exit %d out %q err %v", r.code, r.stdout, r.err)
+	}
+	r = mirrord(t, env, "get", "event:missing")
+	if r.code != 1 || !strings.Contains(r.msg(), `no key "event:missing"`) {
+		t.Fatalf("get missing: exit %d err %v", r.code, r.err)
+	}
+
+	r = mirrord(t, env, "keys", "event:")
+	if r.code != 0 || r.stdout != "event:a\nevent:b\nevent:я\n" {
+		t.Fatalf("keys: exit %d out %q err %v", r.code, r.stdout, r.err)
+	}
+	r = mirrord(t, env, "keys")
+	if n := strings.Count(r.stdout, "\n"); r.code != 0 || n != 5 {
+		t.Fatalf("keys (all): %d lines, exit %d", n, r.code)
+	}
+
+	r = mirrord(t, env, "dump")
+	if r.code != 0 {
+		t.Fatalf("dump: %v", r.err)
+	}
+	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+	wantKeys := []string{"event:a", "event:b", "event:я", "generated:summary:2025-01", "modifier:a:x%3Ay"}
+	if len(lines) != len(wantKeys) {
+		t.Fatalf("dump: %d lines, want %d:\n%s", len(lines), len(wantKeys), r.stdout)
+	}
+	for i, line := range lines {
+		var rec struct {
+			Key   string          `json:"key"`
+			Value json.RawMessage `json:"value"`
+		}
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("dump line %q is not JSON: %v", line, err)
+		}
+		if rec.Key != wantKeys[i] {
+			t.Fatalf("dump line %d key %q, want %q", i, rec.Key, wantKeys[i])
+		}
+	}
+	r = mirrord(t, env, "dump", "modifier:")
+	if r.stdout != `{"key":"modifier:a:x%3Ay","value":{"value":"1"}}`+"\n" {
+		t.Fatalf("dump modifier: %q", r.stdout)
+	}
+}
+
+func TestQueryOnLockedStore(t *testing.T) {
+	store := seedStore(t)
+	db, err := kv.Open(store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	r := mirrord(t, map[string]string{"MIRRORD_STORE": store}, "keys")
+	if r.code != 1 || !strings.Contains(r.msg(), "locked") || !strings.Contains(r.msg(), store) {
+		t.Fatalf("locked store: exit %d err %q", r.code, r.msg())
+	}
+}
+
+func TestVersionAndCompletion(t *testing.T) {
+	r := mirrord(t, nil, "version")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "mirrord ") || !strings.Contains(r.stdout, "pebble") {
+		t.Fatalf("version: %q %v", r.stdout, r.err)
+	}
+	r = mirrord(t, nil, "--version")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "mirrord ") {
+		t.Fatalf("--version: %q %v", r.stdout, r.err)
+	}
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		r = mirrord(t, nil, "completion", sh)
+		if r.code != 0 || !strings.Contains(r.stdout, "mirrord") {
+			t.Fatalf("completion %s: exit %d", sh, r.code)
+		}
+	}
+}
