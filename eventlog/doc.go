@@ -1,0 +1,23 @@
+// Package eventlog reads and writes the event log of DESIGN §1: a UTF-8
+// file holding a stream of JSON values (not JSON Lines), each event written
+// by the application as JSON.stringify(event, null, "\t") plus "\n".
+//
+// The Decoder streams a log, or its tail from a byte offset, and yields one
+// Entry per value: a valid event (decoded id, compacted object, modifiers,
+// byte offsets and line), an invalid entry (offset, line, field and reason;
+// it never stops the rest of the log), or, last, an incomplete tail when
+// the input ends inside a value, which is how a writer caught mid-append
+// looks and is not an error. Text that is not JSON is skipped up to the
+// next line that starts with '{'. The decoder holds at most one value in
+// memory, bounded by Options.MaxValueSize.
+//
+// Decoding a file whole, or decoding its first part and then its tail from
+// the End of the last entry, yields the same entries: that is what lets the
+// mirror resume exactly where it stopped.
+//
+// AppendFile, RewriteFile, Format and Encoder write events byte for byte as
+// the application does (appends, and the in-place rewrite that deletes).
+// Event is the decoded form for programs (generators, tests): it keeps
+// unknown fields and key order, so decoding and re-encoding an event gives
+// back the application's bytes.
+package eventlog

@@ -1,0 +1,321 @@
+package eventlog
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/mirrord/mirrord/internal/jsonx"
+)
+
+// The fields DESIGN §1 names, in the order their rules are checked (so the
+// field an invalid entry reports is deterministic).
+const (
+	fID = iota
+	fDate
+	fOriginal
+	fInput
+	fType
+	fDescription
+	fCreator
+	fModifiers
+	nFields
+)
+
+var fieldNames = [nFields]string{"id", "date", "original", "input", "type", "description", "creator", "modifiers"}
+
+// quotedNames are the field names as JSON tokens, for comparing a key
+// token without decoding it.
+var quotedNames = func() (q [nFields][]byte) {
+	for i, n := range fieldNames {
+		q[i] = []byte(`"` + n + `"`)
+	}
+	return q
+}()
+
+// RawModifier is a modifier as the decoder sees it: the decoded name and
+// the value's JSON string token (quotes included), as it stands in the
+// compacted event.
+type RawModifier struct {
+	Name  []byte
+	Value []byte
+}
+
+type rawField struct {
+	name  string
+	value []byte
+}
+
+// parsed is one top-level object walked once: where each named field's
+// value is, and (when collecting, for building an Event) the key order and
+// the unknown fields.
+type parsed struct {
+	span [nFields][]byte
+	id   []byte
+	mods []RawModifier
+
+	collect bool
+	order   []string
+	extra   []rawField
+
+	buf []byte // decoded names and id
+}
+
+func (p *parsed) reset() {
+	p.span = [nFields][]byte{}
+	p.id = p.id[:0]
+	p.mods = p.mods[:0]
+	p.order = p.order[:0]
+	p.extra = p.extra[:0]
+	p.buf = p.buf[:0]
+}
+
+// valueKind names the JSON type of a value by its first byte.
+func valueKind(v []byte) string {
+	switch v[0] {
+	case '"':
+		return "a string"
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	return "a number"
+}
+
+// walkObject calls fn with the raw key token and raw value of each member
+// of the object b, which must be valid JSON starting with '{'.
+func walkObject(b []byte, fn func(key, val []byte) error) error {
+	i := jsonx.SkipSpace(b, 1)
+	if b[i] == '}' {
+		return nil
+	}
+	for {
+		kend, _, err := jsonx.ScanString(b, i)
+		if err != nil {
+			return err
+		}
+		key := b[i:kend]
+		i = jsonx.SkipSpace(b, kend) + 1 // past ':'
+		i = jsonx.SkipSpace(b, i)
+		var vend int
+		if b[i] == '"' {
+			vend, _, err = jsonx.ScanString(b, i)
+		} else {
+			vend, err = jsonx.ValueEnd(b, i)
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(key, b[i:vend]); err != nil {
+			return err
+		}
+		i = jsonx.SkipSpace(b, vend)
+		if b[i] == '}' {
+			return nil
+		}
+		i = jsonx.SkipSpace(b, i+1) // past ','
+	}
+}
+
+// keyName returns the decoded key; the common unescaped case costs no
+// decoding.
+func (p *parsed) keyName(key []byte) ([]byte, error) {
+	if bytes.IndexByte(key, '\\') < 0 {
+		return key[1 : len(key)-1], nil
+	}
+	start := len(p.buf)
+	var err error
+	p.buf, err = jsonx.AppendUnquote(p.buf, key)
+	return p.buf[start:], err
+}
+
+// parse walks the top-level object b (valid JSON).
+func (p *parsed) parse(b []byte) error {
+	p.reset()
+	if b[0] != '{' {
+		return errNotObject
+	}
+	return walkObject(b, func(key, val []byte) error {
+		for f := range nFields {
+			if bytes.Equal(key, quotedNames[f]) {
+				p.note(f, fieldNames[f], val)
+				return nil
+			}
+		}
+		name, err := p.keyName(key)
+		if err != nil {
+			return &FieldError{Field: string(name), Reason: "key " + err.Error()}
+		}
+		for f := range nFields {
+			if string(name) == fieldNames[f] {
+				p.note(f, fieldNames[f], val)
+				return nil
+			}
+		}
+		if p.collect {
+			n := string(name)
+			p.noteOrder(n)
+			p.extra = append(p.extra, rawField{n, val})
+		}
+		return nil
+	})
+}
+
+func (p *parsed) note(f int, name string, val []byte) {
+	p.span[f] = val
+	if p.collect {
+		p.noteOrder(name)
+	}
+}
+
+// noteOrder records a key at its first appearance: JSON.parse keeps a
+// repeated key at its first place (with its last value).
+func (p *parsed) noteOrder(name string) {
+	for _, k := range p.order {
+		if k == name {
+			return
+		}
+	}
+	p.order = append(p.order, name)
+}
+
+func (p *parsed) str(f int) string {
+	s, _ := jsonx.AppendUnquote(nil, p.span[f])
+	return string(s)
+}
+
+// validate checks the rules of DESIGN §1 in field order and decodes the id
+// and the modifiers.
+func (p *parsed) validate() *FieldError {
+	for f := fID; f <= fDescription; f++ {
+		v := p.span[f]
+		if v == nil {
+			return &FieldError{Field: fieldNames[f], Reason: "missing"}
+		}
+		if v[0] != '"' {
+			return &FieldError{Field: fieldNames[f], Reason: "must be a string, found " + valueKind(v)}
+		}
+	}
+	var err error
+	start := len(p.buf)
+	p.buf, err = jsonx.AppendUnquote(p.buf, p.span[fID])
+	if err != nil {
+		return &FieldError{Field: "id", Reason: err.Error()}
+	}
+	p.id = p.buf[start:]
+	if len(p.id) == 0 {
+		return &FieldError{Field: "id", Reason: "must not be empty"}
+	}
+	if reason := checkDate(p.span[fDate]); reason != "" {
+		return &FieldError{Field: "date", Reason: reason}
+	}
+	if fe := checkCreator(p.span[fCreator]); fe != nil {
+		return fe
+	}
+	return p.decodeModifiers()
+}
+
+func checkCreator(v []byte) *FieldError {
+	if v == nil {
+		return &FieldError{Field: "creator", Reason: "missing"}
+	}
+	if v[0] != '{' {
+		return &FieldError{Field: "creator", Reason: "must be an object, found " + valueKind(v)}
+	}
+	var got [3][]byte
+	names := [3]string{"name", "uuid", "version"}
+	_ = walkObject(v, func(key, val []byte) error {
+		for i, n := range names {
+			if len(key) == len(n)+2 && string(key[1:len(key)-1]) == n {
+				got[i] = val
+				return nil
+			}
+			if bytes.IndexByte(key, '\\') >= 0 {
+				if k, err := jsonx.AppendUnquote(nil, key); err == nil && string(k) == n {
+					got[i] = val
+					return nil
+				}
+			}
+		}
+		return nil
+	})
+	for i, n := range names {
+		switch {
+		case got[i] == nil:
+			return &FieldError{Field: "creator." + n, Reason: "missing"}
+		case got[i][0] != '"':
+			return &FieldError{Field: "creator." + n, Reason: "must be a string, found " + valueKind(got[i])}
+		}
+	}
+	return nil
+}
+
+// decodeModifiers checks that "modifiers", when present, is an object of
+// strings, and keeps each name once, with its last value (as JSON.parse
+// does).
+func (p *parsed) decodeModifiers() *FieldError {
+	v := p.span[fModifiers]
+	if v == nil {
+		return nil
+	}
+	if v[0] != '{' {
+		return &FieldError{Field: "modifiers", Reason: "must be an object, found " + valueKind(v)}
+	}
+	err := walkObject(v, func(key, val []byte) error {
+		name, err := p.keyName(key)
+		if err != nil {
+			return &FieldError{Field: "modifiers", Reason: fmt.Sprintf("a modifier name %s", err)}
+		}
+		if val[0] != '"' {
+			return &FieldError{Field: "modifiers." + string(name), Reason: "must be a string, found " + valueKind(val)}
+		}
+		for i := range p.mods {
+			if bytes.Equal(p.mods[i].Name, name) {
+				p.mods[i].Value = val
+				return nil
+			}
+		}
+		p.mods = append(p.mods, RawModifier{Name: name, Value: val})
+		return nil
+	})
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		return fe
+	}
+	if err != nil {
+		return &FieldError{Field: "modifiers", Reason: err.Error()}
+	}
+	return nil
+}
+
+// parseCreator walks the creator object, collecting its key order and
+// fields (for building an Event).
+func (p *parsed) parseCreator(b []byte) error {
+	p.reset()
+	p.collect = true
+	return walkObject(b, func(key, val []byte) error {
+		name, err := p.keyName(key)
+		if err != nil {
+			return &FieldError{Field: "creator", Reason: "key " + err.Error()}
+		}
+		n := string(name)
+		p.noteOrder(n)
+		p.extra = append(p.extra, rawField{n, val})
+		return nil
+	})
+}
+
+func (p *parsed) cstr(name string) string {
+	for i := len(p.extra) - 1; i >= 0; i-- {
+		if p.extra[i].name == name {
+			s, _ := jsonx.AppendUnquote(nil, p.extra[i].value)
+			return string(s)
+		}
+	}
+	return ""
+}
