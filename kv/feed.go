@@ -1,0 +1,32 @@
+package kv
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Change is one entry of the change feed, "mirrord:changes:{seq}": the ids
+// of the events one applied batch put or deleted, or Reset when everything
+// may have changed (a resync or a first load finished). The mirror engine
+// writes it in the same batch as the data; generators read it.
+type Change struct {
+	Seq   uint64   `json:"-"`
+	IDs   []string `json:"ids,omitempty"`
+	Reset bool     `json:"reset,omitempty"`
+}
+
+// Changes calls fn for every change-feed entry with a sequence number
+// greater than after, in order. r is the DB or a snapshot of it.
+func Changes(r Reader, after uint64, fn func(Change) error) error {
+	return r.ScanFrom(PrefixChanges, ChangeKey(after+1), func(key string, value json.RawMessage) error {
+		seq, err := ParseChangeKey(key)
+		if err != nil {
+			return err
+		}
+		c := Change{Seq: seq}
+		if err := json.Unmarshal(value, &c); err != nil {
+			return fmt.Errorf("change-feed entry %s: %w", key, err)
+		}
+		return fn(c)
+	})
+}
