@@ -23,6 +23,8 @@ type Main struct {
 	// DefaultConfigPath is read when neither --config nor MIRRORD_CONFIG
 	// names a file, if it exists. Default: /etc/mirrord/config.yaml.
 	DefaultConfigPath string
+	// Exit ends the process at once (a second SIGTERM). Default: os.Exit.
+	Exit func(int)
 }
 
 // NewMain returns a Main wired to the process.
@@ -33,7 +35,15 @@ func NewMain() *Main {
 		Stderr:            os.Stderr,
 		Environ:           os.Environ,
 		DefaultConfigPath: "/etc/mirrord/config.yaml",
+		Exit:              os.Exit,
 	}
+}
+
+func (m *Main) exit(code int) {
+	if m.Exit == nil {
+		os.Exit(code)
+	}
+	m.Exit(code)
 }
 
 func (m *Main) getenv(k string) string {
@@ -108,6 +118,10 @@ over the environment, which wins over the file.`,
 	root.AddCommand(
 		m.versionCommand(),
 		m.configCommand(),
+		m.runCommand(),
+		m.syncCommand(),
+		m.verifyCommand(),
+		m.statusCommand(),
 		m.getCommand(),
 		m.keysCommand(),
 		m.dumpCommand(),

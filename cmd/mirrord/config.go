@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,7 +34,14 @@ var settings = []setting{
 	{key: "store", def: "", usage: "directory of the mirror's Pebble store", global: true},
 	{key: "log-level", def: "info", usage: "log level: debug, info, warn or error", global: true},
 	{key: "log-format", def: "auto", usage: "log format: auto (colours on a terminal, plain under journald), text or json", global: true},
+	{key: "settle", def: 300 * time.Millisecond, usage: "how long the log must stay unchanged before a full reconcile reads it"},
+	{key: "debounce", def: 5 * time.Millisecond, usage: "shortest time between two applies while following (bursts coalesce)"},
+	{key: "safety-check", def: 30 * time.Second, usage: "period of the check for changes inotify missed; 0 turns it off"},
+	{key: "max-value-size", def: "16MiB", usage: "largest value of the log; a larger one is skipped as invalid (bytes, or with KiB/MiB/GiB)"},
 }
+
+// engineKeys are the settings of the mirror engine, flags of run and sync.
+var engineKeys = []string{"settle", "debounce", "safety-check", "max-value-size"}
 
 func lookupSetting(key string) (setting, bool) {
 	for _, s := range settings {
@@ -87,6 +95,11 @@ type Config struct {
 	Store     string
 	LogLevel  string
 	LogFormat string
+
+	Settle       time.Duration
+	Debounce     time.Duration
+	SafetyCheck  time.Duration // 0: off
+	MaxValueSize int
 
 	// File is the config file that was read, or "".
 	File string
@@ -167,6 +180,21 @@ func (m *Main) loadConfig(cmd *cobra.Command) (*Config, error) {
 		return nil, err
 	}
 	if c.LogFormat, err = getChoice(v, "log-format", "auto", "text", "json"); err != nil {
+		return nil, err
+	}
+	if c.Settle, err = getDuration(v, "settle"); err != nil {
+		return nil, err
+	}
+	if c.Settle == 0 {
+		return nil, usage(fmt.Errorf("%s: must be greater than 0 (a reconcile must never read a file caught mid-write)", source(v, "settle")))
+	}
+	if c.Debounce, err = getDuration(v, "debounce"); err != nil {
+		return nil, err
+	}
+	if c.SafetyCheck, err = getDuration(v, "safety-check"); err != nil {
+		return nil, err
+	}
+	if c.MaxValueSize, err = getSize(v, "max-value-size"); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -318,6 +346,37 @@ func getDuration(v *viper.Viper, key string) (time.Duration, error) {
 		}
 	}
 	return 0, usage(fmt.Errorf("%s: %v is not a duration (give a unit: 300ms, 30s)", source(v, key), v.Get(key)))
+}
+
+// getSize accepts a number of bytes or a number with a unit: KiB, MiB,
+// GiB (powers of 1024) or KB, MB, GB (powers of 1000).
+func getSize(v *viper.Viper, key string) (int, error) {
+	raw := fmt.Sprint(v.Get(key))
+	n, err := parseSize(raw)
+	if err != nil || n <= 0 {
+		return 0, usage(fmt.Errorf("%s: %q is not a size (examples: 16MiB, 1048576)", source(v, key), raw))
+	}
+	return n, nil
+}
+
+func parseSize(s string) (int, error) {
+	s = strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   int
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+	mult := 1
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n > (1<<31)/mult {
+		return 0, fmt.Errorf("not a size")
+	}
+	return n * mult, nil
 }
 
 // require checks that every setting named is set.

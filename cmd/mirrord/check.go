@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mirrord/mirrord/mirror"
+	"github.com/spf13/cobra"
+)
+
+func (m *Main) verifyCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "verify",
+		Short: "Check that the store equals what the event log says (exit 0 only then)",
+		Long: `Re-derive the events and modifiers the store should hold from the event log
+and compare them with the store. Exit 0 when they are identical; exit 1 with a
+summary of the missing, extra and differing keys otherwise. Values are
+compared as JSON: key order and number spelling do not matter.`,
+		Args: cobra.NoArgs,
+		RunE: m.action([]string{"eventlog", "store"}, func(ctx context.Context, e *env, _ []string) (err error) {
+			db, err := openStore(e)
+			if err != nil {
+				return err
+			}
+			defer closeStore(db, &err)
+			r, err := mirror.Verify(ctx, db, e.cfg.EventLog, e.cfg.MaxValueSize)
+			if err != nil {
+				return err
+			}
+			printReport(e.out, r)
+			if !r.OK() {
+				return silentError{exitFailure}
+			}
+			return nil
+		}),
+	}
+	addFlags(cmd.Flags(), "max-value-size")
+	return cmd
+}
+
+func printReport(w io.Writer, r *mirror.Report) {
+	fmt.Fprintln(w, r.Summary())
+	list := func(what string, n int, keys []string) {
+		if n == 0 {
+			return
+		}
+		fmt.Fprintf(w, "%s (%d):\n", what, n)
+		for _, k := range keys {
+			fmt.Fprintf(w, "  %s\n", k)
+		}
+		if n > len(keys) {
+			fmt.Fprintf(w, "  ... and %d more\n", n-len(keys))
+		}
+	}
+	list("missing from the store", r.Missing, r.MissingKeys)
+	list("in the store but not in the log", r.Extra, r.ExtraKeys)
+	list("different in the store", r.Differ, r.DifferKeys)
+	list("bookkeeping out of step (run mirrord sync --once --resync)", r.Bookkeeping, r.BookkeepingKeys)
+	if r.Pending != nil {
+		fmt.Fprintf(w, "note: the log ends in an incomplete value at offset %d (line %d), not expected in the store yet\n", r.Pending.Offset, r.Pending.Line)
+	}
+}
+
+func (m *Main) statusCommand() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the checkpoint, counts and lag of the store",
+		Args:  cobra.NoArgs,
+		RunE: m.action([]string{"eventlog", "store"}, func(ctx context.Context, e *env, _ []string) (err error) {
+			db, err := openStore(e)
+			if err != nil {
+				return err
+			}
+			defer closeStore(db, &err)
+			path, _ := filepath.Abs(e.cfg.EventLog)
+			s, err := mirror.ReadStatus(db, path)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(e.out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(s)
+			}
+			printStatus(e.out, e.cfg.Store, s)
+			return nil
+		}),
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
+	return cmd
+}
+
+func printStatus(out io.Writer, store string, s mirror.Status) {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	defer w.Flush()
+	switch {
+	case s.LogMissing:
+		fmt.Fprintf(w, "log\t%s (missing)\n", s.Path)
+	default:
+		fmt.Fprintf(w, "log\t%s (%d bytes)\n", s.Path, s.LogSize)
+	}
+	fmt.Fprintf(w, "store\t%s\n", store)
+	cp := s.Checkpoint
+	if cp == nil {
+		fmt.Fprintf(w, "state\tnothing mirrored yet (run mirrord sync --once)\n")
+		return
+	}
+	fmt.Fprintf(w, "checkpoint\toffset %d (line %d) of file %d:%d, change %d\n", cp.Offset, cp.Line, cp.Dev, cp.Ino, cp.Seq)
+	fmt.Fprintf(w, "last apply\t%s (%s ago)\n", cp.AppliedAt.Local().Format(time.DateTime), time.Since(cp.AppliedAt).Round(time.Second))
+	fmt.Fprintf(w, "mirrored\t%d events, %d modifiers\n", cp.Events, cp.Modifiers)
+	fmt.Fprintf(w, "invalid\t%d entries skipped in the log\n", cp.Invalid)
+	fmt.Fprintf(w, "lag\t%d bytes\n", s.Lag)
+	state := "up to date"
+	switch {
+	case s.Resyncing:
+		state = "resync or first load in progress (not complete)"
+	case s.LogMissing:
+		state = "log missing; store kept as it is"
+	case s.Lag > 0:
+		state = "behind the log (is the daemon running?)"
+	}
+	fmt.Fprintf(w, "state\t%s\n", state)
+}
+

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/mirror"
+	"github.com/spf13/cobra"
+)
+
+// openEngine opens the store (creating it when needed) and the engine on
+// it. The caller closes the store.
+func openEngine(e *env) (*kv.DB, *mirror.Engine, error) {
+	db, err := kv.Open(e.cfg.Store, &kv.Options{Logger: e.log})
+	if err != nil {
+		return nil, nil, err
+	}
+	safety := e.cfg.SafetyCheck
+	if safety == 0 {
+		safety = -1 // off
+	}
+	eng, err := mirror.Open(db, &mirror.Options{
+		EventLog:     e.cfg.EventLog,
+		Settle:       e.cfg.Settle,
+		Debounce:     e.cfg.Debounce,
+		SafetyCheck:  safety,
+		MaxValueSize: e.cfg.MaxValueSize,
+		Logger:       e.log,
+	})
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return db, eng, nil
+}
+
+// closeStore closes the store, reporting a failure unless the command
+// already failed.
+func closeStore(db *kv.DB, err *error) {
+	if cerr := db.Close(); cerr != nil && *err == nil {
+		*err = cerr
+	}
+}
+
+func (m *Main) runCommand() *cobra.Command {
+	var resync bool
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Mirror the event log and keep following it (the daemon)",
+		Long: `Catch up with the event log, then follow it: every append, rewrite or
+replacement of the file is mirrored into the store, exactly once.
+
+On SIGINT or SIGTERM the batch in hand is finished, the store is closed
+cleanly and mirrord exits 0. A second signal exits at once; the store stays
+consistent anyway (every batch carries its own checkpoint).`,
+		Args: cobra.NoArgs,
+		RunE: m.action([]string{"eventlog", "store"}, func(ctx context.Context, e *env, _ []string) (err error) {
+			ctx, stop := m.signalContext(ctx, e.log)
+			defer stop()
+			db, eng, err := openEngine(e)
+			if err != nil {
+				return err
+			}
+			defer closeStore(db, &err)
+			if resync {
+				if err := eng.Resync(ctx); err != nil && ctx.Err() == nil {
+					return err
+				}
+			}
+			if ctx.Err() != nil {
+				e.log.Info("stopped before following the log")
+				return nil
+			}
+			err = eng.Run(ctx, func() {
+				cp := eng.Checkpoint()
+				e.log.Info("caught up; following the log", "path", eng.Path(), "events", cp.Events, "offset", cp.Offset)
+			})
+			if err == nil {
+				e.log.Info("stopped; store closed", "events", eng.Checkpoint().Events)
+			}
+			return err
+		}),
+	}
+	cmd.Flags().BoolVar(&resync, "resync", false, "rebuild the store from scratch before following")
+	addFlags(cmd.Flags(), engineKeys...)
+	return cmd
+}
+
+func (m *Main) syncCommand() *cobra.Command {
+	var resync bool
+	cmd := &cobra.Command{
+		Use:   "sync --once",
+		Short: "Bring the store up to date with the event log, then exit",
+		Long: `Bring the store up to date with the event log as it stands once it stops
+changing (a rewrite in progress is waited for), then exit 0.
+
+If the log does not exist the store is kept as it is: mirrord warns and exits
+0, or exits 1 when nothing was ever mirrored (a wrong path, most likely). If
+the log ends in an incomplete value while a reconcile would delete events,
+the deletions are held and mirrord exits 1 saying where the log is cut.`,
+		Args: cobra.NoArgs,
+		RunE: m.action([]string{"eventlog", "store"}, func(ctx context.Context, e *env, _ []string) (err error) {
+			ctx, stop := m.signalContext(ctx, e.log)
+			defer stop()
+			db, eng, err := openEngine(e)
+			if err != nil {
+				return err
+			}
+			defer closeStore(db, &err)
+			if resync {
+				err = eng.Resync(ctx)
+			} else {
+				err = eng.Sync(ctx)
+			}
+			switch {
+			case errors.Is(err, mirror.ErrLogMissing) && eng.Checkpoint() != nil && eng.Checkpoint().Offset > 0:
+				e.log.Warn("the event log is missing; the store is kept as it is", "path", eng.Path())
+				return nil
+			case errors.Is(err, mirror.ErrLogMissing):
+				return fmt.Errorf("nothing to mirror: %s does not exist", eng.Path())
+			case err != nil && ctx.Err() != nil:
+				return fmt.Errorf("interrupted; the store is consistent at offset %d", eng.Checkpoint().Offset)
+			case err != nil:
+				return err
+			}
+			cp := eng.Checkpoint()
+			e.log.Info("the store is up to date", "events", cp.Events, "modifiers", cp.Modifiers, "invalid", cp.Invalid, "offset", cp.Offset)
+			return nil
+		}),
+	}
+	cmd.Flags().Bool("once", true, "catch up once and exit (the only mode of sync; to keep following the log use run)")
+	cmd.Flags().BoolVar(&resync, "resync", false, "rebuild the store from scratch")
+	addFlags(cmd.Flags(), engineKeys...)
+	return cmd
+}
+
+// signalContext cancels the returned context on the first SIGINT or
+// SIGTERM, so that the command finishes the batch in hand and closes the
+// store; a second signal exits at once.
+func (m *Main) signalContext(ctx context.Context, log *slog.Logger) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-ch:
+			log.Info("signal received; finishing the batch in hand (send it again to exit at once)", "signal", sig.String())
+			cancel()
+		case <-done:
+			return
+		}
+		select {
+		case sig := <-ch:
+			log.Warn("second signal; exiting at once (the store is consistent at its last checkpoint)", "signal", sig.String())
+			m.exit(exitFailure)
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(ch)
+		close(done)
+		cancel()
+	}
+}

@@ -1,0 +1,157 @@
+package mirror
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/mirrord/mirrord/eventlog"
+)
+
+// action is what one decision did or asks for.
+type action int
+
+const (
+	actNone      action = iota // the store already equals the log
+	actTail                    // applied what was appended
+	actReconcile               // applied the difference with a rewritten or replaced log
+	actMissing                 // the log does not exist: nothing done
+	actSettle                  // the log changed too recently to reconcile: retry after wait
+	actAgain                   // the log changed while being read: retry after wait
+	actHeld                    // deletions held: the log ends in an incomplete value
+)
+
+func (a action) String() string {
+	return [...]string{"none", "tail", "reconcile", "missing", "settle", "again", "held"}[a]
+}
+
+type stepResult struct {
+	action action
+	wait   time.Duration
+	// caughtUp: the store reflects every complete value of the log as it
+	// was read.
+	caughtUp bool
+}
+
+// step is the decision of DESIGN §5, made at start and on every change:
+// the log is missing (keep the store), or it grew from the checkpoint with
+// a matching fingerprint (tail), or anything else happened (reconcile).
+func (e *Engine) step(ctx context.Context) (stepResult, error) {
+	if err := ctx.Err(); err != nil {
+		return stepResult{}, err
+	}
+	f, err := os.Open(e.path)
+	if isNotExist(err) {
+		return e.onMissing(), nil
+	}
+	if err != nil {
+		return stepResult{}, fmt.Errorf("opening the event log: %w", err)
+	}
+	defer f.Close()
+	st, err := fstat(f)
+	if err != nil {
+		return stepResult{}, fmt.Errorf("stat of the event log: %w", err)
+	}
+	if e.missing {
+		e.log.Info("event log is back", "path", e.path)
+		e.missing = false
+	}
+	e.updateStatus(func(s *Status) { s.LogMissing = false; s.LogSize = st.Size })
+
+	if e.cp == nil {
+		if err := e.beginBulk("first load of an empty store"); err != nil {
+			return stepResult{}, err
+		}
+	}
+	if !e.reconciling {
+		ok, err := e.canTail(f, st)
+		if err != nil {
+			return stepResult{}, err
+		}
+		if ok {
+			return e.tail(ctx, f, st)
+		}
+	}
+	return e.reconcile(ctx, f, st)
+}
+
+func (e *Engine) onMissing() stepResult {
+	if !e.missing {
+		e.log.Warn("event log is missing; keeping the store as it is until it returns", "path", e.path)
+		e.missing = true
+	}
+	e.updateStatus(func(s *Status) { s.LogMissing = true })
+	return stepResult{action: actMissing}
+}
+
+// canTail reports whether the open log continues the checkpoint: same
+// file, not shorter, and the bytes before the offset hash as they did.
+// After any doubt the whole prefix is hashed, not only its tail.
+func (e *Engine) canTail(f *os.File, st fileStat) (bool, error) {
+	cp := e.cp
+	if cp.Offset == 0 {
+		return true, nil // nothing consumed: any file continues it
+	}
+	if !cp.sameFile(st) || st.Size < cp.Offset {
+		return false, nil
+	}
+	tail, err := readTail(f, cp.Offset)
+	if err != nil {
+		return false, err
+	}
+	if eventlog.TailSum64(tail) != uint64(cp.TailSum) {
+		return false, nil
+	}
+	if e.doubt {
+		sum, err := hashPrefix(f, cp.Offset)
+		if err != nil {
+			return false, err
+		}
+		if sum != uint64(cp.PrefixSum) {
+			e.log.Info("the log changed before the checkpoint", "offset", cp.Offset)
+			return false, nil
+		}
+		e.doubt = false
+		e.verified = st
+	}
+	return true, nil
+}
+
+// readTail reads the TailSize bytes before off.
+func readTail(f *os.File, off int64) ([]byte, error) {
+	start := max(0, off-eventlog.TailSize)
+	b := make([]byte, off-start)
+	if _, err := f.ReadAt(b, start); err != nil {
+		return nil, fmt.Errorf("reading the event log at %d: %w", start, err)
+	}
+	return b, nil
+}
+
+// hashPrefix hashes [0, n) of f.
+func hashPrefix(f *os.File, n int64) (uint64, error) {
+	d := xxhash.New()
+	if _, err := io.Copy(d, io.NewSectionReader(f, 0, n)); err != nil {
+		return 0, fmt.Errorf("reading the event log: %w", err)
+	}
+	return d.Sum64(), nil
+}
+
+// settled reports whether the log has been unchanged for the settle
+// interval: by its mtime, or, when the clock and the mtime disagree, by
+// what this engine observed.
+func (e *Engine) settled(st fileStat) (bool, time.Duration) {
+	now := e.opts.Now()
+	if age := now.Sub(time.Unix(0, st.MTime)); age >= e.opts.Settle {
+		return true, 0
+	}
+	if e.seen != st {
+		e.seen, e.seenAt = st, now
+	}
+	if d := now.Sub(e.seenAt); d < e.opts.Settle {
+		return false, e.opts.Settle - d
+	}
+	return true, 0
+}

@@ -1,0 +1,39 @@
+// Package mirror is mirrord's engine: it keeps a kv store identical to an
+// event log, exactly once, through anything the writing application or git
+// does to the file, and through a crash at any instant.
+//
+// # Checkpoint
+//
+// Every batch the engine writes carries, in the same atomic Pebble batch as
+// the data, a Checkpoint: the file's identity (device, inode), the offset
+// just past the last complete value applied, fingerprints of the bytes
+// before it (a hash of the last 4 KiB, and a hash of the whole prefix), the
+// change-feed sequence number and the store's counts. Data and checkpoint
+// therefore never disagree: a crash leaves the store at some earlier
+// checkpoint, and the next start continues from there.
+//
+// # The decision
+//
+// At start and on every change the engine decides (DESIGN §5): the log is
+// missing (keep the store, wait); it continues the checkpoint (same file,
+// not shorter, fingerprint matches: tail, applying only what was
+// appended); or anything else happened (rewrite, truncation, replacement by
+// rename, an edit before the offset): reconcile, which reads the whole log
+// and writes only the difference, found by comparing each event's digest
+// with the one the store keeps under mirrord:digest:{id}. A reconcile reads
+// only a log that has settled, and never deletes while the log ends in an
+// incomplete value, so a half-written rewrite never empties the mirror.
+//
+// # Following
+//
+// Run watches the log's directory with fsnotify, applies at once after a
+// quiet spell and coalesces bursts, falls back to a whole-prefix check
+// after an overflow or a watcher error, and runs a low-frequency safety
+// check for what inotify can miss. Nothing else polls.
+//
+// # Change feed
+//
+// Each batch that changes events records their ids under
+// mirrord:changes:{seq}, in the same batch, for the generators. A resync
+// or first load records one Reset entry instead, when it completes.
+package mirror

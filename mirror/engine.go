@@ -1,0 +1,263 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/mirrord/mirrord/eventlog"
+	"github.com/mirrord/mirrord/kv"
+)
+
+// Options configures an Engine. A nil *Options is invalid: EventLog is
+// required; every other field has the default its comment states.
+type Options struct {
+	// EventLog is the path of the log to mirror. Required.
+	EventLog string
+
+	// Settle is how long a log must stay unchanged (identity, size, mtime)
+	// before a full reconcile reads it: a rewrite caught half written, or
+	// git's file briefly missing, must not delete anything.
+	// Default: 300ms.
+	Settle time.Duration
+
+	// Debounce is the shortest time between two applies while following:
+	// a burst of writes becomes one apply. The first change after a quiet
+	// spell applies at once. Default: 5ms.
+	Debounce time.Duration
+
+	// SafetyCheck is the period of the low-frequency check that catches
+	// what inotify can miss (one stat and a fingerprint compare). Negative
+	// turns it off. Default: 30s.
+	SafetyCheck time.Duration
+
+	// MaxValueSize bounds one value of the log; a larger one is an invalid
+	// entry. Default: 16 MiB.
+	MaxValueSize int
+
+	// ChunkBytes bounds the event data of one applied batch, so that a
+	// large catch-up never builds one huge batch. Default: 4 MiB.
+	ChunkBytes int
+
+	// Logger receives the engine's messages. Default: slog.Default().
+	Logger *slog.Logger
+
+	// OnApply, when set, is called after every committed batch, from the
+	// goroutine that applied it. It must not block for long.
+	OnApply func(Applied)
+
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+}
+
+func (o *Options) withDefaults() (Options, error) {
+	if o == nil || o.EventLog == "" {
+		return Options{}, errors.New("mirror: Options.EventLog is required")
+	}
+	c := *o
+	if c.Settle <= 0 {
+		c.Settle = 300 * time.Millisecond
+	}
+	if c.Debounce <= 0 {
+		c.Debounce = 5 * time.Millisecond
+	}
+	if c.SafetyCheck == 0 {
+		c.SafetyCheck = 30 * time.Second
+	}
+	if c.MaxValueSize <= 0 {
+		c.MaxValueSize = eventlog.DefaultMaxValueSize
+	}
+	if c.ChunkBytes <= 0 {
+		c.ChunkBytes = 4 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c, nil
+}
+
+// Applied describes one committed batch.
+type Applied struct {
+	// Kind is "tail", "reconcile" or "bulk".
+	Kind string
+	// Seq is the change-feed sequence number of the batch (0 when the
+	// batch recorded no change).
+	Seq uint64
+	// Changed is the number of events put or deleted.
+	Changed int
+	// Puts and Deletes count the keys the batch wrote.
+	Puts, Deletes int
+	// Offset is the checkpoint after the batch; Size the log's size.
+	Offset, Size int64
+	// Events and Modifiers are the store's counts after the batch.
+	Events, Modifiers int64
+	// Invalid counts the invalid entries met by this batch.
+	Invalid int
+	// Duration is how long the batch took to build and commit.
+	Duration time.Duration
+}
+
+// Errors the engine returns, matched with errors.Is.
+var (
+	// ErrNewerStore: the store was written by a newer mirrord.
+	ErrNewerStore = errors.New("store was written by a newer mirrord")
+	// ErrForeignStore: the store holds data but no mirrord schema.
+	ErrForeignStore = errors.New("store holds data that mirrord did not write")
+	// ErrLogMissing: the log does not exist (sync --once reports it;
+	// the daemon waits for it).
+	ErrLogMissing = errors.New("event log does not exist")
+	// ErrHeld: a reconcile would delete events but the log ends in an
+	// incomplete value, so the deletions are held until it is complete.
+	ErrHeld = errors.New("deletions held: the log ends in an incomplete value")
+)
+
+// Engine mirrors one log into one store. Its methods other than Status
+// must be called from one goroutine at a time.
+type Engine struct {
+	db   *kv.DB
+	opts Options
+	path string
+	log  *slog.Logger
+
+	cp          *Checkpoint // nil: nothing mirrored yet
+	bulk        bool        // a resync or first load is in progress
+	reconciling bool        // a multi-batch reconcile is in progress
+
+	// doubt asks the next decision to verify the whole consumed prefix,
+	// not only its tail: set at start and after an overflow or a watcher
+	// error.
+	doubt bool
+	// verified is the file's stat when its whole prefix was last checked;
+	// the safety check verifies again once the file has changed since.
+	verified fileStat
+
+	// seen and seenAt: the log's stat as last observed, and when it was
+	// first observed so, for settling when mtimes cannot be trusted.
+	seen   fileStat
+	seenAt time.Time
+
+	missing bool // the log was missing at the last decision
+	held    *heldInfo
+
+	mu     sync.Mutex
+	status Status
+}
+
+// Open prepares an engine on an open store: it checks the store's schema
+// (writing it into an empty store) and loads the checkpoint.
+func Open(db *kv.DB, opts *Options) (*Engine, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(o.EventLog)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{db: db, opts: o, path: abs, log: o.Logger, doubt: true}
+	if err := e.checkSchema(); err != nil {
+		return nil, err
+	}
+	if e.cp, err = loadCheckpoint(db); err != nil {
+		return nil, err
+	}
+	if e.bulk, err = db.Get(kv.ResyncMarkerKey, nil); err != nil {
+		return nil, err
+	}
+	if e.reconciling, err = db.Get(kv.ReconcileMarkerKey, nil); err != nil {
+		return nil, err
+	}
+	e.updateStatus(func(s *Status) {})
+	return e, nil
+}
+
+// checkSchema refuses a store written by a newer mirrord, or one holding
+// data without a schema (not ours), and stamps an empty store.
+func (e *Engine) checkSchema() error {
+	var rec schemaRecord
+	found, err := e.db.Get(kv.SchemaKey, &rec)
+	if err != nil {
+		return err
+	}
+	if found {
+		if rec.Version > SchemaVersion {
+			return fmt.Errorf("%w (schema %d; this mirrord reads schema %d): upgrade mirrord, or rebuild the store with --resync: %s",
+				ErrNewerStore, rec.Version, SchemaVersion, e.db.Path())
+		}
+		return nil
+	}
+	var any bool
+	err = e.db.ScanKeys(nil, func([]byte) error { any = true; return errStop })
+	if err != nil && !errors.Is(err, errStop) {
+		return err
+	}
+	if any {
+		return fmt.Errorf("%w (no %s key): move %s aside, or rebuild it with --resync", ErrForeignStore, kv.SchemaKey, e.db.Path())
+	}
+	return e.db.Put(kv.SchemaKey, schemaRecord{Version: SchemaVersion})
+}
+
+var errStop = errors.New("stop")
+
+// Path returns the absolute path of the log.
+func (e *Engine) Path() string { return e.path }
+
+// Checkpoint returns a copy of the current checkpoint (nil when nothing
+// has been mirrored yet).
+func (e *Engine) Checkpoint() *Checkpoint {
+	if e.cp == nil {
+		return nil
+	}
+	c := *e.cp
+	return &c
+}
+
+// Sync brings the store up to date with the log as it stands once the log
+// stops changing, then returns: the engine of "mirrord sync --once". It
+// waits for a rewrite to settle, returns ErrLogMissing when the log does
+// not exist (keeping the store), and ErrHeld when deletions must wait for
+// the log to end in a complete value.
+func (e *Engine) Sync(ctx context.Context) error {
+	for {
+		res, err := e.step(ctx)
+		if err != nil {
+			return err
+		}
+		switch res.action {
+		case actMissing:
+			return fmt.Errorf("%w: %s (the store is kept as it is)", ErrLogMissing, e.path)
+		case actHeld:
+			return fmt.Errorf("%w at offset %d (line %d) of %s; %d deletions wait until it is complete",
+				ErrHeld, e.held.offset, e.held.line, e.path, e.held.deletes)
+		case actSettle, actAgain:
+			if err := sleep(ctx, res.wait); err != nil {
+				return err
+			}
+			continue
+		}
+		if res.caughtUp {
+			return nil
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }

@@ -1,0 +1,175 @@
+package mirror
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/mirrord/mirrord/kv"
+)
+
+// running is an engine following its log in a goroutine.
+type running struct {
+	cancel  context.CancelFunc
+	done    chan error
+	stopped bool
+}
+
+func (h *harness) run() *running {
+	h.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{cancel: cancel, done: make(chan error, 1)}
+	ready := make(chan struct{})
+	go func() { r.done <- h.e.Run(ctx, func() { close(ready) }) }()
+	select {
+	case <-ready:
+	case err := <-r.done:
+		h.t.Fatalf("Run ended before it was ready: %v", err)
+	case <-time.After(30 * time.Second):
+		h.t.Fatal("Run not ready after 30s")
+	}
+	h.t.Cleanup(func() { r.stop(h.t) })
+	return r
+}
+
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	if r.stopped {
+		return
+	}
+	r.stopped = true
+	r.cancel()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return within 30s of cancellation")
+	}
+}
+
+// eventually waits until the store holds exactly the model's ids (read
+// through a snapshot, as an in-process reader would), or fails after the
+// deadline.
+func (h *harness) eventually(what string) {
+	h.t.Helper()
+	want := h.modelIDs()
+	slices.Sort(want)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := h.storedIDs()
+		if slices.Equal(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("%s: after 10s the store holds %d events, want %d", what, len(got), len(want))
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func (h *harness) storedIDs() []string {
+	snap, err := h.db.Snapshot()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer snap.Close()
+	keys, err := snap.Keys(kv.PrefixEvent)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		p, _ := kv.ParseKey(k)
+		ids[i] = p.ID
+	}
+	return ids
+}
+
+func TestFollow(t *testing.T) {
+	h := newHarness(t, func(o *Options) { realClock(o); o.Settle = 30 * time.Millisecond })
+	h.appendEvents(h.newEvents(20)...)
+	h.age()
+	r := h.run()
+	h.eventually("initial catch-up")
+
+	for i := 0; i < 5; i++ {
+		h.appendEvents(h.newEvents(1)...)
+		h.eventually("single append")
+	}
+	h.appendEvents(h.newEvents(50)...)
+	h.eventually("burst of appends")
+	h.rewrite(without(h.evs, 7))
+	h.eventually("in-place rewrite deleting one")
+	h.replace(append(without(h.evs, 0), h.newEvents(2)...))
+	h.eventually("rename-replace")
+	if err := os.Remove(h.path); err != nil {
+		t.Fatal(err)
+	}
+	h.rewrite(h.evs[5:])
+	h.eventually("remove and recreate")
+
+	r.stop(t)
+	h.verify()
+}
+
+// What inotify cannot see (a write through a hard link in another
+// directory) is caught by the safety check.
+func TestSafetyCheckCatchesUnseenChanges(t *testing.T) {
+	h := newHarness(t, func(o *Options) { realClock(o); o.SafetyCheck = 40 * time.Millisecond })
+	h.appendEvents(h.newEvents(10)...)
+	h.age()
+	other := filepath.Join(t.TempDir(), "link.json")
+	if err := os.Link(h.path, other); err != nil {
+		t.Skipf("hard links not supported here: %v", err)
+	}
+	h.run()
+	h.eventually("initial catch-up")
+	more := h.newEvents(3)
+	savedPath := h.path
+	h.path = other // append through the other name: no event in the watched directory
+	h.appendEvents(more...)
+	h.path = savedPath
+	h.eventually("change made through a hard link elsewhere")
+}
+
+// A symlinked log is followed where it points, and re-pointing the link
+// is a replacement.
+func TestSymlinkedLog(t *testing.T) {
+	h := newHarness(t, func(o *Options) { realClock(o); o.Settle = 30 * time.Millisecond })
+	targets := t.TempDir()
+	a, b := filepath.Join(targets, "a.json"), filepath.Join(targets, "b.json")
+	evsA, evsB := h.newEvents(5), h.newEvents(7)
+	real := h.path
+	h.path = a
+	h.appendEvents(evsA...)
+	h.path = b
+	h.evs = nil
+	h.appendEvents(evsB...)
+	h.path = real
+	if err := os.Symlink(a, real); err != nil {
+		t.Fatal(err)
+	}
+	h.evs = evsA
+	h.run()
+	h.eventually("through the symlink")
+	// A write to the target, in its own directory.
+	h.path = a
+	h.appendEvents(h.newEvents(2)...)
+	h.path = real
+	h.eventually("append to the symlink's target")
+	// Re-point the link (atomically, as a deploy would).
+	tmp := filepath.Join(h.dir, "link.tmp")
+	if err := os.Symlink(b, tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, real); err != nil {
+		t.Fatal(err)
+	}
+	h.evs = evsB
+	h.eventually("re-pointed symlink")
+}

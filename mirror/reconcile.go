@@ -1,0 +1,264 @@
+package mirror
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/mirrord/mirrord/eventlog"
+	"github.com/mirrord/mirrord/kv"
+)
+
+// stored is one event of the store, as its digest records it.
+type stored struct {
+	digest uint64
+	seen   bool
+	want   desired
+}
+
+// desired is the last valid occurrence of an event in the log.
+type desired struct {
+	digest uint64
+	off    int64
+	n      int64
+	mods   int
+}
+
+// heldInfo describes deletions held back because the log ends in an
+// incomplete value.
+type heldInfo struct {
+	offset  int64
+	line    int
+	deletes int
+}
+
+// reconcile makes the store equal to a log that is not a continuation of
+// the checkpoint. It reads the whole log and compares each event's digest
+// with the digest the store keeps (mirrord:digest:{id}), so it reads no
+// stored value and writes only the difference: deleting one event of a
+// million writes a handful of keys.
+func (e *Engine) reconcile(ctx context.Context, f *os.File, st fileStat) (stepResult, error) {
+	if ok, wait := e.settled(st); !ok {
+		e.log.Debug("the log changed recently; reconciling once it settles", "path", e.path, "wait", wait)
+		return stepResult{action: actSettle, wait: wait}, nil
+	}
+	started := time.Now()
+	have, err := e.loadDigests()
+	if err != nil {
+		return stepResult{}, err
+	}
+
+	fp := eventlog.NewFingerprint()
+	dec := eventlog.NewDecoder(io.NewSectionReader(f, 0, maxSection), &eventlog.Options{
+		Fingerprint: fp, MaxValueSize: e.opts.MaxValueSize,
+	})
+	var (
+		fresh    = map[string]*desired{} // events the store does not have
+		esc      []byte
+		invalid  invalidReporter
+		nInvalid int
+		pending  *eventlog.Entry
+	)
+	for {
+		if err := ctx.Err(); err != nil {
+			return stepResult{}, err
+		}
+		ent, err := dec.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return stepResult{}, fmt.Errorf("reading the event log: %w", err)
+		}
+		switch ent.Kind {
+		case eventlog.KindEvent:
+			esc = kv.AppendDigestKey(esc[:0], ent.ID)
+			d := desired{digest: xxhash.Sum64(ent.Raw), off: ent.Offset, n: ent.End - ent.Offset, mods: len(ent.Modifiers)}
+			if s, ok := have[string(esc)]; ok {
+				s.seen, s.want = true, d
+			} else if p, ok := fresh[string(esc)]; ok {
+				*p = d
+			} else {
+				fresh[string(esc)] = &d
+			}
+		case eventlog.KindInvalid:
+			invalid.report(e.log, e.path, ent)
+			nInvalid++
+		case eventlog.KindIncomplete:
+			p := *ent
+			pending = &p
+		}
+	}
+	invalid.summary(e.log, e.path)
+	end, endLine := dec.Consumed()
+
+	// The log must not have changed while it was read.
+	after, err := statFile(e.path)
+	fafter, ferr := fstat(f)
+	if err != nil || ferr != nil || after != st || fafter != st {
+		e.log.Debug("the log changed while being read; reading it again once it settles", "path", e.path)
+		return stepResult{action: actAgain, wait: e.opts.Settle}, nil
+	}
+
+	var puts []desired
+	var deletes [][]byte
+	var events, mods int64
+	for k, s := range have {
+		switch {
+		case !s.seen:
+			id, err := unescapedID(k)
+			if err != nil {
+				return stepResult{}, err
+			}
+			deletes = append(deletes, id)
+		case s.want.digest != s.digest:
+			puts = append(puts, s.want)
+		}
+		if s.seen {
+			events++
+			mods += int64(s.want.mods)
+		}
+	}
+	for _, d := range fresh {
+		puts = append(puts, *d)
+		events++
+		mods += int64(d.mods)
+	}
+
+	if len(deletes) > 0 && pending != nil {
+		e.held = &heldInfo{offset: pending.Offset, line: pending.Line, deletes: len(deletes)}
+		e.log.Warn("the log ends in an incomplete value: holding deletions until it is complete",
+			"path", e.path, "offset", pending.Offset, "line", pending.Line, "deletions", len(deletes))
+		e.updateStatus(func(s *Status) { s.Held = len(deletes) })
+		return stepResult{action: actHeld}, nil
+	}
+	e.held = nil
+	e.updateStatus(func(s *Status) { s.Held = 0 })
+
+	next := *e.cp
+	next.Dev, next.Ino = st.Dev, st.Ino
+	next.Offset, next.Line = end, endLine
+	next.TailSum, next.PrefixSum, next.State = hash64(fp.TailSum64()), hash64(fp.Sum64()), fp.State()
+	next.Size, next.MTime = st.Size, st.MTime
+	next.Invalid = 0
+	// The counts are recomputed from the log, not adjusted: a reconcile
+	// also repairs them.
+	next.Events, next.Modifiers = e.cp.Events, e.cp.Modifiers
+	if err := e.writeDiff(f, puts, deletes, next, nInvalid, started); errors.Is(err, errChangedUnderfoot) {
+		e.log.Debug("the log changed while being reconciled; reading it again once it settles", "path", e.path)
+		return stepResult{action: actAgain, wait: e.opts.Settle}, nil
+	} else if err != nil {
+		return stepResult{}, err
+	}
+	if e.cp.Events != events || e.cp.Modifiers != mods {
+		e.log.Warn("store counts disagreed with the log; corrected", "events", events, "modifiers", mods)
+		cp := *e.cp
+		cp.Events, cp.Modifiers = events, mods
+		if _, err := e.commit(&batch{kind: "reconcile", cp: cp, started: time.Now()}); err != nil {
+			return stepResult{}, err
+		}
+	}
+	e.doubt = false
+	e.verified = st
+	e.log.Info("reconciled the log", "path", e.path, "puts", len(puts), "deletes", len(deletes),
+		"events", e.cp.Events, "took", time.Since(started).Round(time.Millisecond))
+	res, err := e.caughtUp(st, pending)
+	res.action = actReconcile
+	return res, err
+}
+
+// loadDigests reads mirrord:digest:* into memory: one small entry per
+// stored event, keyed by the digest key.
+func (e *Engine) loadDigests() (map[string]*stored, error) {
+	have := map[string]*stored{}
+	err := e.db.ScanRaw([]byte(kv.PrefixDigest), func(k, v []byte) error {
+		h, ok := parseDigestValue(v)
+		if !ok {
+			h = 0 // unreadable: treated as different, so the event is rewritten
+		}
+		have[string(k)] = &stored{digest: h}
+		return nil
+	})
+	return have, err
+}
+
+// unescapedID returns the event id of a digest key.
+func unescapedID(digestKey string) ([]byte, error) {
+	id, err := kv.UnescapeSegment(digestKey[len(kv.PrefixDigest):])
+	if err != nil {
+		return nil, fmt.Errorf("bookkeeping key %q: %w", digestKey, err)
+	}
+	return []byte(id), nil
+}
+
+// writeDiff writes the puts (re-read from the log by offset, and checked
+// against the digest computed while scanning) and the deletes in bounded
+// batches. A diff that needs more than one batch is bracketed by the
+// reconcile marker, so that a crash in between makes the next start
+// reconcile again instead of trusting a half-applied state.
+func (e *Engine) writeDiff(f *os.File, puts []desired, deletes [][]byte, final Checkpoint, invalid int, started time.Time) error {
+	var ups []upsert
+	size := 0
+	multi := false
+	flush := func(last bool) error {
+		b := &batch{kind: "reconcile", upserts: ups, cp: *e.cp, started: started}
+		if last {
+			b.deletes = deletes
+			b.cp = final
+			b.invalid = invalid
+			b.clearReconcileMarker = e.reconciling || multi
+		} else if !multi {
+			multi = true
+			b.setReconcileMarker = true
+		}
+		b.cp.Events, b.cp.Modifiers = e.cp.Events, e.cp.Modifiers
+		if last {
+			b.cp.Invalid = 0
+		}
+		_, err := e.commit(b)
+		ups, size = nil, 0
+		return err
+	}
+	for _, d := range puts {
+		u, err := readEvent(f, d, e.opts.MaxValueSize)
+		if err != nil {
+			return err
+		}
+		ups = append(ups, u)
+		size += len(u.raw)
+		if size >= e.opts.ChunkBytes {
+			if err := flush(false); err != nil {
+				return err
+			}
+		}
+	}
+	return flush(true)
+}
+
+// errChangedUnderfoot: a value re-read from the log is not what the scan
+// saw there.
+var errChangedUnderfoot = errors.New("the log changed while being reconciled")
+
+// readEvent reads back one event found by a scan and checks that it is
+// still what the scan saw.
+func readEvent(f *os.File, d desired, maxSize int) (upsert, error) {
+	buf := make([]byte, d.n)
+	if _, err := f.ReadAt(buf, d.off); err != nil {
+		return upsert{}, fmt.Errorf("reading the event log at %d: %w", d.off, err)
+	}
+	dec := eventlog.NewDecoder(bytes.NewReader(buf), &eventlog.Options{Offset: d.off, MaxValueSize: maxSize})
+	ent, err := dec.Next()
+	if err != nil || ent.Kind != eventlog.KindEvent || xxhash.Sum64(ent.Raw) != d.digest {
+		return upsert{}, fmt.Errorf("%w (at offset %d)", errChangedUnderfoot, d.off)
+	}
+	u := upsert{id: bytes.Clone(ent.ID), raw: bytes.Clone(ent.Raw)}
+	for _, m := range ent.Modifiers {
+		u.mods = append(u.mods, eventlog.RawModifier{Name: bytes.Clone(m.Name), Value: bytes.Clone(m.Value)})
+	}
+	return u, nil
+}

@@ -1,0 +1,68 @@
+package mirror
+
+import (
+	"context"
+	"time"
+
+	"github.com/mirrord/mirrord/kv"
+)
+
+// A bulk load (a resync, or the first load of an empty store) runs behind
+// the resync marker, mirrord:resync. While it is present the store is
+// being rebuilt: batches record no change-feed entries, and the batch
+// that reaches the end of the log removes the marker and records one
+// "reset" entry, which tells every generator to rebuild. A crash in
+// between leaves the marker, so the store never looks finished when it is
+// not; the next start continues the load from its checkpoint.
+
+// beginBulk marks the start of a first load on an empty store.
+func (e *Engine) beginBulk(reason string) error {
+	wb := e.db.NewWriteBatch()
+	defer wb.Close()
+	now := e.opts.Now().UTC()
+	wb.Put(kv.ResyncMarkerKey, markerRecord{Started: now, Reason: reason})
+	cp := Checkpoint{Line: 1, AppliedAt: now}
+	if e.cp != nil {
+		cp.Seq = e.cp.Seq // sequence numbers never go back
+	}
+	wb.Put(kv.CheckpointKey, &cp)
+	if err := wb.Commit(); err != nil {
+		return err
+	}
+	e.cp, e.bulk, e.reconciling = &cp, true, false
+	e.log.Info("loading the log into the store", "path", e.path, "reason", reason)
+	return nil
+}
+
+// Resync rebuilds the store from scratch: it removes every event,
+// modifier, generated value and the bookkeeping (all in one batch, with
+// the resync marker set), then mirrors the whole log in bounded batches.
+// Like Sync, it returns once the store reflects the log.
+func (e *Engine) Resync(ctx context.Context) error {
+	wb := e.db.NewWriteBatch()
+	defer wb.Close()
+	for _, p := range []string{kv.PrefixEvent, kv.PrefixModifier, kv.PrefixGenerated,
+		kv.PrefixDigest, kv.PrefixChanges, kv.PrefixGeneratorState} {
+		wb.DeletePrefix(p)
+	}
+	wb.Delete([]byte(kv.ReconcileMarkerKey))
+	now := e.opts.Now().UTC()
+	wb.Put(kv.ResyncMarkerKey, markerRecord{Started: now, Reason: "--resync"})
+	cp := Checkpoint{Line: 1, AppliedAt: now}
+	if e.cp != nil {
+		cp.Seq = e.cp.Seq
+	}
+	wb.Put(kv.CheckpointKey, &cp)
+	if err := wb.Commit(); err != nil {
+		return err
+	}
+	e.cp, e.bulk, e.reconciling, e.held = &cp, true, false, nil
+	e.log.Info("resync: the store was cleared; mirroring the whole log", "path", e.path)
+	started := time.Now()
+	if err := e.Sync(ctx); err != nil {
+		return err
+	}
+	e.log.Info("resync complete", "events", e.cp.Events, "modifiers", e.cp.Modifiers,
+		"invalid", e.cp.Invalid, "took", time.Since(started).Round(time.Millisecond))
+	return nil
+}

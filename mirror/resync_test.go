@@ -1,0 +1,143 @@
+package mirror
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+
+	"github.com/mirrord/mirrord/kv"
+)
+
+func feed(t *testing.T, db *kv.DB) []kv.Change {
+	t.Helper()
+	var cs []kv.Change
+	if err := kv.Changes(db, 0, func(c kv.Change) error { cs = append(cs, c); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
+func TestResyncRebuildsFromScratch(t *testing.T) {
+	h := newHarness(t, nil)
+	h.appendEvents(h.newEvents(30)...)
+	h.sync()
+	// Damage: an extra event, a wrong value, a generated value.
+	if err := h.db.Batch([]kv.Op{
+		kv.PutOp(kv.EventKey("stray"), map[string]string{"id": "stray"}),
+		kv.PutOp(kv.EventKey(h.evs[0].ID), map[string]string{"id": "wrong"}),
+		kv.PutOp(kv.GeneratedKey("summary", "2025-01"), 1),
+		kv.PutOp(kv.GeneratorStateKey("summary"), 1),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.e.Resync(h.ctx()); err != nil {
+		t.Fatal(err)
+	}
+	h.verify()
+	h.wantIDs(h.modelIDs()...)
+	for _, p := range []string{kv.PrefixGenerated, kv.PrefixGeneratorState} {
+		if keys, _ := h.db.Keys(p); len(keys) != 0 {
+			t.Fatalf("resync left %q", keys)
+		}
+	}
+	if found, _ := h.db.Get(kv.ResyncMarkerKey, nil); found {
+		t.Fatal("the resync marker remains after a complete resync")
+	}
+	cs := feed(t, h.db)
+	if len(cs) != 1 || !cs[0].Reset {
+		t.Fatalf("feed after resync: %+v, want one reset entry", cs)
+	}
+}
+
+// A resync interrupted between batches leaves its marker, so the store
+// never looks finished; the next start completes it.
+func TestInterruptedResyncIsCompletedOnNextStart(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.ChunkBytes = 2048 })
+	h.appendEvents(h.newEvents(100)...)
+	h.sync()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n := 0
+	h.e.opts.OnApply = func(Applied) {
+		if n++; n == 3 {
+			cancel()
+		}
+	}
+	if err := h.e.Resync(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted Resync: %v", err)
+	}
+	if found, _ := h.db.Get(kv.ResyncMarkerKey, nil); !found {
+		t.Fatal("an interrupted resync removed its marker")
+	}
+	st, err := ReadStatus(h.db, h.path)
+	if err != nil || !st.Resyncing {
+		t.Fatalf("status of an interrupted resync: %+v %v", st, err)
+	}
+	if keys, _ := h.db.Keys(kv.PrefixEvent); len(keys) == 0 || len(keys) >= 100 {
+		t.Fatalf("an interrupted resync holds %d events; want a partial store", len(keys))
+	}
+
+	h.db.Close()
+	h.db = nil
+	h.open()
+	h.sync()
+	h.verify()
+	if found, _ := h.db.Get(kv.ResyncMarkerKey, nil); found {
+		t.Fatal("marker remains after the resync was completed")
+	}
+	cs := feed(t, h.db)
+	if last := cs[len(cs)-1]; !last.Reset {
+		t.Fatalf("the completed resync recorded no reset: %+v", cs)
+	}
+}
+
+func TestChangeFeedRecordsChangedIDs(t *testing.T) {
+	h := newHarness(t, nil)
+	h.appendEvents(h.newEvents(5)...)
+	h.sync()
+	first := h.e.Checkpoint().Seq
+	more := h.newEvents(2)
+	h.appendEvents(more...)
+	h.sync()
+	gone := h.evs[1]
+	h.rewrite(without(h.evs, 1))
+	h.sync()
+	var got []kv.Change
+	if err := kv.Changes(h.db, first, func(c kv.Change) error { got = append(got, c); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("feed entries after seq %d: %+v", first, got)
+	}
+	if len(got[0].IDs) != 2 || got[0].IDs[0] != more[0].ID || got[0].IDs[1] != more[1].ID {
+		t.Fatalf("append entry %+v", got[0])
+	}
+	if len(got[1].IDs) != 1 || got[1].IDs[0] != gone.ID || got[1].Seq != got[0].Seq+1 {
+		t.Fatalf("delete entry %+v", got[1])
+	}
+}
+
+func TestSchemaChecks(t *testing.T) {
+	h := newHarness(t, nil)
+	h.appendEvents(h.newEvents(2)...)
+	h.sync()
+	if err := h.db.Put(kv.SchemaKey, schemaRecord{Version: SchemaVersion + 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(h.db, &h.opts); !errors.Is(err, ErrNewerStore) {
+		t.Fatalf("Open on a newer store: %v", err)
+	}
+	if err := h.db.Del(kv.SchemaKey); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(h.db, &h.opts); !errors.Is(err, ErrForeignStore) {
+		t.Fatalf("Open on a store without schema: %v", err)
+	}
+	// An empty store is stamped.
+	h2 := newHarness(t, nil)
+	var rec json.RawMessage
+	if found, _ := h2.db.Get(kv.SchemaKey, &rec); !found || string(rec) != `{"version":1}` {
+		t.Fatalf("schema of a new store: %s", rec)
+	}
+}

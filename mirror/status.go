@@ -1,0 +1,112 @@
+package mirror
+
+import (
+	"time"
+
+	"github.com/mirrord/mirrord/kv"
+)
+
+// Status is what the engine reports about itself (mirrord status, the
+// socket API, systemd STATUS= lines).
+type Status struct {
+	Path string `json:"path"`
+	// Checkpoint is the store's checkpoint (nil before the first load).
+	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
+	// LogSize is the log's size at the last decision; Lag is LogSize
+	// minus the checkpoint's offset.
+	LogSize    int64 `json:"log_size"`
+	Lag        int64 `json:"lag_bytes"`
+	LogMissing bool  `json:"log_missing,omitempty"`
+	// Resyncing: a resync or first load is in progress.
+	Resyncing bool `json:"resyncing,omitempty"`
+	// Pending describes an incomplete value at the end of the log.
+	Pending *PendingTail `json:"pending,omitempty"`
+	// Held counts deletions held because the log ends incomplete.
+	Held      int       `json:"held_deletions,omitempty"`
+	LastApply Applied   `json:"last_apply"`
+	LastError string    `json:"last_error,omitempty"`
+	Updated   time.Time `json:"updated"`
+}
+
+// PendingTail is an incomplete value at the end of the log.
+type PendingTail struct {
+	Offset int64  `json:"offset"`
+	Line   int    `json:"line"`
+	Bytes  int64  `json:"bytes"`
+	Reason string `json:"reason"`
+}
+
+// Status returns a snapshot of the engine's status. It is safe to call
+// from any goroutine.
+func (e *Engine) Status() Status {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.status
+	if s.Checkpoint != nil {
+		c := *s.Checkpoint
+		s.Checkpoint = &c
+	}
+	if s.Pending != nil {
+		p := *s.Pending
+		s.Pending = &p
+	}
+	return s
+}
+
+// updateStatus applies fn to the status and refreshes the fields derived
+// from the engine's state.
+func (e *Engine) updateStatus(fn func(*Status)) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	fn(&e.status)
+	e.status.Path = e.path
+	e.status.Resyncing = e.bulk
+	if e.cp != nil {
+		c := *e.cp
+		c.State = nil
+		e.status.Checkpoint = &c
+		e.status.Lag = max(0, e.status.LogSize-c.Offset)
+	}
+	e.status.Updated = e.opts.Now()
+}
+
+func (e *Engine) setError(err error) {
+	e.updateStatus(func(s *Status) {
+		if err == nil {
+			s.LastError = ""
+		} else {
+			s.LastError = err.Error()
+		}
+	})
+}
+
+// ReadStatus reports on a store no engine is running on: its checkpoint
+// and markers, and the log as it stands now.
+func ReadStatus(db kv.Reader, path string) (Status, error) {
+	s := Status{Path: path, Updated: time.Now()}
+	var cp Checkpoint
+	found, err := db.Get(kv.CheckpointKey, &cp)
+	if err != nil {
+		return s, err
+	}
+	if found {
+		cp.State = nil
+		s.Checkpoint = &cp
+	}
+	if s.Resyncing, err = db.Get(kv.ResyncMarkerKey, nil); err != nil {
+		return s, err
+	}
+	st, err := statFile(path)
+	switch {
+	case isNotExist(err):
+		s.LogMissing = true
+	case err != nil:
+		return s, err
+	default:
+		s.LogSize = st.Size
+		if s.Checkpoint != nil {
+			s.Lag = max(0, st.Size-s.Checkpoint.Offset)
+		}
+	}
+	return s, nil
+}
