@@ -91,10 +91,10 @@ type Options struct {
 	Line int
 	// Fingerprint, when set, receives every byte the decoder consumes, in
 	// order: each returned entry's bytes and the whitespace or text before
-	// it; never the bytes of an incomplete tail or the whitespace after
-	// the last entry. Between calls to Next it thus covers exactly
-	// [Offset, End of the last entry returned), on top of whatever it
-	// held before. Default: nil.
+	// it, and the whitespace at a clean end of the input; never the bytes
+	// of an incomplete tail. Between calls to Next it thus covers exactly
+	// [Offset, Consumed()), on top of whatever it held before.
+	// Default: nil.
 	Fingerprint *Fingerprint
 	// BufferSize is the initial read buffer. Default: 256 KiB.
 	BufferSize int
@@ -119,11 +119,13 @@ type Decoder struct {
 	rerr error
 	done bool
 
-	line    int   // line number at file offset lineAt
-	lineAt  int64 // file offset up to which newlines are counted
-	hashed  int64 // file offset up to which bytes went to fp (or spill)
-	spill   Fingerprint
-	spilled bool // spill holds fp plus bytes not yet committed
+	consumed     int64 // see Consumed
+	consumedLine int
+	line         int   // line number at file offset lineAt
+	lineAt       int64 // file offset up to which newlines are counted
+	hashed       int64 // file offset up to which bytes went to fp (or spill)
+	spill        Fingerprint
+	spilled      bool // spill holds fp plus bytes not yet committed
 
 	skipping   bool // inside a run of text or an oversized value
 	skipStart  int64
@@ -151,14 +153,16 @@ func NewDecoder(r io.Reader, opts *Options) *Decoder {
 		o.BufferSize = 256 << 10
 	}
 	return &Decoder{
-		r:      r,
-		max:    o.MaxValueSize,
-		fp:     o.Fingerprint,
-		buf:    make([]byte, o.BufferSize),
-		base:   o.Offset,
-		line:   o.Line,
-		lineAt: o.Offset,
-		hashed: o.Offset,
+		r:            r,
+		max:          o.MaxValueSize,
+		fp:           o.Fingerprint,
+		buf:          make([]byte, o.BufferSize),
+		base:         o.Offset,
+		line:         o.Line,
+		lineAt:       o.Offset,
+		hashed:       o.Offset,
+		consumed:     o.Offset,
+		consumedLine: o.Line,
 	}
 }
 
@@ -208,6 +212,12 @@ func (d *Decoder) Next() (*Entry, error) {
 		}
 		if d.pos == d.end {
 			if d.eof {
+				// A clean end: the whitespace after the last entry is
+				// consumed too, so that a log ending in "\n" is caught up
+				// to its last byte.
+				if d.rerr == nil {
+					d.commit(d.pos)
+				}
 				d.done = true
 				return nil, d.finalErr()
 			}
@@ -277,9 +287,18 @@ func (d *Decoder) lineOf(i int) int {
 	return d.line
 }
 
-// commit adds the bytes up to buffer position i to the fingerprint: they
-// belong to an entry that is being returned.
+// Consumed returns the offset up to which the input is consumed, and the
+// line number there: the End of the last entry returned or, once Next has
+// returned io.EOF without an incomplete entry, the end of the input,
+// trailing whitespace included. Resuming a decode there gives the same
+// entries as reading on. The Fingerprint covers exactly up to it.
+func (d *Decoder) Consumed() (int64, int) { return d.consumed, d.consumedLine }
+
+// commit marks the bytes up to buffer position i consumed and adds them to
+// the fingerprint: they belong to an entry being returned (or are the
+// whitespace at a clean end).
 func (d *Decoder) commit(i int) {
+	d.consumed, d.consumedLine = d.abs(i), d.lineOf(i)
 	if d.fp == nil {
 		return
 	}

@@ -127,4 +127,3 @@ func printStatus(out io.Writer, store string, s mirror.Status) {
 	}
 	fmt.Fprintf(w, "state\t%s\n", state)
 }
-
