@@ -50,7 +50,8 @@ type Entry struct {
 	// of the input read).
 	End int64
 	// Line is the 1-based line number of Offset, EndLine that of End
-	// (what Options.Line must be to resume decoding at End).
+	// (what Options.Line must be to resume decoding at End; not set for
+	// KindIncomplete).
 	Line    int
 	EndLine int
 
@@ -236,6 +237,13 @@ func (d *Decoder) Next() (*Entry, error) {
 		}
 		start := d.pos
 		if !isValueStart(d.buf[start]) {
+			// The reason quotes the start of the line; read enough of it
+			// first, so that the reason does not depend on how the input
+			// happened to be read.
+			if b := d.buf[start:d.end]; len(b) < previewLen && bytes.IndexByte(b, '\n') < 0 && !d.eof {
+				d.fill(start)
+				continue
+			}
 			d.startSkip(start, fmt.Sprintf("not JSON: text starting %q", preview(d.buf[start:d.end])))
 			continue
 		}
@@ -254,10 +262,21 @@ func (d *Decoder) Next() (*Entry, error) {
 			d.fill(start)
 			continue
 		}
-		var se *jsonx.SyntaxError
-		if errors.As(err, &se) {
-			d.startSkip(start, "not JSON: "+se.Msg)
+		if se, ok := err.(*jsonx.SyntaxError); ok {
+			// An error beyond the size bound is not reached when the value
+			// is read in small pieces (it is too large first): classify by
+			// where the error is, not by what happens to be buffered.
+			if se.Offset-start > d.max {
+				d.startSkip(start, fmt.Sprintf("value larger than %d bytes (the size bound)", d.max))
+			} else {
+				d.startSkip(start, "not JSON: "+se.Msg)
+			}
 			continue
+		}
+		// A top-level number at the very end of the input may yet grow
+		// ("12" becoming "123"): like any value that may grow, it waits.
+		if vend == d.end && d.eof && isNumberStart(d.buf[start]) {
+			return d.incomplete(start, "the input ends inside a number"), nil
 		}
 		if vend-start > d.max {
 			d.startSkip(start, fmt.Sprintf("value larger than %d bytes (the size bound)", d.max))
@@ -363,12 +382,16 @@ func isValueStart(c byte) bool {
 	return c >= '0' && c <= '9'
 }
 
+func isNumberStart(c byte) bool { return c == '-' || (c >= '0' && c <= '9') }
+
+const previewLen = 24
+
 func preview(b []byte) []byte {
 	if i := bytes.IndexByte(b, '\n'); i >= 0 {
 		b = b[:i]
 	}
-	if len(b) > 24 {
-		b = b[:24]
+	if len(b) > previewLen {
+		b = b[:previewLen]
 	}
 	return b
 }

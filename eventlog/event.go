@@ -1,8 +1,10 @@
 package eventlog
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/mirrord/mirrord/internal/jsonx"
 )
@@ -83,7 +85,11 @@ func ParseEvent(b []byte) (*Event, error) {
 }
 
 // UnmarshalJSON implements json.Unmarshaler with the rules of ParseEvent.
+// A JSON null leaves the event unchanged, as encoding/json does.
 func (e *Event) UnmarshalJSON(b []byte) error {
+	if string(bytes.TrimSpace(b)) == "null" {
+		return nil
+	}
 	ev, err := ParseEvent(b)
 	if err != nil {
 		return err
@@ -92,83 +98,122 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// MarshalJSON encodes the event compactly, in its key order.
-func (e *Event) MarshalJSON() ([]byte, error) {
+// MarshalJSON encodes the event compactly, in its key order. An Extra
+// value that is not valid JSON is an error naming the field.
+func (e Event) MarshalJSON() ([]byte, error) {
+	for _, fs := range [][]Field{e.Extra, e.Creator.Extra} {
+		for _, f := range fs {
+			if f.Value != nil && !jsonx.Valid(f.Value) {
+				return nil, fmt.Errorf("eventlog: field %q holds invalid JSON", f.Name)
+			}
+		}
+	}
 	return jsonx.Compact(nil, e.AppendJS(nil))
 }
 
 // AppendJS appends the event as the application writes it:
-// JSON.stringify(event, null, "\t"), with no trailing newline.
+// JSON.stringify(event, null, "\t"), with no trailing newline. A decoded
+// event keeps the log's key order; fields added since (to Extra, or
+// modifiers where the log had none) follow it, and a removed Extra field
+// is left out. An Extra value that is nil or not valid JSON is written as
+// null (MarshalJSON reports it instead).
 func (e *Event) AppendJS(dst []byte) []byte {
-	order := e.order
-	if order == nil {
-		order = eventOrder
-		for _, f := range e.Extra {
-			order = append(order[:len(order):len(order)], f.Name)
-		}
-	}
+	order := appendMissing(e.order, eventOrder, e.Extra, func(k string) bool {
+		return k != "modifiers" || len(e.Modifiers) > 0 || e.order == nil
+	})
 	w := jsWriter{dst: dst}
 	w.open('{')
 	for _, k := range order {
-		w.key(k)
 		switch k {
 		case "id":
+			w.key(k)
 			w.str(e.ID)
 		case "date":
+			w.key(k)
 			w.str(e.Date)
 		case "original":
+			w.key(k)
 			w.str(e.Original)
 		case "input":
+			w.key(k)
 			w.str(e.Input)
 		case "type":
+			w.key(k)
 			w.str(e.Type)
 		case "description":
+			w.key(k)
 			w.str(e.Description)
 		case "modifiers":
+			w.key(k)
 			w.open('{')
 			for i, m := range e.Modifiers {
 				if shadowed(e.Modifiers, i) {
 					continue
 				}
 				w.key(m.Name)
-				w.str(m.Value)
+				w.str(lastValue(e.Modifiers, m.Name))
 			}
 			w.close('}')
 		case "creator":
+			w.key(k)
 			c := &e.Creator
-			corder := c.order
-			if corder == nil {
-				corder = creatorOrder
-				for _, f := range c.Extra {
-					corder = append(corder[:len(corder):len(corder)], f.Name)
-				}
-			}
+			corder := appendMissing(c.order, creatorOrder, c.Extra, func(string) bool { return true })
 			w.open('{')
 			for _, ck := range corder {
-				w.key(ck)
 				switch ck {
 				case "name":
+					w.key(ck)
 					w.str(c.Name)
 				case "uuid":
+					w.key(ck)
 					w.str(c.UUID)
 				case "version":
+					w.key(ck)
 					w.str(c.Version)
 				default:
-					w.raw(fieldValue(c.Extra, ck))
+					if v, ok := fieldValue(c.Extra, ck); ok {
+						w.key(ck)
+						w.raw(v)
+					}
 				}
 			}
 			w.close('}')
 		default:
-			w.raw(fieldValue(e.Extra, k))
+			if v, ok := fieldValue(e.Extra, k); ok {
+				w.key(k)
+				w.raw(v)
+			}
 		}
 	}
 	w.close('}')
 	return w.dst
 }
 
-// shadowed reports whether a later modifier has the same name as mods[i]
-// (JSON.parse keeps the last value of a repeated key, at the first key's
-// place).
+// appendMissing returns the key order to write: the decoded order (or the
+// application's order for an event built in Go), followed by the known
+// keys (where want says they are present) and Extra fields it lacks.
+func appendMissing(order, known []string, extra []Field, want func(string) bool) []string {
+	base := order
+	if base == nil {
+		base = known
+	}
+	out := base[:len(base):len(base)]
+	for _, k := range known {
+		if !slices.Contains(out, k) && want(k) {
+			out = append(out, k)
+		}
+	}
+	for _, f := range extra {
+		if !slices.Contains(out, f.Name) {
+			out = append(out, f.Name)
+		}
+	}
+	return out
+}
+
+// shadowed reports whether an earlier modifier has the same name as
+// mods[i]: JSON.parse keeps a repeated key at its first place, with its
+// last value.
 func shadowed(mods []Modifier, i int) bool {
 	for j := 0; j < i; j++ {
 		if mods[j].Name == mods[i].Name {
@@ -178,13 +223,36 @@ func shadowed(mods []Modifier, i int) bool {
 	return false
 }
 
-func fieldValue(fs []Field, name string) json.RawMessage {
-	for i := len(fs) - 1; i >= 0; i-- {
-		if fs[i].Name == name {
-			return fs[i].Value
+func lastValue(mods []Modifier, name string) string {
+	for i := len(mods) - 1; i >= 0; i-- {
+		if mods[i].Name == name {
+			return mods[i].Value
 		}
 	}
-	return json.RawMessage("null")
+	return ""
+}
+
+func fieldValue(fs []Field, name string) (json.RawMessage, bool) {
+	for i := len(fs) - 1; i >= 0; i-- {
+		if fs[i].Name == name {
+			return fs[i].Value, true
+		}
+	}
+	return nil, false
+}
+
+// dedupFields keeps each name once, at its first place with its last
+// value, as JSON.parse does.
+func dedupFields(fs []Field) []Field {
+	var out []Field
+	for _, f := range fs {
+		if i := slices.IndexFunc(out, func(o Field) bool { return o.Name == f.Name }); i >= 0 {
+			out[i].Value = f.Value
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
 }
 
 // event builds an Event from a parsed object, or the first rule it breaks.
@@ -202,12 +270,13 @@ func (p *parsed) event() (*Event, error) {
 		order:       p.order,
 	}
 	for _, m := range p.mods {
-		v, _ := jsonx.AppendUnquote(nil, m.Value)
+		v := jsonx.AppendUnquoteLossy(nil, m.Value)
 		e.Modifiers = append(e.Modifiers, Modifier{Name: string(m.Name), Value: string(v)})
 	}
 	for _, f := range p.extra {
 		e.Extra = append(e.Extra, Field{Name: f.name, Value: append(json.RawMessage(nil), f.value...)})
 	}
+	e.Extra = dedupFields(e.Extra)
 	var cp parsed
 	if err := cp.parseCreator(p.span[fCreator]); err != nil {
 		return nil, err
@@ -218,6 +287,7 @@ func (p *parsed) event() (*Event, error) {
 			e.Creator.Extra = append(e.Creator.Extra, Field{Name: f.name, Value: append(json.RawMessage(nil), f.value...)})
 		}
 	}
+	e.Creator.Extra = dedupFields(e.Creator.Extra)
 	return e, nil
 }
 

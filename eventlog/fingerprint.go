@@ -17,22 +17,29 @@ const TailSize = 4096
 // the last TailSize of them, whose hash is checked on every change. It is
 // a plain value: copying it copies its state, which the decoder relies on
 // to take back bytes that turn out to belong to an incomplete tail.
+//
+// The zero value is the fingerprint of the empty prefix.
 type Fingerprint struct {
 	digest xxhash.Digest
+	ready  bool // digest was Reset (xxhash's zero Digest is not)
 	n      int64
 	win    [2 * TailSize]byte // the last bytes, window[:wlen]
 	wlen   int
 }
 
 // NewFingerprint returns the fingerprint of the empty prefix.
-func NewFingerprint() *Fingerprint {
-	f := &Fingerprint{}
-	f.digest.Reset()
-	return f
+func NewFingerprint() *Fingerprint { return &Fingerprint{} }
+
+func (f *Fingerprint) init() {
+	if !f.ready {
+		f.digest.Reset()
+		f.ready = true
+	}
 }
 
 // Write adds p to the consumed bytes. It never fails.
 func (f *Fingerprint) Write(p []byte) (int, error) {
+	f.init()
 	_, _ = f.digest.Write(p)
 	f.n += int64(len(p))
 	f.push(p)
@@ -56,7 +63,10 @@ func (f *Fingerprint) push(p []byte) {
 func (f *Fingerprint) Len() int64 { return f.n }
 
 // Sum64 returns the hash of every byte consumed.
-func (f *Fingerprint) Sum64() uint64 { return f.digest.Sum64() }
+func (f *Fingerprint) Sum64() uint64 {
+	f.init()
+	return f.digest.Sum64()
+}
 
 // Tail returns the last min(Len(), TailSize) bytes consumed.
 func (f *Fingerprint) Tail() []byte {
@@ -73,6 +83,7 @@ func TailSum64(tail []byte) uint64 { return xxhash.Sum64(tail) }
 // State returns the hash state, to be stored and later given to
 // ResumeFingerprint with the tail bytes read back from the file.
 func (f *Fingerprint) State() []byte {
+	f.init()
 	b, _ := f.digest.MarshalBinary()
 	return binary.BigEndian.AppendUint64(b, uint64(f.n))
 }
@@ -87,7 +98,7 @@ func ResumeFingerprint(state, tail []byte) (*Fingerprint, error) {
 	if len(state) < 8 {
 		return nil, ErrFingerprintState
 	}
-	f := &Fingerprint{}
+	f := &Fingerprint{ready: true}
 	if err := f.digest.UnmarshalBinary(state[:len(state)-8]); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrFingerprintState, err)
 	}

@@ -123,7 +123,7 @@ func walkObject(b []byte, fn func(key, val []byte) error) error {
 }
 
 // keyName returns the decoded key; the common unescaped case costs no
-// decoding.
+// decoding. A lone surrogate is an error: for names that become keys.
 func (p *parsed) keyName(key []byte) ([]byte, error) {
 	if bytes.IndexByte(key, '\\') < 0 {
 		return key[1 : len(key)-1], nil
@@ -132,6 +132,17 @@ func (p *parsed) keyName(key []byte) ([]byte, error) {
 	var err error
 	p.buf, err = jsonx.AppendUnquote(p.buf, key)
 	return p.buf[start:], err
+}
+
+// keyNameLossy is keyName for names that stay inside the stored object
+// (unknown fields, the creator's fields): a lone surrogate becomes U+FFFD.
+func (p *parsed) keyNameLossy(key []byte) []byte {
+	if bytes.IndexByte(key, '\\') < 0 {
+		return key[1 : len(key)-1]
+	}
+	start := len(p.buf)
+	p.buf = jsonx.AppendUnquoteLossy(p.buf, key)
+	return p.buf[start:]
 }
 
 // parse walks the top-level object b (valid JSON).
@@ -147,10 +158,7 @@ func (p *parsed) parse(b []byte) error {
 				return nil
 			}
 		}
-		name, err := p.keyName(key)
-		if err != nil {
-			return &FieldError{Field: string(name), Reason: "key " + err.Error()}
-		}
+		name := p.keyNameLossy(key)
 		for f := range nFields {
 			if string(name) == fieldNames[f] {
 				p.note(f, fieldNames[f], val)
@@ -185,8 +193,7 @@ func (p *parsed) noteOrder(name string) {
 }
 
 func (p *parsed) str(f int) string {
-	s, _ := jsonx.AppendUnquote(nil, p.span[f])
-	return string(s)
+	return string(jsonx.AppendUnquoteLossy(nil, p.span[f]))
 }
 
 // validate checks the rules of DESIGN §1 in field order and decodes the id
@@ -235,11 +242,9 @@ func checkCreator(v []byte) *FieldError {
 				got[i] = val
 				return nil
 			}
-			if bytes.IndexByte(key, '\\') >= 0 {
-				if k, err := jsonx.AppendUnquote(nil, key); err == nil && string(k) == n {
-					got[i] = val
-					return nil
-				}
+			if bytes.IndexByte(key, '\\') >= 0 && string(jsonx.AppendUnquoteLossy(nil, key)) == n {
+				got[i] = val
+				return nil
 			}
 		}
 		return nil
@@ -299,11 +304,7 @@ func (p *parsed) parseCreator(b []byte) error {
 	p.reset()
 	p.collect = true
 	return walkObject(b, func(key, val []byte) error {
-		name, err := p.keyName(key)
-		if err != nil {
-			return &FieldError{Field: "creator", Reason: "key " + err.Error()}
-		}
-		n := string(name)
+		n := string(p.keyNameLossy(key))
 		p.noteOrder(n)
 		p.extra = append(p.extra, rawField{n, val})
 		return nil
@@ -313,8 +314,7 @@ func (p *parsed) parseCreator(b []byte) error {
 func (p *parsed) cstr(name string) string {
 	for i := len(p.extra) - 1; i >= 0; i-- {
 		if p.extra[i].name == name {
-			s, _ := jsonx.AppendUnquote(nil, p.extra[i].value)
-			return string(s)
+			return string(jsonx.AppendUnquoteLossy(nil, p.extra[i].value))
 		}
 	}
 	return ""

@@ -173,13 +173,17 @@ func (w *jsWriter) str(s string) {
 // current depth: strings are re-quoted the JavaScript way, numbers and
 // literals are copied.
 func (w *jsWriter) raw(v []byte) {
-	i := jsonx.SkipSpace(v, 0)
+	v = bytes.TrimSpace(v)
+	if !jsonx.Valid(v) {
+		w.dst = append(w.dst, "null"...)
+		return
+	}
+	i := 0
 	switch v[i] {
 	case '{':
 		w.open('{')
 		_ = walkObject(v[i:], func(key, val []byte) error {
-			k, _ := jsonx.AppendUnquote(nil, key)
-			w.key(string(k))
+			w.key(string(jsonx.AppendUnquoteLossy(nil, key)))
 			w.raw(val)
 			return nil
 		})
@@ -201,9 +205,8 @@ func (w *jsWriter) raw(v []byte) {
 		}
 		w.close(']')
 	case '"':
-		s, _ := jsonx.AppendUnquote(nil, v[i:])
-		w.str(string(s))
+		w.str(string(jsonx.AppendUnquoteLossy(nil, v)))
 	default:
-		w.dst = append(w.dst, bytes.TrimRight(v[i:], " \t\r\n")...)
+		w.dst = append(w.dst, v...)
 	}
 }

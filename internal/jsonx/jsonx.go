@@ -405,7 +405,22 @@ var ErrLoneSurrogate = errors.New("string holds a lone UTF-16 surrogate escape")
 
 // AppendUnquote appends the content of the string token raw (quotes
 // included, already validated by ScanString) to dst, with escapes decoded.
+// A lone surrogate escape is an error (ErrLoneSurrogate): use it where
+// distinct strings must stay distinct (ids, names that become keys).
 func AppendUnquote(dst, raw []byte) ([]byte, error) {
+	return appendUnquote(dst, raw, false)
+}
+
+// AppendUnquoteLossy is AppendUnquote with each lone surrogate escape
+// decoded as U+FFFD, as encoding/json does: for text (a description cut in
+// the middle of an emoji by the application), where losing the rest of
+// the string would be worse.
+func AppendUnquoteLossy(dst, raw []byte) []byte {
+	dst, _ = appendUnquote(dst, raw, true)
+	return dst
+}
+
+func appendUnquote(dst, raw []byte, lossy bool) ([]byte, error) {
 	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
 		return dst, errors.New("not a string token")
 	}
@@ -444,10 +459,16 @@ func AppendUnquote(dst, raw []byte) ([]byte, error) {
 						continue
 					}
 				}
-				return dst, ErrLoneSurrogate
+				if !lossy {
+					return dst, ErrLoneSurrogate
+				}
+				r = utf8.RuneError
 			}
 			if r >= 0xDC00 && r < 0xE000 {
-				return dst, ErrLoneSurrogate
+				if !lossy {
+					return dst, ErrLoneSurrogate
+				}
+				r = utf8.RuneError
 			}
 			dst = utf8.AppendRune(dst, r)
 			continue
