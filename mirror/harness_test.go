@@ -219,3 +219,5 @@ func without(evs []*eventlog.Event, i int) []*eventlog.Event {
 	out := slices.Clone(evs[:i])
 	return append(out, evs[i+1:]...)
 }
+
+func modifier(name, value string) eventlog.Modifier { return eventlog.Modifier{Name: name, Value: value} }

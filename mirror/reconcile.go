@@ -251,7 +251,9 @@ func readEvent(f *os.File, d desired, maxSize int) (upsert, error) {
 	if _, err := f.ReadAt(buf, d.off); err != nil {
 		return upsert{}, fmt.Errorf("reading the event log at %d: %w", d.off, err)
 	}
-	dec := eventlog.NewDecoder(bytes.NewReader(buf), &eventlog.Options{Offset: d.off, MaxValueSize: maxSize})
+	// A buffer the size of the value: the default 256 KiB per event would
+	// dominate a verify or a large reconcile.
+	dec := eventlog.NewDecoder(bytes.NewReader(buf), &eventlog.Options{Offset: d.off, MaxValueSize: maxSize, BufferSize: len(buf) + 64})
 	ent, err := dec.Next()
 	if err != nil || ent.Kind != eventlog.KindEvent || xxhash.Sum64(ent.Raw) != d.digest {
 		return upsert{}, fmt.Errorf("%w (at offset %d)", errChangedUnderfoot, d.off)

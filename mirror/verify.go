@@ -79,7 +79,7 @@ func Verify(ctx context.Context, db kv.Reader, path string, maxValueSize int) (*
 		return nil, err
 	}
 	r := &Report{}
-	winners := map[string]desired{} // escaped id -> last valid occurrence
+	winners := map[string]winner{} // escaped id -> last valid occurrence
 	dec := eventlog.NewDecoder(f, &eventlog.Options{MaxValueSize: maxValueSize})
 	for {
 		if err := ctx.Err(); err != nil {
@@ -95,7 +95,7 @@ func Verify(ctx context.Context, db kv.Reader, path string, maxValueSize int) (*
 		switch ent.Kind {
 		case eventlog.KindEvent:
 			esc := string(kv.AppendEventKey(nil, ent.ID)[len(kv.PrefixEvent):])
-			winners[esc] = desired{digest: xxhash.Sum64(ent.Raw), off: ent.Offset, n: ent.End - ent.Offset, mods: len(ent.Modifiers)}
+			winners[esc] = winner{desired{digest: xxhash.Sum64(ent.Raw), off: ent.Offset, n: ent.End - ent.Offset, mods: len(ent.Modifiers)}}
 		case eventlog.KindInvalid:
 			r.Invalid++
 		case eventlog.KindIncomplete:
@@ -108,82 +108,104 @@ func Verify(ctx context.Context, db kv.Reader, path string, maxValueSize int) (*
 	}
 	sort.Strings(escs)
 
-	// Every expected event, its modifiers and its digest.
+	// expected returns the event and its modifiers as the log says them,
+	// read back by offset (values are never all held in memory).
+	expected := func(esc string) (upsert, error) {
+		u, err := readEvent(f, winners[esc].desired, maxValueSize)
+		if err != nil {
+			return u, ErrLogChanged
+		}
+		return u, nil
+	}
 	for _, esc := range escs {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		d := winners[esc]
-		u, err := readEvent(f, d, maxValueSize)
-		if err != nil {
-			return nil, ErrLogChanged
-		}
 		r.Events++
-		r.Modifiers += len(u.mods)
-		ekey := kv.PrefixEvent + esc
-		var got json.RawMessage
-		found, err := db.Get(ekey, &got)
-		switch {
-		case err != nil:
-			return nil, err
-		case !found:
-			note(&r.Missing, &r.MissingKeys, ekey)
-		case !jsonEqual(got, u.raw):
-			note(&r.Differ, &r.DifferKeys, ekey)
-		}
-		want := map[string][]byte{}
-		for _, m := range u.mods {
-			want[string(kv.AppendModifierKey(nil, u.id, m.Name))] = append(append([]byte(`{"value":`), m.Value...), '}')
-		}
-		err = db.Scan(string(kv.AppendModifiersOf(nil, u.id)), func(k string, v json.RawMessage) error {
-			w, ok := want[k]
-			switch {
-			case !ok:
-				note(&r.Extra, &r.ExtraKeys, k)
-			case !jsonEqual(v, w):
-				note(&r.Differ, &r.DifferKeys, k)
-			}
-			delete(want, k)
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-		for k := range sortedKeys(want) {
-			note(&r.Missing, &r.MissingKeys, k)
-		}
-		dkey := kv.PrefixDigest + esc
-		var dv json.RawMessage
-		found, err = db.Get(dkey, &dv)
-		if err != nil {
-			return nil, err
-		}
-		if h, ok := parseDigestValue(dv); !found || !ok || h != d.digest {
-			note(&r.Bookkeeping, &r.BookkeepingKeys, dkey)
-		}
+		r.Modifiers += winners[esc].mods
 	}
 
-	// Nothing else under event:, modifier: or mirrord:digest:.
-	idOf := func(k, prefix string) string {
-		rest := k[len(prefix):]
-		if prefix == kv.PrefixModifier {
-			rest, _, _ = strings.Cut(rest, ":")
+	// Each range of the store is walked once, in key order, alongside the
+	// sorted expectations: a merge join, no point lookups.
+	err = mergeJoin(db, kv.PrefixEvent, escs, func(esc string, v []byte) error {
+		switch {
+		case v == nil:
+			note(&r.Missing, &r.MissingKeys, kv.PrefixEvent+esc)
+		default:
+			u, err := expected(esc)
+			if err != nil {
+				return err
+			}
+			if !jsonEqual(v, u.raw) {
+				note(&r.Differ, &r.DifferKeys, kv.PrefixEvent+esc)
+			}
 		}
-		return rest
+		return nil
+	}, func(k string) { note(&r.Extra, &r.ExtraKeys, k) })
+	if err != nil {
+		return nil, err
 	}
-	for _, prefix := range []string{kv.PrefixEvent, kv.PrefixModifier, kv.PrefixDigest} {
-		err := db.Scan(prefix, func(k string, _ json.RawMessage) error {
-			if _, ok := winners[idOf(k, prefix)]; !ok {
-				if prefix == kv.PrefixDigest {
-					note(&r.Bookkeeping, &r.BookkeepingKeys, k)
-				} else {
-					note(&r.Extra, &r.ExtraKeys, k)
-				}
+	err = mergeJoin(db, kv.PrefixDigest, escs, func(esc string, v []byte) error {
+		if h, ok := parseDigestValue(v); v == nil || !ok || h != winners[esc].digest {
+			note(&r.Bookkeeping, &r.BookkeepingKeys, kv.PrefixDigest+esc)
+		}
+		return nil
+	}, func(k string) { note(&r.Bookkeeping, &r.BookkeepingKeys, k) })
+	if err != nil {
+		return nil, err
+	}
+
+	// Modifiers: the keys of one event, modifier:{id}:*, are contiguous;
+	// each group is compared with what the log says for that event, and
+	// every event with modifiers must have had its group.
+	groups := map[string]bool{}
+	var cur string
+	got := map[string][]byte{}
+	flushGroup := func() error {
+		if cur == "" {
+			return nil
+		}
+		groups[cur] = true
+		w, ok := winners[cur]
+		if !ok {
+			for k := range sortedKeys(got) {
+				note(&r.Extra, &r.ExtraKeys, k)
 			}
 			return nil
-		})
-		if err != nil {
-			return nil, err
+		}
+		var want map[string][]byte
+		if w.mods > 0 {
+			u, err := expected(cur)
+			if err != nil {
+				return err
+			}
+			want = modifierValues(u)
+		}
+		compareModifiers(r, want, got)
+		return nil
+	}
+	err = db.Scan(kv.PrefixModifier, func(k string, v json.RawMessage) error {
+		esc, _, _ := strings.Cut(k[len(kv.PrefixModifier):], ":")
+		if esc != cur {
+			if err := flushGroup(); err != nil {
+				return err
+			}
+			cur = esc
+			clear(got)
+		}
+		got[k] = append([]byte(nil), v...)
+		return nil
+	})
+	if err == nil {
+		err = flushGroup()
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, esc := range escs {
+		if w := winners[esc]; w.mods > 0 && !groups[esc] {
+			u, err := expected(esc)
+			if err != nil {
+				return nil, err
+			}
+			compareModifiers(r, modifierValues(u), nil)
 		}
 	}
 
@@ -192,6 +214,66 @@ func Verify(ctx context.Context, db kv.Reader, path string, maxValueSize int) (*
 		return nil, ErrLogChanged
 	}
 	return r, nil
+}
+
+type winner struct{ desired }
+
+// mergeJoin walks the keys under prefix in order alongside escs (sorted
+// escaped ids): fn gets every expected id with its stored value (nil when
+// absent), extra every stored key no id expects.
+func mergeJoin(db kv.Reader, prefix string, escs []string, fn func(esc string, v []byte) error, extra func(key string)) error {
+	j := 0
+	err := db.Scan(prefix, func(k string, v json.RawMessage) error {
+		esc := k[len(prefix):]
+		for j < len(escs) && escs[j] < esc {
+			if err := fn(escs[j], nil); err != nil {
+				return err
+			}
+			j++
+		}
+		if j < len(escs) && escs[j] == esc {
+			j++
+			return fn(esc, v)
+		}
+		extra(k)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for ; j < len(escs); j++ {
+		if err := fn(escs[j], nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func modifierValues(u upsert) map[string][]byte {
+	want := map[string][]byte{}
+	for _, m := range u.mods {
+		want[string(kv.AppendModifierKey(nil, u.id, m.Name))] = append(append([]byte(`{"value":`), m.Value...), '}')
+	}
+	return want
+}
+
+// compareModifiers notes the differences between the modifiers the log
+// says an event has and those stored.
+func compareModifiers(r *Report, want, got map[string][]byte) {
+	for k := range sortedKeys(want) {
+		v, ok := got[k]
+		switch {
+		case !ok:
+			note(&r.Missing, &r.MissingKeys, k)
+		case !jsonEqual(v, want[k]):
+			note(&r.Differ, &r.DifferKeys, k)
+		}
+	}
+	for k := range sortedKeys(got) {
+		if _, ok := want[k]; !ok {
+			note(&r.Extra, &r.ExtraKeys, k)
+		}
+	}
 }
 
 func sortedKeys(m map[string][]byte) func(func(string) bool) {

@@ -38,10 +38,11 @@ var settings = []setting{
 	{key: "debounce", def: 5 * time.Millisecond, usage: "shortest time between two applies while following (bursts coalesce)"},
 	{key: "safety-check", def: 30 * time.Second, usage: "period of the check for changes inotify missed; 0 turns it off"},
 	{key: "max-value-size", def: "16MiB", usage: "largest value of the log; a larger one is skipped as invalid (bytes, or with KiB/MiB/GiB)"},
+	{key: "batch-size", def: "4MiB", usage: "event data in one atomic batch while catching up (memory per batch versus batches per second)"},
 }
 
 // engineKeys are the settings of the mirror engine, flags of run and sync.
-var engineKeys = []string{"settle", "debounce", "safety-check", "max-value-size"}
+var engineKeys = []string{"settle", "debounce", "safety-check", "max-value-size", "batch-size"}
 
 func lookupSetting(key string) (setting, bool) {
 	for _, s := range settings {
@@ -100,6 +101,7 @@ type Config struct {
 	Debounce     time.Duration
 	SafetyCheck  time.Duration // 0: off
 	MaxValueSize int
+	BatchSize    int
 
 	// File is the config file that was read, or "".
 	File string
@@ -195,6 +197,9 @@ func (m *Main) loadConfig(cmd *cobra.Command) (*Config, error) {
 		return nil, err
 	}
 	if c.MaxValueSize, err = getSize(v, "max-value-size"); err != nil {
+		return nil, err
+	}
+	if c.BatchSize, err = getSize(v, "batch-size"); err != nil {
 		return nil, err
 	}
 	return c, nil

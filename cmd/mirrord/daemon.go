@@ -31,6 +31,7 @@ func openEngine(e *env) (*kv.DB, *mirror.Engine, error) {
 		Debounce:     e.cfg.Debounce,
 		SafetyCheck:  safety,
 		MaxValueSize: e.cfg.MaxValueSize,
+		ChunkBytes:   e.cfg.BatchSize,
 		Logger:       e.log,
 	})
 	if err != nil {

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mirrord/mirrord/eventlog"
+	"github.com/mirrord/mirrord/internal/synth"
+)
+
+// Crash tests: SIGKILL a real mirrord at random moments of a long
+// operation, restart it, and require the store to equal the log. Every
+// batch carries its checkpoint, so any instant is a safe one. The default
+// run kills 3 × -mirrord.kills (8) times; raise the flag for more.
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// mirrordBinary builds mirrord without the race detector, once per test
+// run: crash tests run it dozens of times over thousands of events, and a
+// race-instrumented Pebble is an order of magnitude slower. (The follow
+// and signal tests run the race-instrumented test binary itself.)
+func mirrordBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "mirrord-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "mirrord")
+		out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
+
+// killAfterBatches starts mirrord with args and SIGKILLs it once it has
+// applied `batches` batches plus a random jitter, so the kill lands at a
+// random point of the work, whatever the machine's speed. It reports
+// whether the kill happened before the process finished.
+func killAfterBatches(t *testing.T, rng *rand.Rand, batches int, args ...string) bool {
+	t.Helper()
+	c := startProcess(t, mirrordBinary(t), args...)
+	for n := 0; n < batches; {
+		select {
+		case l := <-c.lines:
+			if strings.Contains(l, "applied a batch") {
+				n++
+			}
+			continue
+		case <-c.done:
+			return false
+		case <-time.After(time.Minute):
+			t.Fatalf("no progress for a minute:\n%s", c.output())
+		}
+	}
+	time.Sleep(time.Duration(rng.Int64N(int64(3 * time.Millisecond))))
+	c.signal(syscall.SIGKILL)
+	c.wait(30 * time.Second)
+	select {
+	case <-c.done:
+	default:
+	}
+	return !strings.Contains(c.output(), "the store is up to date")
+}
+
+// run runs mirrord (the non-race build) to completion, failing on a
+// non-zero exit, and returns how many batches it applied.
+func runBinary(t *testing.T, args ...string) int {
+	t.Helper()
+	c := startProcess(t, mirrordBinary(t), args...)
+	if code := c.wait(5 * time.Minute); code != 0 {
+		t.Fatalf("mirrord %v: exit %d\n%s", args, code, c.output())
+	}
+	return strings.Count(c.output(), "applied a batch")
+}
+
+func syncArgs(log, store string, extra ...string) []string {
+	return append([]string{"sync", "--once", "--eventlog", log, "--store", store,
+		"--batch-size", "64KiB", "--settle", "10ms", "--log-level", "debug", "--log-format", "text"}, extra...)
+}
+
+// verifyWithBinary runs mirrord verify (exit 0 only when the store equals
+// the log).
+func verifyWithBinary(t *testing.T, log, store string) {
+	t.Helper()
+	c := startProcess(t, mirrordBinary(t), "verify", "--eventlog", log, "--store", store)
+	if code := c.wait(2 * time.Minute); code != 0 {
+		t.Fatalf("verify after a crash and a restart: exit %d\n%s", code, c.output())
+	}
+}
+
+func crashScenario(t *testing.T, name string, prepare func(t *testing.T, log, store string), op func(log, store string) []string) {
+	t.Run(name, func(t *testing.T) {
+		seed := uint64(time.Now().UnixNano())
+		t.Logf("seed %d", seed)
+		rng := rand.New(rand.NewPCG(seed, 1))
+		dir := t.TempDir()
+		log := filepath.Join(dir, "data.json")
+		// How many batches the operation applies uninterrupted, to spread
+		// the kills over it.
+		calib := filepath.Join(dir, "calibration")
+		prepare(t, log, calib)
+		total := runBinary(t, op(log, calib)...)
+		if total < 4 {
+			t.Fatalf("the operation applies only %d batches; too few to crash it in the middle", total)
+		}
+		kills := 0
+		for i := 0; i < *crashKills; i++ {
+			store := filepath.Join(dir, "store", fmt.Sprint(i))
+			prepare(t, log, store)
+			if killAfterBatches(t, rng, rng.IntN(total-1), op(log, store)...) {
+				kills++
+			}
+			// Restart: a plain sync finishes whatever was interrupted.
+			runBinary(t, syncArgs(log, store)...)
+			verifyWithBinary(t, log, store)
+		}
+		t.Logf("%s: %d of %d runs killed mid-way (%d batches)", name, kills, *crashKills, total)
+		if kills < *crashKills*3/4 {
+			t.Fatalf("only %d of %d kills landed before the operation ended", kills, *crashKills)
+		}
+	})
+}
+
+func TestCrashAtRandomMoments(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash tests run real processes; skipped with -short")
+	}
+	base := synth.New(99).Events(6000)
+
+	// A large initial ingest.
+	crashScenario(t, "initial ingest",
+		func(t *testing.T, log, store string) { writeLog(t, log, base) },
+		func(log, store string) []string { return syncArgs(log, store) })
+
+	// A rewrite reconcile: the store holds the old log, the log is
+	// rewritten with a third deleted, a tenth changed and new events.
+	rewritten := func() []*eventlog.Event {
+		var out []*eventlog.Event
+		for i, e := range base {
+			switch {
+			case i%3 == 0:
+				continue
+			case i%10 == 1:
+				c := *e
+				c.Description += " (edited)"
+				out = append(out, &c)
+			default:
+				out = append(out, e)
+			}
+		}
+		return append(out, synth.New(100).Events(500)...)
+	}()
+	crashScenario(t, "rewrite reconcile",
+		func(t *testing.T, log, store string) {
+			writeLog(t, log, base)
+			runBinary(t, syncArgs(log, store)...)
+			old := time.Now().Add(-time.Hour)
+			writeLog(t, log, rewritten)
+			_ = os.Chtimes(log, old, old)
+		},
+		func(log, store string) []string { return syncArgs(log, store) })
+
+	// A resync of a full store.
+	crashScenario(t, "resync",
+		func(t *testing.T, log, store string) {
+			writeLog(t, log, base)
+			runBinary(t, syncArgs(log, store)...)
+		},
+		func(log, store string) []string { return syncArgs(log, store, "--resync") })
+}

@@ -1,0 +1,312 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mirrord/mirrord/eventlog"
+	"github.com/mirrord/mirrord/internal/synth"
+	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/mirror"
+)
+
+// The test binary doubles as mirrord: with MIRRORDTEST_AS_MAIN=1 it runs
+// main() instead of the tests, so process tests exercise the real program
+// (signals, exit codes, a real lock between processes) without a build
+// step.
+func TestMain(m *testing.M) {
+	if os.Getenv("MIRRORDTEST_AS_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+var crashKills = flag.Int("mirrord.kills", 8, "SIGKILLs per crash scenario (three scenarios)")
+
+// child is a mirrord process started by a test.
+type child struct {
+	t     *testing.T
+	cmd   *exec.Cmd
+	lines chan string
+	mu    sync.Mutex
+	log   []string
+	done  chan struct{}
+	err   error
+}
+
+// startChild runs the test binary itself as mirrord (race-instrumented).
+func startChild(t *testing.T, args ...string) *child {
+	t.Helper()
+	return startProcess(t, os.Args[0], args...)
+}
+
+func startProcess(t *testing.T, bin string, args ...string) *child {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "MIRRORDTEST_AS_MAIN=1")
+	cmd.Env = filterEnv(cmd.Env, "JOURNAL_STREAM", "NOTIFY_SOCKET")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &child{t: t, cmd: cmd, lines: make(chan string, 4096), done: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			c.mu.Lock()
+			c.log = append(c.log, sc.Text())
+			c.mu.Unlock()
+			select {
+			case c.lines <- sc.Text():
+			default:
+			}
+		}
+		c.err = cmd.Wait()
+		close(c.done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-c.done
+	})
+	return c
+}
+
+func filterEnv(env []string, drop ...string) []string {
+	var out []string
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		keep := !strings.HasPrefix(name, "MIRRORD_")
+		for _, d := range drop {
+			if name == d {
+				keep = false
+			}
+		}
+		if keep {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// waitLine waits for a stderr line containing every one of subs.
+func (c *child) waitLine(timeout time.Duration, subs ...string) string {
+	c.t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case l := <-c.lines:
+			ok := true
+			for _, s := range subs {
+				ok = ok && strings.Contains(l, s)
+			}
+			if ok {
+				return l
+			}
+		case <-c.done:
+			c.t.Fatalf("mirrord exited (%v) before logging %q:\n%s", c.err, subs, c.output())
+		case <-deadline:
+			c.t.Fatalf("no line with %q after %v:\n%s", subs, timeout, c.output())
+		}
+	}
+}
+
+// wait waits for the process to exit and returns its exit code.
+func (c *child) wait(timeout time.Duration) int {
+	c.t.Helper()
+	select {
+	case <-c.done:
+	case <-time.After(timeout):
+		c.t.Fatalf("mirrord still running after %v:\n%s", timeout, c.output())
+	}
+	var ee *exec.ExitError
+	if errors.As(c.err, &ee) {
+		return ee.ExitCode()
+	}
+	if c.err != nil {
+		c.t.Fatal(c.err)
+	}
+	return 0
+}
+
+func (c *child) output() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return strings.Join(c.log, "\n")
+}
+
+func (c *child) signal(sig os.Signal) {
+	c.t.Helper()
+	if err := c.cmd.Process.Signal(sig); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// verifyStore checks, in process, that the store equals the log.
+func verifyStore(t *testing.T, store, log string) *mirror.Report {
+	t.Helper()
+	db, err := kv.Open(store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r, err := mirror.Verify(ctx, db, log, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.OK() {
+		t.Fatalf("%s: missing %q extra %q differ %q bookkeeping %q", r.Summary(), r.MissingKeys, r.ExtraKeys, r.DifferKeys, r.BookkeepingKeys)
+	}
+	if found, _ := db.Get(kv.ResyncMarkerKey, nil); found {
+		t.Fatal("the store still carries the resync marker after a complete sync")
+	}
+	return r
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Size()
+}
+
+func writeLog(t *testing.T, path string, evs []*eventlog.Event) {
+	t.Helper()
+	if err := os.WriteFile(path, eventlog.Format(evs), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The real daemon follows appends, an in-place rewrite and a rename, and
+// on SIGTERM finishes, closes the store and exits 0; the store then
+// equals the log.
+func TestRunFollowsAndStopsOnSIGTERM(t *testing.T) {
+	dir := t.TempDir()
+	log, store := filepath.Join(dir, "data.json"), filepath.Join(dir, "store")
+	gen := synth.New(11)
+	evs := gen.Events(100)
+	writeLog(t, log, evs)
+	c := startChild(t, "run", "--eventlog", log, "--store", store, "--log-level", "debug", "--log-format", "text", "--settle", "50ms")
+	c.waitLine(60*time.Second, "caught up; following the log")
+
+	applied := func(what string) {
+		t.Helper()
+		c.waitLine(30*time.Second, "applied a batch", fmt.Sprintf("offset=%d ", fileSize(t, log)))
+	}
+	for i := 0; i < 3; i++ {
+		more := gen.Events(1)
+		if err := eventlog.AppendFile(log, more...); err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, more...)
+		applied("append")
+	}
+	evs = append(evs[:10], evs[11:]...)
+	if err := eventlog.RewriteFile(log, evs); err != nil {
+		t.Fatal(err)
+	}
+	applied("rewrite")
+	tmp := filepath.Join(dir, "new.json")
+	evs = append(evs, gen.Events(2)...)
+	writeLog(t, tmp, evs)
+	if err := os.Rename(tmp, log); err != nil {
+		t.Fatal(err)
+	}
+	applied("rename")
+
+	c.signal(syscall.SIGTERM)
+	if code := c.wait(30 * time.Second); code != 0 {
+		t.Fatalf("exit %d after SIGTERM:\n%s", code, c.output())
+	}
+	if !strings.Contains(c.output(), "stopped; store closed") {
+		t.Fatalf("no clean stop in the log:\n%s", c.output())
+	}
+	r := verifyStore(t, store, log)
+	if r.Events != len(evs) {
+		t.Fatalf("store holds %d events, want %d", r.Events, len(evs))
+	}
+}
+
+// A second daemon on the same store fails at once with a lock error.
+func TestSecondDaemonOnOneStoreFailsAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	log, store := filepath.Join(dir, "data.json"), filepath.Join(dir, "store")
+	writeLog(t, log, synth.New(3).Events(10))
+	first := startChild(t, "run", "--eventlog", log, "--store", store)
+	first.waitLine(60*time.Second, "caught up")
+	second := startChild(t, "run", "--eventlog", log, "--store", store)
+	if code := second.wait(10 * time.Second); code != 1 {
+		t.Fatalf("second daemon exit %d, want 1:\n%s", code, second.output())
+	}
+	if out := second.output(); !strings.Contains(out, "locked") || !strings.Contains(out, store) {
+		t.Fatalf("second daemon's message does not say the store is locked:\n%s", out)
+	}
+	first.signal(syscall.SIGTERM)
+	if code := first.wait(30 * time.Second); code != 0 {
+		t.Fatalf("first daemon exit %d", code)
+	}
+}
+
+// The first SIGTERM cancels and drains; a second one exits at once.
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	var exited = make(chan int, 1)
+	m := &Main{Exit: func(code int) { exited <- code }}
+	var logs strings.Builder
+	ctx, stop := m.signalContext(context.Background(), newLogger(&syncWriter{w: &logs}, "text", "info", noEnv))
+	defer stop()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("first SIGTERM did not cancel the context")
+	}
+	select {
+	case code := <-exited:
+		t.Fatalf("exited (%d) on the first signal", code)
+	default:
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-exited:
+		if code != exitFailure {
+			t.Fatalf("second signal exit code %d", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("second SIGTERM did not exit")
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
