@@ -220,4 +220,6 @@ func without(evs []*eventlog.Event, i int) []*eventlog.Event {
 	return append(out, evs[i+1:]...)
 }
 
-func modifier(name, value string) eventlog.Modifier { return eventlog.Modifier{Name: name, Value: value} }
+func modifier(name, value string) eventlog.Modifier {
+	return eventlog.Modifier{Name: name, Value: value}
+}

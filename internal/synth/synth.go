@@ -36,7 +36,7 @@ var (
 		coffee tea book chapter notes plan garden rain sun city train bus work project review
 		говорили про погоду вечеря прогулянка кава друзі робота книжка сьогодні завтра
 		très bien café déjà vu über schön straße 東京 旅行 😀 🎉 ☕ — «quoted» "double" back\slash`)
-	tags = []string{"#family", "#work", "#health", "#travel", "#idea", "#музика"}
+	tags  = []string{"#family", "#work", "#health", "#travel", "#idea", "#музика"}
 	zones = []*time.Location{time.FixedZone("", 2*3600), time.FixedZone("", 3600), time.FixedZone("", 3*3600)}
 )
 
