@@ -296,3 +296,20 @@ func TestVersionAndCompletion(t *testing.T) {
 		}
 	}
 }
+
+// config.example.yaml documents every setting, and mirrord accepts it.
+func TestExampleConfigListsEverySetting(t *testing.T) {
+	b, err := os.ReadFile("../../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range settings {
+		if !strings.Contains(string(b), "\n"+s.key+":") {
+			t.Errorf("config.example.yaml does not document %q", s.key)
+		}
+	}
+	r := mirrord(t, nil, "config", "--config", "../../config.example.yaml")
+	if r.code != 0 {
+		t.Fatalf("mirrord rejects config.example.yaml: %v", r.err)
+	}
+}
