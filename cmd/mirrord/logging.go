@@ -34,7 +34,7 @@ func newLogger(w io.Writer, format, level string, getenv func(string) string) *s
 		opts.NoColor = false
 		opts.TimeFormat = time.TimeOnly
 	}
-	return slog.New(tint.NewHandler(w, opts))
+	return slog.New(tint.NewTextHandler(w, opts))
 }
 
 func dropTime(groups []string, a slog.Attr) slog.Attr {
