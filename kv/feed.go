@@ -30,3 +30,21 @@ func Changes(r Reader, after uint64, fn func(Change) error) error {
 		return fn(c)
 	})
 }
+
+// PruneChanges deletes the change-feed entries with a sequence number up
+// to and including upTo, with one range tombstone.
+func PruneChanges(db *DB, upTo uint64) error {
+	end := PrefixEnd([]byte(PrefixChanges))
+	if upTo < ^uint64(0) {
+		end = []byte(ChangeKey(upTo + 1))
+	}
+	query := fmt.Sprintf("PRUNE %s..%d", PrefixChanges, upTo)
+	if !db.enter() {
+		return db.closedError(query)
+	}
+	defer db.leave()
+	if err := db.pdb.DeleteRange([]byte(PrefixChanges), end, db.wo); err != nil {
+		return queryError(db.path, query, err)
+	}
+	return nil
+}

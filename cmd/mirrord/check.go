@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/mirrord/mirrord/generators"
 	"github.com/mirrord/mirrord/mirror"
 	"github.com/spf13/cobra"
 )
@@ -83,16 +84,26 @@ func (m *Main) statusCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			gens, err := generators.ReadStatuses(db)
+			if err != nil {
+				return err
+			}
 			if asJSON {
 				enc := json.NewEncoder(e.out)
 				enc.SetIndent("", "  ")
-				return enc.Encode(s)
+				return enc.Encode(struct {
+					mirror.Status
+					Generators []generators.Status `json:"generators"`
+				}{s, gens})
 			}
 			printStatus(e.out, e.cfg.Store, s)
+			fmt.Fprintln(e.out)
+			printGenerators(e.out, e.cfg.Generators, gens)
 			return nil
 		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
+	addFlags(cmd.Flags(), "generators")
 	return cmd
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mirrord/mirrord/generators"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
@@ -39,10 +40,11 @@ var settings = []setting{
 	{key: "safety-check", def: 30 * time.Second, usage: "period of the check for changes inotify missed; 0 turns it off"},
 	{key: "max-value-size", def: "16MiB", usage: "largest value of the log; a larger one is skipped as invalid (bytes, or with KiB/MiB/GiB)"},
 	{key: "batch-size", def: "4MiB", usage: "event data in one atomic batch while catching up (memory per batch versus batches per second)"},
+	{key: "generators", def: generators.Names(), usage: "generators to run, by name (a list; empty for none)"},
 }
 
 // engineKeys are the settings of the mirror engine, flags of run and sync.
-var engineKeys = []string{"settle", "debounce", "safety-check", "max-value-size", "batch-size"}
+var engineKeys = []string{"settle", "debounce", "safety-check", "max-value-size", "batch-size", "generators"}
 
 func lookupSetting(key string) (setting, bool) {
 	for _, s := range settings {
@@ -74,6 +76,8 @@ func addFlags(fs *pflag.FlagSet, keys ...string) {
 			fs.Int(s.key, d, usage)
 		case bool:
 			fs.Bool(s.key, d, usage)
+		case []string:
+			fs.StringSlice(s.key, d, usage)
 		default:
 			panic(fmt.Sprintf("setting %s: unsupported default %T", s.key, d))
 		}
@@ -102,6 +106,7 @@ type Config struct {
 	SafetyCheck  time.Duration // 0: off
 	MaxValueSize int
 	BatchSize    int
+	Generators   []string
 
 	// File is the config file that was read, or "".
 	File string
@@ -201,6 +206,12 @@ func (m *Main) loadConfig(cmd *cobra.Command) (*Config, error) {
 	}
 	if c.BatchSize, err = getSize(v, "batch-size"); err != nil {
 		return nil, err
+	}
+	if c.Generators, err = getList(v, "generators"); err != nil {
+		return nil, err
+	}
+	if err := generators.CheckNames(c.Generators); err != nil {
+		return nil, usage(fmt.Errorf("%s: %v", source(v, "generators"), err))
 	}
 	return c, nil
 }
@@ -351,6 +362,38 @@ func getDuration(v *viper.Viper, key string) (time.Duration, error) {
 		}
 	}
 	return 0, usage(fmt.Errorf("%s: %v is not a duration (give a unit: 300ms, 30s)", source(v, key), v.Get(key)))
+}
+
+// getList accepts a YAML list, or a comma-separated string (from a flag or
+// the environment); an empty string is the empty list.
+func getList(v *viper.Viper, key string) ([]string, error) {
+	var out []string
+	switch x := v.Get(key).(type) {
+	case []string:
+		out = x
+	case []any:
+		for _, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				return nil, usage(fmt.Errorf("%s: %v is not a name", source(v, key), e))
+			}
+			out = append(out, s)
+		}
+	case string:
+		x = strings.Trim(strings.TrimSpace(x), "[]") // pflag's String() of a slice
+		for _, s := range strings.Split(x, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+	case nil:
+	default:
+		return nil, usage(fmt.Errorf("%s: want a list of names, got %v", source(v, key), x))
+	}
+	if out == nil {
+		out = []string{}
+	}
+	return out, nil
 }
 
 // getSize accepts a number of bytes or a number with a unit: KiB, MiB,

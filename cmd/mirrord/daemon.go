@@ -7,16 +7,19 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
+	"github.com/mirrord/mirrord/generators"
 	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/mirror"
 	"github.com/spf13/cobra"
 )
 
 // openEngine opens the store (creating it when needed) and the engine on
-// it. The caller closes the store.
-func openEngine(e *env) (*kv.DB, *mirror.Engine, error) {
+// it; onApply (may be nil) is called after each applied batch. The caller
+// closes the store.
+func openEngine(e *env, onApply func(mirror.Applied)) (*kv.DB, *mirror.Engine, error) {
 	db, err := kv.Open(e.cfg.Store, &kv.Options{Logger: e.log})
 	if err != nil {
 		return nil, nil, err
@@ -33,6 +36,7 @@ func openEngine(e *env) (*kv.DB, *mirror.Engine, error) {
 		MaxValueSize: e.cfg.MaxValueSize,
 		ChunkBytes:   e.cfg.BatchSize,
 		Logger:       e.log,
+		OnApply:      onApply,
 	})
 	if err != nil {
 		db.Close()
@@ -64,7 +68,12 @@ consistent anyway (every batch carries its own checkpoint).`,
 		RunE: m.action([]string{"eventlog", "store"}, func(ctx context.Context, e *env, _ []string) (err error) {
 			ctx, stop := m.signalContext(ctx, e.log)
 			defer stop()
-			db, eng, err := openEngine(e)
+			var notify atomic.Pointer[generators.Runner]
+			db, eng, err := openEngine(e, func(mirror.Applied) {
+				if r := notify.Load(); r != nil {
+					r.Notify()
+				}
+			})
 			if err != nil {
 				return err
 			}
@@ -78,10 +87,27 @@ consistent anyway (every batch carries its own checkpoint).`,
 				e.log.Info("stopped before following the log")
 				return nil
 			}
+			// The generators run beside the engine, each in its own
+			// goroutine, woken after every applied batch; they stop with
+			// the engine, before the store closes.
+			runner, err := generators.NewRunner(db, &generators.Options{Enabled: e.cfg.Generators, Logger: e.log})
+			if err != nil {
+				return err
+			}
+			notify.Store(runner)
+			genCtx, stopGens := context.WithCancel(ctx)
+			gensDone := make(chan struct{})
+			go func() {
+				defer close(gensDone)
+				runner.Run(genCtx)
+			}()
 			err = eng.Run(ctx, func() {
 				cp := eng.Checkpoint()
 				e.log.Info("caught up; following the log", "path", eng.Path(), "events", cp.Events, "offset", cp.Offset)
+				runner.Notify()
 			})
+			stopGens()
+			<-gensDone
 			if err == nil {
 				e.log.Info("stopped; store closed", "events", eng.Checkpoint().Events)
 			}
@@ -109,7 +135,7 @@ the deletions are held and mirrord exits 1 saying where the log is cut.`,
 		RunE: m.action([]string{"eventlog", "store"}, func(ctx context.Context, e *env, _ []string) (err error) {
 			ctx, stop := m.signalContext(ctx, e.log)
 			defer stop()
-			db, eng, err := openEngine(e)
+			db, eng, err := openEngine(e, nil)
 			if err != nil {
 				return err
 			}
@@ -130,8 +156,18 @@ the deletions are held and mirrord exits 1 saying where the log is cut.`,
 			case err != nil:
 				return err
 			}
+			// Then the generators, so that a one-shot run leaves the
+			// generated values current too.
+			runner, err := generators.NewRunner(db, &generators.Options{Enabled: e.cfg.Generators, Logger: e.log})
+			if err != nil {
+				return err
+			}
+			if err := runner.CatchUp(ctx, 3); err != nil {
+				return fmt.Errorf("the mirror is up to date, but a generator is not: %w", err)
+			}
 			cp := eng.Checkpoint()
-			e.log.Info("the store is up to date", "events", cp.Events, "modifiers", cp.Modifiers, "invalid", cp.Invalid, "offset", cp.Offset)
+			e.log.Info("the store is up to date", "events", cp.Events, "modifiers", cp.Modifiers, "invalid", cp.Invalid,
+				"offset", cp.Offset, "generators", len(e.cfg.Generators))
 			return nil
 		}),
 	}

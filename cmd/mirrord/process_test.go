@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -209,9 +210,14 @@ func TestRunFollowsAndStopsOnSIGTERM(t *testing.T) {
 	c := startChild(t, "run", "--eventlog", log, "--store", store, "--log-level", "debug", "--log-format", "text", "--settle", "50ms")
 	c.waitLine(60*time.Second, "caught up; following the log")
 
+	// applied waits until the daemon has applied the log up to its end,
+	// and the summary generator has caught up with that batch.
 	applied := func(what string) {
 		t.Helper()
-		c.waitLine(30*time.Second, "applied a batch", fmt.Sprintf("offset=%d ", fileSize(t, log)))
+		l := c.waitLine(30*time.Second, "applied a batch", fmt.Sprintf("offset=%d ", fileSize(t, log)))
+		_, seq, _ := strings.Cut(l, "seq=")
+		seq, _, _ = strings.Cut(seq, " ")
+		c.waitLine(30*time.Second, "generator=summary", "position="+seq+" ")
 	}
 	for i := 0; i < 3; i++ {
 		more := gen.Events(1)
@@ -244,6 +250,26 @@ func TestRunFollowsAndStopsOnSIGTERM(t *testing.T) {
 	r := verifyStore(t, store, log)
 	if r.Events != len(evs) {
 		t.Fatalf("store holds %d events, want %d", r.Events, len(evs))
+	}
+	// The generators followed too: the summary counts every event.
+	db, err := kv.Open(store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	total := 0
+	err = db.Scan(kv.GeneratorPrefix("summary"), func(k string, v json.RawMessage) error {
+		if p, _ := kv.ParseKey(k); !strings.HasPrefix(p.Name, ".") {
+			var m struct{ Count int }
+			if err := json.Unmarshal(v, &m); err != nil {
+				return err
+			}
+			total += m.Count
+		}
+		return nil
+	})
+	if err != nil || total != len(evs) {
+		t.Fatalf("summary counts %d events, want %d (%v)", total, len(evs), err)
 	}
 }
 

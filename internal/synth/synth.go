@@ -64,10 +64,10 @@ func (g *Generator) sentence(minWords, maxWords int) string {
 	return strings.Join(ws, " ")
 }
 
-// Event returns the next event. Dates increase (a few minutes to a few
+// Event returns the next event. Dates increase (ten minutes to twelve
 // hours apart), as in a real diary.
 func (g *Generator) Event() *eventlog.Event {
-	g.date = g.date.Add(time.Duration(5+g.r.IntN(240)) * time.Minute)
+	g.date = g.date.Add(time.Duration(10+g.r.IntN(12*60)) * time.Minute)
 	typ := types[g.r.IntN(len(types))]
 	desc := g.sentence(9, 21)
 	ev := &eventlog.Event{

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mirrord/mirrord/internal/synth"
+	"github.com/mirrord/mirrord/kv"
+)
+
+func TestSyncBringsGeneratorsUpToDate(t *testing.T) {
+	dir := t.TempDir()
+	log, store := filepath.Join(dir, "data.json"), filepath.Join(dir, "store")
+	writeLog(t, log, synth.New(21).Events(50))
+	env := map[string]string{"MIRRORD_EVENTLOG": log, "MIRRORD_STORE": store}
+	if r := mirrord(t, env, "sync", "--once"); r.code != 0 {
+		t.Fatalf("sync: %v", r.err)
+	}
+	r := mirrord(t, env, "keys", "generated:summary:20")
+	if r.code != 0 || !strings.Contains(r.stdout, "generated:summary:2024-01") {
+		t.Fatalf("summary values after sync --once: %q %v", r.stdout, r.err)
+	}
+	r = mirrord(t, env, "generators", "list")
+	for _, want := range []string{"hashtags  yes", "summary   yes", "idle"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Fatalf("generators list lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	r = mirrord(t, env, "generators", "rebuild", "summary")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "rebuilt summary: position") {
+		t.Fatalf("rebuild: %q %v", r.stdout, r.err)
+	}
+	// Disabled: dropped at the next start, feed not held.
+	if r := mirrord(t, env, "sync", "--once", "--generators", "hashtags"); r.code != 0 {
+		t.Fatalf("sync with summary disabled: %v", r.err)
+	}
+	r = mirrord(t, env, "keys", "generated:summary:")
+	if r.stdout != "" {
+		t.Fatalf("a disabled generator's values remain:\n%s", r.stdout)
+	}
+	// None at all.
+	if r := mirrord(t, map[string]string{"MIRRORD_EVENTLOG": log, "MIRRORD_STORE": store, "MIRRORD_GENERATORS": ""}, "sync", "--once"); r.code != 0 {
+		t.Fatalf("sync with no generators: %v", r.err)
+	}
+	db, err := kv.Open(store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if keys, _ := db.Keys(kv.PrefixGenerated); len(keys) != 0 {
+		t.Fatalf("no generator enabled, yet %d generated keys remain", len(keys))
+	}
+	if keys, _ := db.Keys(kv.PrefixChanges); len(keys) != 0 {
+		t.Fatalf("no generator enabled, yet %d feed entries remain", len(keys))
+	}
+}
+
+func TestGeneratorSettingErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		msg  string
+	}{
+		{"unknown in flag", nil, []string{"sync", "--generators", "summary,sumary"}, `unknown generator "sumary"`},
+		{"unknown in env", map[string]string{"MIRRORD_GENERATORS": "nope"}, []string{"sync"}, `MIRRORD_GENERATORS`},
+		{"rebuild unknown", nil, []string{"generators", "rebuild", "nope"}, `unknown generator "nope"`},
+		{"rebuild disabled", nil, []string{"generators", "rebuild", "summary", "--generators", "hashtags"}, `not enabled`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{"MIRRORD_EVENTLOG": filepath.Join(dir, "data.json"), "MIRRORD_STORE": filepath.Join(dir, "s")}
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			r := mirrord(t, env, tc.args...)
+			if r.code != 2 || !strings.Contains(r.msg(), tc.msg) {
+				t.Fatalf("exit %d, error %q; want 2 and %q", r.code, r.msg(), tc.msg)
+			}
+		})
+	}
+	cfg := writeFile(t, filepath.Join(dir, "c.yaml"), "store: "+filepath.Join(dir, "s")+"\ngenerators: [summary, bogus]\n")
+	r := mirrord(t, nil, "generators", "list", "--config", cfg)
+	if r.code != 2 || !strings.Contains(r.msg(), `"bogus"`) || !strings.Contains(r.msg(), "c.yaml") {
+		t.Fatalf("unknown generator in the config file: exit %d %q", r.code, r.msg())
+	}
+}

@@ -1,0 +1,210 @@
+package generators
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"testing"
+
+	"github.com/mirrord/mirrord/eventlog"
+	"pgregory.net/rapid"
+)
+
+// The expected values, computed from scratch from the events the mirror
+// holds: what the incremental generators must always equal.
+
+func expectedSummary(evs map[string]*eventlog.Event) map[string]MonthSummary {
+	out := map[string]MonthSummary{}
+	for _, ev := range evs {
+		m := ev.Date[:7]
+		s, ok := out[m]
+		if !ok {
+			s = MonthSummary{ByType: map[string]int{}, First: ev.Date, Last: ev.Date}
+		}
+		s.Count++
+		s.ByType[ev.Type]++
+		if earlier(instant(ev.Date), ev.Date, instant(s.First), s.First) {
+			s.First = ev.Date
+		}
+		if earlier(instant(s.Last), s.Last, instant(ev.Date), ev.Date) {
+			s.Last = ev.Date
+		}
+		out[m] = s
+	}
+	return out
+}
+
+func expectedHashtags(evs map[string]*eventlog.Event) map[string][]string {
+	out := map[string][]string{}
+	for id, ev := range evs {
+		for _, t := range Tags(ev.Input) {
+			out[t] = append(out[t], id)
+		}
+	}
+	for _, ids := range out {
+		sort.Strings(ids)
+	}
+	return out
+}
+
+// fataler is what the checks need: a *testing.T or a *rapid.T.
+type fataler interface {
+	Fatalf(format string, args ...any)
+}
+
+func checkSummary(t fataler, e *env) {
+	want := expectedSummary(e.winners())
+	got := e.generated("summary")
+	if len(got) != len(want) {
+		t.Fatalf("summary has %d months %v, want %d", len(got), keysOf(got), len(want))
+	}
+	for m, w := range want {
+		wb, _ := json.Marshal(w)
+		if !jsonEq(got[m], wb) {
+			t.Fatalf("summary %s = %s, want %s", m, got[m], wb)
+		}
+	}
+}
+
+func checkHashtags(t fataler, e *env) {
+	want := expectedHashtags(e.winners())
+	got := e.generated("hashtags")
+	if len(got) != len(want) {
+		t.Fatalf("hashtags has %d tags %v, want %d", len(got), keysOf(got), len(want))
+	}
+	for tag, w := range want {
+		wb, _ := json.Marshal(w)
+		if !jsonEq(got[tag], wb) {
+			t.Fatalf("hashtags %s = %s, want %s", tag, got[tag], wb)
+		}
+	}
+}
+
+func keysOf(m map[string]json.RawMessage) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+func TestSummaryValues(t *testing.T) {
+	e := newEnv(t, Options{Enabled: []string{"summary"}})
+	mk := func(id, date, typ string) *eventlog.Event {
+		return &eventlog.Event{ID: id, Date: date, Type: typ, Creator: eventlog.Creator{Name: "n", UUID: "u", Version: "v"}}
+	}
+	e.appendEvents(
+		mk("a", "2025-01-31T23:30:00+0200", "food"),
+		mk("b", "2025-01-02T08:00:00Z", "food"),
+		mk("c", "2025-01-15T12:00:00.5+02:00", "call"),
+		mk("d", "2025-02-01T00:10:00+0300", "diary"), // UTC still January: the month is the local date's
+	)
+	e.sync()
+	var jan MonthSummary
+	if err := json.Unmarshal(e.generated("summary")["2025-01"], &jan); err != nil {
+		t.Fatal(err)
+	}
+	if jan.Count != 3 || jan.ByType["food"] != 2 || jan.ByType["call"] != 1 ||
+		jan.First != "2025-01-02T08:00:00Z" || jan.Last != "2025-01-31T23:30:00+0200" {
+		t.Fatalf("January: %+v", jan)
+	}
+	if _, ok := e.generated("summary")["2025-02"]; !ok {
+		t.Fatal("February (by its local date) missing")
+	}
+	// The last event of February goes: the month disappears.
+	e.write(e.evs[:3])
+	e.sync()
+	if _, ok := e.generated("summary")["2025-02"]; ok {
+		t.Fatal("a month with no events left still has a key")
+	}
+	checkSummary(t, e)
+}
+
+func TestTags(t *testing.T) {
+	for in, want := range map[string][]string{
+		"no tags":                      nil,
+		"#Family dinner #family #work": {"family", "work"},
+		"#музика та #Київ, #a-b_c!":    {"a-b_c", "київ", "музика"},
+		"email me@x.com # not#tag #9":  {"9", "tag"},
+	} {
+		if got := Tags(in); !slices.Equal(got, want) {
+			t.Errorf("Tags(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// The property of the issue: after any sequence of appends, edits,
+// deletions and rewrites, the incrementally maintained values equal a
+// recomputation from scratch, and rebuilding changes nothing (the index
+// is exact too).
+func TestIncrementalEqualsFromScratch(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		e := newEnv(t, Options{Enabled: []string{"summary", "hashtags"}})
+		months := []string{"2025-01", "2025-02", "2025-03"}
+		types := []string{"food", "call", "diary"}
+		inputs := []string{"plain", "#a", "#b and #A", "#c #b", "#a #b #c"}
+		n := 0
+		newEvent := func() *eventlog.Event {
+			n++
+			day := rapid.IntRange(1, 28).Draw(rt, "day")
+			return &eventlog.Event{
+				ID:      fmt.Sprintf("e%d", n),
+				Date:    fmt.Sprintf("%s-%02dT%02d:00:00+0200", rapid.SampledFrom(months).Draw(rt, "month"), day, rapid.IntRange(0, 23).Draw(rt, "hour")),
+				Type:    rapid.SampledFrom(types).Draw(rt, "type"),
+				Input:   rapid.SampledFrom(inputs).Draw(rt, "input"),
+				Creator: eventlog.Creator{Name: "n", UUID: "u", Version: "v"},
+			}
+		}
+		steps := rapid.IntRange(1, 12).Draw(rt, "steps")
+		for i := 0; i < steps; i++ {
+			switch op := rapid.IntRange(0, 4).Draw(rt, "op"); {
+			case op == 0 || len(e.evs) == 0: // append
+				k := rapid.IntRange(1, 4).Draw(rt, "appended")
+				for j := 0; j < k; j++ {
+					e.appendEvents(newEvent())
+				}
+			case op == 1: // edit: append a new version of an existing id
+				old := e.evs[rapid.IntRange(0, len(e.evs)-1).Draw(rt, "edited")]
+				ev := newEvent()
+				ev.ID = old.ID
+				e.appendEvents(ev)
+			case op == 2: // delete: the application's rewrite
+				i := rapid.IntRange(0, len(e.evs)-1).Draw(rt, "deleted")
+				id := e.evs[i].ID
+				e.write(slices.DeleteFunc(slices.Clone(e.evs), func(ev *eventlog.Event) bool { return ev.ID == id }))
+			case op == 3: // rewrite: keep some, change some, add some
+				var next []*eventlog.Event
+				for _, ev := range e.evs {
+					switch rapid.IntRange(0, 3).Draw(rt, "fate") {
+					case 0:
+					case 1:
+						c := newEvent()
+						c.ID = ev.ID
+						next = append(next, c)
+					default:
+						next = append(next, ev)
+					}
+				}
+				e.write(append(next, newEvent()))
+			case op == 4: // nothing changes
+			}
+			e.sync()
+			checkSummary(rt, e)
+			checkHashtags(rt, e)
+		}
+		before := map[string]map[string]string{"summary": e.all("summary"), "hashtags": e.all("hashtags")}
+		for _, name := range []string{"summary", "hashtags"} {
+			if err := MarkRebuild(e.db, name); err != nil {
+				rt.Fatal(err)
+			}
+		}
+		e.sync()
+		for _, name := range []string{"summary", "hashtags"} {
+			if after := e.all(name); !equalMaps(before[name], after) {
+				rt.Fatalf("%s: a rebuild from scratch differs from the incremental state (%d keys vs %d)", name, len(after), len(before[name]))
+			}
+		}
+	})
+}

@@ -1,0 +1,185 @@
+package generators
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"sync"
+
+	"github.com/mirrord/mirrord/eventlog"
+	"github.com/mirrord/mirrord/kv"
+)
+
+// Generator computes derived values from the mirrored events. Update is
+// called with the events that changed since its last successful run (or,
+// when in.Rebuild is set, with everything), and writes through out, which
+// can only address the generator's own keys, generated:{name}:*. What it
+// writes is committed in one batch with its new position in the change
+// feed: either both or neither.
+//
+// Update must be idempotent per event: after a failure or a crash the same
+// ids are handed over again. It is called from one goroutine at a time.
+type Generator interface {
+	Update(ctx context.Context, in *Input, out *Scope) error
+}
+
+// Input is what one run of a generator works from.
+type Input struct {
+	// Rebuild asks for a recomputation from the whole mirror: out starts
+	// empty (everything the generator wrote before is being deleted).
+	Rebuild bool
+	// IDs are the events put or deleted since the last successful run,
+	// each once, sorted; nil when Rebuild is set.
+	IDs []string
+	// View is a consistent snapshot of the mirror: event:, modifier: and
+	// generated: keys (the kv read API).
+	View kv.Reader
+
+	mu      sync.Mutex
+	current string // the event being processed, for reports
+}
+
+// Events calls fn with each changed event as it stands in the mirror, or
+// with a nil event when it was deleted; in a rebuild, with every event.
+// A panic or an error inside fn is reported with that event's id.
+func (in *Input) Events(fn func(id string, ev *eventlog.Event) error) error {
+	call := func(id string, ev *eventlog.Event) error {
+		in.setCurrent(id)
+		if err := fn(id, ev); err != nil {
+			return WithEvent(id, err)
+		}
+		in.setCurrent("")
+		return nil
+	}
+	if in.Rebuild {
+		return in.View.Scan(kv.PrefixEvent, func(key string, raw json.RawMessage) error {
+			k, err := kv.ParseKey(key)
+			if err != nil {
+				return err
+			}
+			ev, err := eventlog.ParseEvent(raw)
+			if err != nil {
+				return WithEvent(k.ID, fmt.Errorf("stored event is not valid: %w", err))
+			}
+			return call(k.ID, ev)
+		})
+	}
+	for _, id := range in.IDs {
+		ev, err := in.Event(id)
+		if err != nil {
+			return WithEvent(id, err)
+		}
+		if err := call(id, ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Event returns the event as it stands in the mirror, or nil when there is
+// none.
+func (in *Input) Event(id string) (*eventlog.Event, error) {
+	var raw json.RawMessage
+	found, err := in.View.Get(kv.EventKey(id), &raw)
+	if err != nil || !found {
+		return nil, err
+	}
+	ev, err := eventlog.ParseEvent(raw)
+	if err != nil {
+		return nil, fmt.Errorf("stored event is not valid: %w", err)
+	}
+	return ev, nil
+}
+
+func (in *Input) setCurrent(id string) {
+	in.mu.Lock()
+	in.current = id
+	in.mu.Unlock()
+}
+
+func (in *Input) currentID() string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.current
+}
+
+// EventError is an error a generator met on one event; the runner logs
+// and reports its id.
+type EventError struct {
+	ID  string
+	Err error
+}
+
+func (e *EventError) Error() string { return fmt.Sprintf("event %q: %v", e.ID, e.Err) }
+func (e *EventError) Unwrap() error { return e.Err }
+
+// WithEvent wraps err with the id of the event it concerns (unless it
+// already names one).
+func WithEvent(id string, err error) error {
+	var ee *EventError
+	if err == nil || errors.As(err, &ee) {
+		return err
+	}
+	return &EventError{ID: id, Err: err}
+}
+
+var (
+	regMu    sync.Mutex
+	registry = map[string]func() Generator{}
+)
+
+var validName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+// Register makes a generator available under name, in the style of
+// database/sql drivers: call it from an init function. It panics on an
+// invalid or duplicate name, which is a programming error.
+func Register(name string, factory func() Generator) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	if !validName.MatchString(name) {
+		panic(fmt.Sprintf("generators: invalid name %q (lower-case letters, digits, '-' and '_')", name))
+	}
+	if _, dup := registry[name]; dup {
+		panic(fmt.Sprintf("generators: %q registered twice", name))
+	}
+	if factory == nil {
+		panic(fmt.Sprintf("generators: nil factory for %q", name))
+	}
+	registry[name] = factory
+}
+
+// Names returns the registered generators, sorted.
+func Names() []string {
+	regMu.Lock()
+	defer regMu.Unlock()
+	names := make([]string, 0, len(registry))
+	for n := range registry {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func lookup(name string) (func() Generator, bool) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	f, ok := registry[name]
+	return f, ok
+}
+
+// ErrUnknown: a configured generator is not registered.
+var ErrUnknown = errors.New("unknown generator")
+
+// CheckNames returns an error naming the first name that is not
+// registered.
+func CheckNames(names []string) error {
+	for _, n := range names {
+		if _, ok := lookup(n); !ok {
+			return fmt.Errorf("%w %q (registered: %v)", ErrUnknown, n, Names())
+		}
+	}
+	return nil
+}

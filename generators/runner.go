@@ -1,0 +1,546 @@
+package generators
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mirrord/mirrord/kv"
+)
+
+// Options configures a Runner. A nil *Options means every default below.
+type Options struct {
+	// Enabled names the generators to run. Default (nil): every
+	// registered generator. An unknown name is an error.
+	Enabled []string
+	// Logger receives the runner's messages. Default: slog.Default().
+	Logger *slog.Logger
+	// MaxIDs bounds the changed events handed to one run; more are split
+	// over several runs, each committed with its position. Default: 5000.
+	MaxIDs int
+	// RetryMin and RetryMax bound the exponential backoff after a failed
+	// run. Defaults: 1s and 5m.
+	RetryMin, RetryMax time.Duration
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+}
+
+// position is a generator's bookkeeping, mirrord:generator:{name}.
+type position struct {
+	// Seq is the last change-feed entry the generator's values reflect.
+	Seq uint64 `json:"seq"`
+	// Rebuild asks for a recomputation from the whole mirror (a new
+	// generator, a reset, or a rebuild that has not completed).
+	Rebuild bool      `json:"rebuild,omitempty"`
+	Updated time.Time `json:"updated"`
+	// The last failure, kept so that "mirrord status" shows it even when
+	// no daemon runs; cleared by the next success.
+	LastError string    `json:"last_error,omitempty"`
+	LastEvent string    `json:"last_error_event,omitempty"`
+	Retries   int       `json:"retries,omitempty"`
+	FailedAt  time.Time `json:"failed_at,omitzero"`
+}
+
+// Status reports one generator.
+type Status struct {
+	Name string `json:"name"`
+	// Position is the last change-feed entry reflected; Lag counts the
+	// entries after it.
+	Position uint64 `json:"position"`
+	Lag      int    `json:"lag"`
+	// State is "idle", "running", "rebuilding", "failing" or "stopped".
+	State     string    `json:"state"`
+	LastError string    `json:"last_error,omitempty"`
+	LastEvent string    `json:"last_error_event,omitempty"`
+	Retries   int       `json:"retries"`
+	LastRun   time.Time `json:"last_run,omitempty"`
+	NextRetry time.Time `json:"next_retry,omitempty"`
+}
+
+// Runner runs the enabled generators over the change feed: each in its own
+// goroutine, with its own position, so that a slow or failing generator
+// delays neither the mirror nor the others.
+type Runner struct {
+	db   *kv.DB
+	opts Options
+	log  *slog.Logger
+	gens []*genRunner
+}
+
+type genRunner struct {
+	name string
+	gen  Generator
+	wake chan struct{}
+	r    *Runner
+
+	mu     sync.Mutex
+	status Status
+}
+
+// NewRunner prepares the enabled generators on the store. Positions of
+// generators that are no longer enabled are dropped, with their values,
+// so that they never hold the change feed back; enabling one again
+// rebuilds it.
+func NewRunner(db *kv.DB, opts *Options) (*Runner, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.Enabled == nil {
+		o.Enabled = Names()
+	}
+	if err := CheckNames(o.Enabled); err != nil {
+		return nil, err
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.MaxIDs <= 0 {
+		o.MaxIDs = 5000
+	}
+	if o.RetryMin <= 0 {
+		o.RetryMin = time.Second
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = 5 * time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	r := &Runner{db: db, opts: o, log: o.Logger.With("component", "generators")}
+	enabled := map[string]bool{}
+	for _, name := range o.Enabled {
+		if enabled[name] {
+			continue
+		}
+		enabled[name] = true
+		f, _ := lookup(name)
+		g := &genRunner{name: name, gen: f(), wake: make(chan struct{}, 1), r: r}
+		g.status = Status{Name: name, State: "idle"}
+		r.gens = append(r.gens, g)
+	}
+	if err := r.dropDisabled(enabled); err != nil {
+		return nil, err
+	}
+	for _, g := range r.gens {
+		p, err := r.position(g.name)
+		if err != nil {
+			return nil, err
+		}
+		g.status.Position = p.Seq
+	}
+	return r, nil
+}
+
+func (r *Runner) dropDisabled(enabled map[string]bool) error {
+	var stale []string
+	err := r.db.Scan(kv.PrefixGeneratorState, func(key string, _ json.RawMessage) error {
+		name, err := kv.UnescapeSegment(key[len(kv.PrefixGeneratorState):])
+		if err != nil {
+			return err
+		}
+		if !enabled[name] {
+			stale = append(stale, name)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, name := range stale {
+		wb := r.db.NewWriteBatch()
+		wb.Delete([]byte(kv.GeneratorStateKey(name)))
+		wb.DeletePrefix(kv.GeneratorPrefix(name))
+		if err := wb.Commit(); err != nil {
+			return err
+		}
+		r.log.Info("generator is no longer enabled: dropped its position and values (enabling it again rebuilds it)", "generator", name)
+	}
+	return nil
+}
+
+// position reads a generator's bookkeeping; a generator without any is due
+// for a rebuild.
+func (r *Runner) position(name string) (position, error) {
+	var p position
+	found, err := r.db.Get(kv.GeneratorStateKey(name), &p)
+	if err != nil {
+		return p, err
+	}
+	if !found {
+		return position{Rebuild: true}, nil
+	}
+	return p, nil
+}
+
+// Notify wakes every generator to look at the change feed. It never
+// blocks: the mirror engine calls it after each applied batch.
+func (r *Runner) Notify() {
+	for _, g := range r.gens {
+		select {
+		case g.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Run runs every enabled generator until ctx is done, then returns once
+// all of them have stopped.
+func (r *Runner) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, g := range r.gens {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g.loop(ctx)
+		}()
+	}
+	wg.Wait()
+}
+
+// CatchUp brings every enabled generator up to date with the change feed
+// as it stands, then returns: the generators' part of "sync --once". Each
+// generator gets attempts tries; the error names every generator that
+// still failed (the others are up to date regardless).
+func (r *Runner) CatchUp(ctx context.Context, attempts int) error {
+	var errs []error
+	for _, g := range r.gens {
+		var err error
+		for try := 0; try < max(1, attempts); try++ {
+			if try > 0 {
+				if werr := sleepCtx(ctx, g.backoff(try)); werr != nil {
+					return werr
+				}
+			}
+			var more bool
+			for more, err = g.runOnce(ctx); err == nil && more; more, err = g.runOnce(ctx) {
+			}
+			if err == nil || ctx.Err() != nil {
+				break
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("generator %s: %w", g.name, err))
+		}
+	}
+	if err := r.prune(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Rebuild resets one generator: its next run recomputes it from the whole
+// mirror.
+func (r *Runner) Rebuild(name string) error {
+	return MarkRebuild(r.db, name)
+}
+
+// MarkRebuild resets the generator name on a store no runner works on.
+func MarkRebuild(db *kv.DB, name string) error {
+	if _, ok := lookup(name); !ok {
+		return fmt.Errorf("%w %q (registered: %v)", ErrUnknown, name, Names())
+	}
+	var p position
+	if _, err := db.Get(kv.GeneratorStateKey(name), &p); err != nil {
+		return err
+	}
+	p.Rebuild = true
+	return db.Put(kv.GeneratorStateKey(name), p)
+}
+
+// Statuses returns the status of every enabled generator.
+func (r *Runner) Statuses() []Status {
+	head := r.head()
+	out := make([]Status, 0, len(r.gens))
+	for _, g := range r.gens {
+		g.mu.Lock()
+		s := g.status
+		g.mu.Unlock()
+		s.Lag = head.after(s.Position)
+		out = append(out, s)
+	}
+	return out
+}
+
+// ReadStatuses reports the generators recorded in a store no runner works
+// on: positions and lag.
+func ReadStatuses(db kv.Reader) ([]Status, error) {
+	var out []Status
+	f := feedState{}
+	if err := f.read(db); err != nil {
+		return nil, err
+	}
+	err := db.Scan(kv.PrefixGeneratorState, func(key string, v json.RawMessage) error {
+		name, err := kv.UnescapeSegment(key[len(kv.PrefixGeneratorState):])
+		if err != nil {
+			return err
+		}
+		var p position
+		if err := json.Unmarshal(v, &p); err != nil {
+			return err
+		}
+		state := "idle"
+		switch {
+		case p.LastError != "":
+			state = "failing"
+		case p.Rebuild:
+			state = "rebuild pending"
+		}
+		out = append(out, Status{Name: name, Position: p.Seq, Lag: f.after(p.Seq), State: state, LastRun: p.Updated,
+			LastError: p.LastError, LastEvent: p.LastEvent, Retries: p.Retries})
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, err
+}
+
+// feedState lists the sequence numbers in the change feed.
+type feedState struct{ seqs []uint64 }
+
+func (f *feedState) read(r kv.Reader) error {
+	f.seqs = f.seqs[:0]
+	return r.Scan(kv.PrefixChanges, func(key string, _ json.RawMessage) error {
+		seq, err := kv.ParseChangeKey(key)
+		if err == nil {
+			f.seqs = append(f.seqs, seq)
+		}
+		return err
+	})
+}
+
+func (f feedState) after(seq uint64) int {
+	return len(f.seqs) - sort.Search(len(f.seqs), func(i int) bool { return f.seqs[i] > seq })
+}
+
+func (r *Runner) head() feedState {
+	var f feedState
+	if err := f.read(r.db); err != nil {
+		r.log.Warn("reading the change feed", "err", err)
+	}
+	return f
+}
+
+// prune deletes the change-feed entries every enabled generator is past.
+func (r *Runner) prune() error {
+	if len(r.gens) == 0 {
+		return kv.PruneChanges(r.db, ^uint64(0))
+	}
+	low := ^uint64(0)
+	for _, g := range r.gens {
+		p, err := r.position(g.name)
+		if err != nil {
+			return err
+		}
+		low = min(low, p.Seq)
+	}
+	return kv.PruneChanges(r.db, low)
+}
+
+func (g *genRunner) setStatus(fn func(*Status)) {
+	g.mu.Lock()
+	fn(&g.status)
+	g.mu.Unlock()
+}
+
+func (g *genRunner) backoff(failures int) time.Duration {
+	d := g.r.opts.RetryMin
+	for i := 1; i < failures && d < g.r.opts.RetryMax; i++ {
+		d *= 2
+	}
+	return min(d, g.r.opts.RetryMax)
+}
+
+// loop runs the generator whenever it is woken (or its retry is due) until
+// ctx is done.
+func (g *genRunner) loop(ctx context.Context) {
+	defer g.setStatus(func(s *Status) { s.State = "stopped" })
+	failures := 0
+	var retry <-chan time.Time
+	for {
+		more, err := g.runOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			failures++
+			d := g.backoff(failures)
+			g.setStatus(func(s *Status) { s.NextRetry = g.r.opts.Now().Add(d) })
+			retry = time.After(d)
+		} else {
+			failures, retry = 0, nil
+			g.setStatus(func(s *Status) { s.Retries = 0; s.NextRetry = time.Time{} })
+			if err := g.r.prune(); err != nil {
+				g.r.log.Warn("pruning the change feed", "err", err)
+			}
+			if more {
+				continue
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-g.wake:
+		case <-retry:
+		}
+	}
+}
+
+// runOnce runs the generator over the feed entries after its position (at
+// most MaxIDs changed events, unless one entry holds more), or over the
+// whole mirror when it is due for a rebuild, and commits its writes with
+// its new position. more says that entries remain.
+func (g *genRunner) runOnce(ctx context.Context) (more bool, err error) {
+	r := g.r
+	p, err := r.position(g.name)
+	if err != nil {
+		return false, g.fail(err, "")
+	}
+	snap, err := r.db.Snapshot()
+	if err != nil {
+		return false, g.fail(err, "")
+	}
+	defer snap.Close()
+
+	in := &Input{View: snap, Rebuild: p.Rebuild}
+	upTo := p.Seq
+	ids := map[string]bool{}
+	err = kv.Changes(snap, p.Seq, func(c kv.Change) error {
+		if !in.Rebuild && len(ids) > 0 && len(ids)+len(c.IDs) > r.opts.MaxIDs {
+			more = true
+			return errStop
+		}
+		upTo = c.Seq
+		if c.Reset {
+			in.Rebuild = true
+		}
+		for _, id := range c.IDs {
+			ids[id] = true
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return false, g.fail(err, "")
+	}
+	if !in.Rebuild {
+		if upTo == p.Seq {
+			g.setStatus(func(s *Status) { s.State = "idle"; s.Position = p.Seq })
+			return false, nil // nothing new
+		}
+		in.IDs = make([]string, 0, len(ids))
+		for id := range ids {
+			in.IDs = append(in.IDs, id)
+		}
+		sort.Strings(in.IDs)
+	}
+
+	state := "running"
+	if in.Rebuild {
+		state = "rebuilding"
+		// A rebuild reads the whole snapshot; entries that arrive after
+		// it are handled by the next run.
+		more = false
+	}
+	g.setStatus(func(s *Status) { s.State = state })
+	start := time.Now()
+	out := newScope(g.name, r.db, in.Rebuild)
+	if in.Rebuild {
+		out.spill = func() error { return g.commit(out, position{Seq: p.Seq, Rebuild: true}) }
+	}
+	if err := g.update(ctx, in, out); err != nil {
+		return false, g.fail(err, in.currentID())
+	}
+	next := position{Seq: upTo}
+	if err := g.commit(out, next); err != nil {
+		return false, g.fail(err, "")
+	}
+	if in.Rebuild {
+		r.log.Info("generator rebuilt", "generator", g.name, "position", upTo, "took", time.Since(start).Round(time.Millisecond))
+	} else {
+		r.log.Debug("generator updated", "generator", g.name, "position", upTo, "events", len(in.IDs))
+	}
+	g.setStatus(func(s *Status) {
+		s.State, s.Position, s.LastError, s.LastEvent, s.Retries = "idle", upTo, "", "", 0
+		s.LastRun = r.opts.Now()
+	})
+	return more, nil
+}
+
+var errStop = errors.New("stop")
+
+// update calls the generator, turning a panic into an error.
+func (g *genRunner) update(ctx context.Context, in *Input, out *Scope) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v\n%s", p, debug.Stack())
+			if id := in.currentID(); id != "" {
+				err = WithEvent(id, err)
+			}
+		}
+	}()
+	return g.gen.Update(ctx, in, out)
+}
+
+// commit writes the scope's pending writes and the position in one batch.
+func (g *genRunner) commit(out *Scope, p position) error {
+	wb := g.r.db.NewWriteBatch()
+	defer wb.Close()
+	out.commitTo(wb)
+	p.Updated = g.r.opts.Now().UTC()
+	wb.Put(kv.GeneratorStateKey(g.name), p)
+	if err := wb.Commit(); err != nil {
+		return err
+	}
+	out.committed()
+	return nil
+}
+
+func (g *genRunner) fail(err error, id string) error {
+	var ee *EventError
+	if errors.As(err, &ee) {
+		id = ee.ID
+	}
+	args := []any{"generator", g.name, "err", err}
+	if id != "" {
+		args = append(args, "event", id)
+	}
+	g.r.log.Error("generator failed; it will be retried", args...)
+	var retries int
+	g.setStatus(func(s *Status) {
+		s.State, s.LastError, s.LastEvent = "failing", err.Error(), id
+		s.Retries++
+		retries = s.Retries
+	})
+	// Record the failure beside the position (which does not move).
+	if p, perr := g.r.position(g.name); perr == nil {
+		p.LastError, p.LastEvent, p.Retries, p.FailedAt = firstLine(err.Error()), id, retries, g.r.opts.Now().UTC()
+		if perr := g.r.db.Put(kv.GeneratorStateKey(g.name), p); perr != nil {
+			g.r.log.Warn("recording a generator's failure", "generator", g.name, "err", perr)
+		}
+	}
+	return err
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,425 @@
+package generators
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mirrord/mirrord/eventlog"
+	"github.com/mirrord/mirrord/internal/synth"
+	"github.com/mirrord/mirrord/kv"
+)
+
+// Test generators, controlled by the tests through these variables.
+var (
+	failOn   atomic.Value // string: the id "test-fail" errors on
+	panicOn  atomic.Value // string: the id "test-panic" panics on
+	slowGate = make(chan struct{})
+	slowIn   = make(chan struct{}, 100)
+	evilKeys = []string{"../event:x", "a:b", "%3A", ":", "\x00", "event:evil", ".", "x/../../mirrord:checkpoint"}
+)
+
+// counter counts events per id: generated:{name}:{id} = 1.
+type counter struct{}
+
+func (counter) Update(_ context.Context, in *Input, out *Scope) error {
+	return in.Events(func(id string, ev *eventlog.Event) error {
+		if ev == nil {
+			return out.Delete(id)
+		}
+		return out.Put(id, 1)
+	})
+}
+
+type failing struct{}
+
+func (f failing) Update(ctx context.Context, in *Input, out *Scope) error {
+	bad, _ := failOn.Load().(string)
+	return in.Events(func(id string, ev *eventlog.Event) error {
+		if id == bad {
+			return errors.New("cannot digest this one")
+		}
+		return out.Put(id, 1)
+	})
+}
+
+type panicking struct{}
+
+func (panicking) Update(_ context.Context, in *Input, out *Scope) error {
+	bad, _ := panicOn.Load().(string)
+	return in.Events(func(id string, ev *eventlog.Event) error {
+		if id == bad {
+			m := uninitialised()
+			m["boom"]++ // a nil-map panic, as a buggy generator would
+		}
+		return out.Put(id, 1)
+	})
+}
+
+func uninitialised() map[string]int { return nil }
+
+type slow struct{ counter }
+
+func (s slow) Update(ctx context.Context, in *Input, out *Scope) error {
+	slowIn <- struct{}{}
+	select {
+	case <-slowGate:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return s.counter.Update(ctx, in, out)
+}
+
+type evil struct{}
+
+func (evil) Update(_ context.Context, in *Input, out *Scope) error {
+	for _, k := range evilKeys {
+		if err := out.Put(k, "owned"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func init() {
+	failOn.Store("")
+	panicOn.Store("")
+	Register("test-counter", func() Generator { return counter{} })
+	Register("test-fail", func() Generator { return failing{} })
+	Register("test-panic", func() Generator { return panicking{} })
+	Register("test-slow", func() Generator { return slow{} })
+	Register("test-evil", func() Generator { return evil{} })
+}
+
+func TestRegistry(t *testing.T) {
+	names := Names()
+	for _, n := range []string{"summary", "hashtags"} {
+		if !strings.Contains(strings.Join(names, ","), n) {
+			t.Fatalf("built-in %s not registered: %v", n, names)
+		}
+	}
+	if err := CheckNames([]string{"summary", "sumary"}); !errors.Is(err, ErrUnknown) || !strings.Contains(err.Error(), `"sumary"`) {
+		t.Fatalf("CheckNames of an unknown name: %v", err)
+	}
+	if _, err := NewRunner(newEnv(t, Options{Enabled: []string{}}).db, &Options{Enabled: []string{"nope"}}); !errors.Is(err, ErrUnknown) {
+		t.Fatalf("NewRunner with an unknown name: %v", err)
+	}
+	for _, bad := range []string{"", "Upper", "a:b", "-x"} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("Register(%q) did not panic", bad)
+				}
+			}()
+			Register(bad, func() Generator { return counter{} })
+		}()
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("a duplicate Register did not panic")
+			}
+		}()
+		Register("summary", func() Generator { return counter{} })
+	}()
+}
+
+// A generator can write nothing but generated:{its name}:*, whatever key
+// it makes up.
+func TestScopeCannotEscape(t *testing.T) {
+	e := newEnv(t, Options{Enabled: []string{"test-evil"}})
+	e.appendEvents(synth.New(1).Events(3)...)
+	if err := e.eng.Sync(e.ctx()); err != nil {
+		t.Fatal(err)
+	}
+	before := map[string]bool{}
+	keys, _ := e.db.Keys("")
+	for _, k := range keys {
+		before[k] = true
+	}
+	if err := e.run.CatchUp(e.ctx(), 1); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := e.db.Keys("")
+	var written []string
+	for _, k := range after {
+		if !before[k] {
+			written = append(written, k)
+		}
+	}
+	wantOwn := len(evilKeys)
+	own := 0
+	for _, k := range written {
+		switch {
+		case strings.HasPrefix(k, kv.GeneratorPrefix("test-evil")):
+			p, err := kv.ParseKey(k)
+			if err != nil || p.Kind != kv.KeyGenerated || p.Generator != "test-evil" {
+				t.Errorf("key %q parses as %+v, %v", k, p, err)
+			}
+			own++
+		case k == kv.GeneratorStateKey("test-evil"):
+		default:
+			t.Errorf("the generator wrote %q, outside its scope", k)
+		}
+	}
+	if own != wantOwn {
+		t.Fatalf("wrote %d keys in its scope, want %d: %q", own, wantOwn, written)
+	}
+	var v string
+	if found, _ := e.db.Get(kv.CheckpointKey, nil); !found {
+		t.Fatal("the checkpoint is gone")
+	}
+	if found, _ := e.db.Get(kv.GeneratedKey("test-evil", "../event:x"), &v); !found || v != "owned" {
+		t.Fatalf("the escaped key was not stored as a generated value: %q %v", v, found)
+	}
+}
+
+func TestScopeReadsItsOwnWrites(t *testing.T) {
+	e := newEnv(t, Options{Enabled: []string{}})
+	if err := e.db.Batch([]kv.Op{
+		kv.PutOp(kv.GeneratedKey("g", "a"), 1),
+		kv.PutOp(kv.GeneratedKey("g", "b"), 2),
+		kv.PutOp(kv.GeneratedKey("g", "d"), 4),
+		kv.PutOp(kv.GeneratedKey("other", "a"), 9),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s := newScope("g", e.db, false)
+	_ = s.Put("c", 3)
+	_ = s.Delete("b")
+	_ = s.Put("d", 40)
+	var n int
+	if found, _ := s.Get("b", &n); found {
+		t.Fatal("a pending delete is still visible")
+	}
+	if found, _ := s.Get("c", &n); !found || n != 3 {
+		t.Fatalf("a pending put is not visible: %d %v", n, found)
+	}
+	var seen []string
+	_ = s.Scan("", func(k string, v json.RawMessage) error { seen = append(seen, k+"="+string(v)); return nil })
+	if got := strings.Join(seen, " "); got != "a=1 c=3 d=40" {
+		t.Fatalf("Scan with pending writes: %s", got)
+	}
+	// A cleared scope (a rebuild) sees only its pending writes.
+	c := newScope("g", e.db, true)
+	_ = c.Put("z", 26)
+	seen = nil
+	_ = c.Scan("", func(k string, v json.RawMessage) error { seen = append(seen, k); return nil })
+	if strings.Join(seen, " ") != "z" {
+		t.Fatalf("cleared Scan: %v", seen)
+	}
+	if found, _ := c.Get("a", nil); found {
+		t.Fatal("a cleared scope still sees old values")
+	}
+}
+
+func TestPositionsAndPruning(t *testing.T) {
+	e := newEnv(t, Options{Enabled: []string{"test-counter", "summary"}})
+	gen := synth.New(2)
+	e.appendEvents(gen.Events(20)...)
+	e.sync()
+	for i := 0; i < 5; i++ {
+		e.appendEvents(gen.Events(2)...)
+		e.sync()
+	}
+	for _, s := range e.run.Statuses() {
+		if s.Lag != 0 || s.Position != e.eng.Checkpoint().Seq || s.State != "idle" {
+			t.Fatalf("status after catch-up: %+v (feed head %d)", s, e.eng.Checkpoint().Seq)
+		}
+	}
+	if n := e.feedLen(); n != 0 {
+		t.Fatalf("%d feed entries remain after every generator passed them", n)
+	}
+	if got := len(e.generated("test-counter")); got != len(e.winners()) {
+		t.Fatalf("counter holds %d values, want %d", got, len(e.winners()))
+	}
+}
+
+// A failing or panicking generator is reported with the event's id and
+// retried; the mirror and the other generators go on.
+func TestFailingGeneratorIsIsolatedAndRetried(t *testing.T) {
+	for _, bad := range []string{"test-fail", "test-panic"} {
+		t.Run(bad, func(t *testing.T) {
+			e := newEnv(t, Options{Enabled: []string{"test-counter", bad}})
+			evs := synth.New(3).Events(10)
+			poison := evs[4].ID
+			failOn.Store(poison)
+			panicOn.Store(poison)
+			defer failOn.Store("")
+			defer panicOn.Store("")
+			e.appendEvents(evs...)
+			if err := e.eng.Sync(e.ctx()); err != nil {
+				t.Fatal(err)
+			}
+			err := e.run.CatchUp(e.ctx(), 3)
+			if err == nil || !strings.Contains(err.Error(), bad) {
+				t.Fatalf("CatchUp with a poison event: %v", err)
+			}
+			s := e.status(bad)
+			if s.State != "failing" || s.LastEvent != poison || s.LastError == "" {
+				t.Fatalf("status of the failing generator: %+v", s)
+			}
+			if bad == "test-panic" && !strings.Contains(s.LastError, "panic") {
+				t.Fatalf("a panic is not reported as one: %q", s.LastError)
+			}
+			if c := e.status("test-counter"); c.Lag != 0 || len(e.generated("test-counter")) != 10 {
+				t.Fatalf("the healthy generator was held back: %+v", c)
+			}
+			if s.Position != 0 {
+				t.Fatalf("the failing generator advanced to %d", s.Position)
+			}
+			// The feed is kept for the failing generator.
+			if e.feedLen() == 0 {
+				t.Fatal("feed pruned past a generator that has not processed it")
+			}
+			// Fixed: it catches up.
+			failOn.Store("")
+			panicOn.Store("")
+			if err := e.run.CatchUp(e.ctx(), 1); err != nil {
+				t.Fatal(err)
+			}
+			if got := len(e.generated(bad)); got != 10 {
+				t.Fatalf("after the fix the generator holds %d values", got)
+			}
+		})
+	}
+}
+
+// While following, a failing generator retries with growing delays and
+// the others stay current; a slow one delays nobody.
+func TestRunIsolatesSlowAndFailingGenerators(t *testing.T) {
+	e := newEnv(t, Options{Enabled: []string{"test-counter", "test-slow", "test-fail"}})
+	evs := synth.New(4).Events(5)
+	failOn.Store(evs[0].ID)
+	defer failOn.Store("")
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); e.run.Run(ctx) }()
+	defer func() {
+		cancel()
+		close(slowGate)
+		wg.Wait()
+		slowGate = make(chan struct{})
+	}()
+
+	e.appendEvents(evs...)
+	if err := e.eng.Sync(e.ctx()); err != nil {
+		t.Fatal(err)
+	}
+	e.run.Notify()
+	select {
+	case <-slowIn:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the slow generator never started")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, f := e.status("test-counter"), e.status("test-fail")
+		if c.Lag == 0 && c.Position > 0 && f.Retries >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("counter %+v, failing %+v", c, f)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if s := e.status("test-slow"); (s.State != "running" && s.State != "rebuilding") || s.Position != 0 {
+		t.Fatalf("slow generator: %+v", s)
+	}
+	if f := e.status("test-fail"); f.NextRetry.IsZero() || f.LastEvent != evs[0].ID {
+		t.Fatalf("failing generator: %+v", f)
+	}
+}
+
+func TestBackoffIsCappedExponential(t *testing.T) {
+	g := &genRunner{r: &Runner{opts: Options{RetryMin: time.Second, RetryMax: time.Minute}}}
+	want := []time.Duration{time.Second, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second}
+	for i, w := range want {
+		if d := g.backoff(i); d != w {
+			t.Fatalf("backoff(%d) = %v, want %v", i, d, w)
+		}
+	}
+	if d := g.backoff(100); d != time.Minute {
+		t.Fatalf("backoff(100) = %v, want the cap", d)
+	}
+}
+
+func TestDisabledGeneratorIsDroppedAndRebuiltWhenEnabledAgain(t *testing.T) {
+	e := newEnv(t, Options{Enabled: []string{"test-counter", "summary"}})
+	gen := synth.New(5)
+	e.appendEvents(gen.Events(10)...)
+	e.sync()
+	if len(e.all("summary")) == 0 {
+		t.Fatal("summary wrote nothing")
+	}
+	// Disable summary.
+	e.opts.Enabled = []string{"test-counter"}
+	e.open()
+	if found, _ := e.db.Get(kv.GeneratorStateKey("summary"), nil); found {
+		t.Fatal("the disabled generator's position was kept")
+	}
+	if n := len(e.all("summary")); n != 0 {
+		t.Fatalf("the disabled generator's %d values were kept", n)
+	}
+	e.appendEvents(gen.Events(3)...)
+	e.sync()
+	if n := e.feedLen(); n != 0 {
+		t.Fatalf("a disabled generator held %d feed entries", n)
+	}
+	// Enable it again: it rebuilds from the whole mirror.
+	e.opts.Enabled = []string{"test-counter", "summary"}
+	e.open()
+	e.sync()
+	checkSummary(t, e)
+}
+
+func TestRebuildAndResync(t *testing.T) {
+	e := newEnv(t, Options{Enabled: []string{"summary", "hashtags"}})
+	e.appendEvents(synth.New(6).Events(40)...)
+	e.sync()
+	before := e.all("summary")
+	// Damage a value, then rebuild: it is recomputed from the mirror.
+	if err := e.db.Put(kv.GeneratedKey("summary", "1999-01"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := MarkRebuild(e.db, "summary"); err != nil {
+		t.Fatal(err)
+	}
+	if err := MarkRebuild(e.db, "nope"); !errors.Is(err, ErrUnknown) {
+		t.Fatalf("MarkRebuild of an unknown generator: %v", err)
+	}
+	e.sync()
+	if after := e.all("summary"); !equalMaps(before, after) {
+		t.Fatalf("rebuild changed the values: %d keys before, %d after", len(before), len(after))
+	}
+	// A resync rebuilds every generator (through the feed's reset).
+	if err := e.eng.Resync(e.ctx()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.all("summary")); n != 0 {
+		t.Fatalf("resync left %d generated keys", n)
+	}
+	if err := e.run.CatchUp(e.ctx(), 1); err != nil {
+		t.Fatal(err)
+	}
+	checkSummary(t, e)
+	checkHashtags(t, e)
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
