@@ -56,10 +56,12 @@ type Status struct {
 	Position uint64 `json:"position"`
 	Lag      int    `json:"lag"`
 	// State is "idle", "running", "rebuilding", "failing" or "stopped".
-	State     string    `json:"state"`
-	LastError string    `json:"last_error,omitempty"`
-	LastEvent string    `json:"last_error_event,omitempty"`
-	Retries   int       `json:"retries"`
+	State     string `json:"state"`
+	LastError string `json:"last_error,omitempty"`
+	LastEvent string `json:"last_error_event,omitempty"`
+	Retries   int    `json:"retries"`
+	// Failures counts the failed runs since the runner started.
+	Failures  int       `json:"failures"`
 	LastRun   time.Time `json:"last_run,omitempty"`
 	NextRetry time.Time `json:"next_retry,omitempty"`
 }
@@ -515,6 +517,7 @@ func (g *genRunner) fail(err error, id string) error {
 	g.setStatus(func(s *Status) {
 		s.State, s.LastError, s.LastEvent = "failing", err.Error(), id
 		s.Retries++
+		s.Failures++
 		retries = s.Retries
 	})
 	// Record the failure beside the position (which does not move).

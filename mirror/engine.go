@@ -51,6 +51,18 @@ type Options struct {
 	// goroutine that applied it. It must not block for long.
 	OnApply func(Applied)
 
+	// OnProgress, when set, is called while a long read of the log (a
+	// first load, a resync, a reconcile, a large tail) makes progress,
+	// about every 4 MiB, and once when it ends.
+	OnProgress func(Progress)
+
+	// Heartbeat and OnHeartbeat: while Run follows the log, OnHeartbeat is
+	// called every Heartbeat from the follow loop itself, and on progress
+	// within a long step; a loop that is stuck calls it no more (systemd's
+	// watchdog relies on that). Default: no heartbeat.
+	Heartbeat   time.Duration
+	OnHeartbeat func()
+
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 }
@@ -105,6 +117,18 @@ type Applied struct {
 	Duration time.Duration
 }
 
+// Progress describes a long read of the log.
+type Progress struct {
+	// Kind is "load" (a first load or resync), "reconcile" or "tail".
+	Kind string
+	// Done and Total are bytes of the log.
+	Done, Total int64
+	// Events counts the events read so far.
+	Events int64
+	// Finished is set on the last report of the read.
+	Finished bool
+}
+
 // Errors the engine returns, matched with errors.Is.
 var (
 	// ErrNewerStore: the store was written by a newer mirrord.
@@ -149,6 +173,90 @@ type Engine struct {
 
 	mu     sync.Mutex
 	status Status
+
+	retime chan Timings // live changes of the timings, for Run
+
+	// testWatchErrors lets a test inject a watcher error (an inotify
+	// overflow) into Run; nil otherwise.
+	testWatchErrors chan error
+}
+
+// Timings are the engine's settings that can change while it runs.
+type Timings struct {
+	Settle, Debounce, SafetyCheck time.Duration
+}
+
+// SetTimings changes the settle, debounce and safety-check intervals of a
+// running engine (zero keeps a value; a negative SafetyCheck turns the
+// check off). It is safe to call from any goroutine; a running Run picks
+// the change up at once.
+func (e *Engine) SetTimings(t Timings) {
+	select {
+	case e.retime <- t:
+	default:
+		// Run is not listening (not running, or busy): replace any
+		// pending change with this one.
+		select {
+		case <-e.retime:
+		default:
+		}
+		select {
+		case e.retime <- t:
+		default:
+		}
+	}
+}
+
+func (e *Engine) applyTimings(t Timings) {
+	if t.Settle > 0 {
+		e.opts.Settle = t.Settle
+	}
+	if t.Debounce > 0 {
+		e.opts.Debounce = t.Debounce
+	}
+	if t.SafetyCheck != 0 {
+		e.opts.SafetyCheck = t.SafetyCheck
+	}
+}
+
+func (e *Engine) alive() {
+	if e.opts.OnHeartbeat != nil {
+		e.opts.OnHeartbeat()
+	}
+}
+
+// progress reports a long read, at most every 4 MiB.
+type progress struct {
+	e      *Engine
+	kind   string
+	total  int64
+	events int64
+	next   int64
+}
+
+const progressStep = 4 << 20
+
+func (e *Engine) newProgress(kind string, from, total int64) *progress {
+	return &progress{e: e, kind: kind, total: total, next: from + progressStep}
+}
+
+func (p *progress) event() { p.events++ }
+
+func (p *progress) at(done int64) {
+	if done < p.next {
+		return
+	}
+	p.next = done + progressStep
+	p.e.alive()
+	if p.e.opts.OnProgress != nil {
+		p.e.opts.OnProgress(Progress{Kind: p.kind, Done: done, Total: p.total, Events: p.events})
+	}
+}
+
+func (p *progress) finish(done int64) {
+	if p.e.opts.OnProgress != nil && p.total >= progressStep {
+		p.e.opts.OnProgress(Progress{Kind: p.kind, Done: done, Total: p.total, Events: p.events, Finished: true})
+	}
 }
 
 // Open prepares an engine on an open store: it checks the store's schema
@@ -162,7 +270,7 @@ func Open(db *kv.DB, opts *Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{db: db, opts: o, path: abs, log: o.Logger, doubt: true}
+	e := &Engine{db: db, opts: o, path: abs, log: o.Logger, doubt: true, retime: make(chan Timings, 1)}
 	if err := e.checkSchema(); err != nil {
 		return nil, err
 	}

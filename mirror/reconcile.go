@@ -63,7 +63,12 @@ func (e *Engine) reconcile(ctx context.Context, f *os.File, st fileStat) (stepRe
 		invalid  invalidReporter
 		nInvalid int
 		pending  *eventlog.Entry
+		kind     = "reconcile"
 	)
+	if e.bulk {
+		kind = "load"
+	}
+	prog := e.newProgress(kind, 0, st.Size)
 	for {
 		if err := ctx.Err(); err != nil {
 			return stepResult{}, err
@@ -79,6 +84,7 @@ func (e *Engine) reconcile(ctx context.Context, f *os.File, st fileStat) (stepRe
 		case eventlog.KindEvent:
 			esc = kv.AppendDigestKey(esc[:0], ent.ID)
 			d := desired{digest: xxhash.Sum64(ent.Raw), off: ent.Offset, n: ent.End - ent.Offset, mods: len(ent.Modifiers)}
+			prog.event()
 			if s, ok := have[string(esc)]; ok {
 				s.seen, s.want = true, d
 			} else if p, ok := fresh[string(esc)]; ok {
@@ -93,14 +99,16 @@ func (e *Engine) reconcile(ctx context.Context, f *os.File, st fileStat) (stepRe
 			p := *ent
 			pending = &p
 		}
+		prog.at(ent.End)
 	}
 	invalid.summary(e.log, e.path)
 	end, endLine := dec.Consumed()
+	prog.finish(end)
 
-	// The log must not have changed while it was read.
-	after, err := statFile(e.path)
-	fafter, ferr := fstat(f)
-	if err != nil || ferr != nil || after != st || fafter != st {
+	// The log must not have changed while it was read, except by growing:
+	// appends that arrive during a long read are taken by the next tail
+	// (otherwise a busy log could keep a reconcile from ever finishing).
+	if !e.unchangedSince(f, st, end, fp) {
 		e.log.Debug("the log changed while being read; reading it again once it settles", "path", e.path)
 		return stepResult{action: actAgain, wait: e.opts.Settle}, nil
 	}
@@ -263,4 +271,23 @@ func readEvent(f *os.File, d desired, maxSize int) (upsert, error) {
 		u.mods = append(u.mods, eventlog.RawModifier{Name: bytes.Clone(m.Name), Value: bytes.Clone(m.Value)})
 	}
 	return u, nil
+}
+
+// unchangedSince reports whether the log is still the file read from st,
+// with the bytes up to end unchanged: the same stat, or the same file
+// grown with the TailSize bytes before end as they were read.
+func (e *Engine) unchangedSince(f *os.File, st fileStat, end int64, fp *eventlog.Fingerprint) bool {
+	after, err := statFile(e.path)
+	fafter, ferr := fstat(f)
+	if err != nil || ferr != nil {
+		return false
+	}
+	if after == st && fafter == st {
+		return true
+	}
+	if after.Dev != st.Dev || after.Ino != st.Ino || fafter.Size < st.Size || end == 0 {
+		return false
+	}
+	window, err := readTail(f, end)
+	return err == nil && bytes.Equal(window, fp.Tail())
 }

@@ -2,6 +2,8 @@ package mirror
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"time"
 
 	"github.com/mirrord/mirrord/kv"
@@ -39,6 +41,16 @@ func (e *Engine) beginBulk(reason string) error {
 // the resync marker set), then mirrors the whole log in bounded batches.
 // Like Sync, it returns once the store reflects the log.
 func (e *Engine) Resync(ctx context.Context) error {
+	// A missing or unreadable log never empties the mirror: look before
+	// clearing anything.
+	f, err := os.Open(e.path)
+	if isNotExist(err) {
+		return fmt.Errorf("%w: %s (the store is kept as it is; resync once the log is back)", ErrLogMissing, e.path)
+	}
+	if err != nil {
+		return fmt.Errorf("opening the event log: %w (the store is kept as it is)", err)
+	}
+	f.Close()
 	wb := e.db.NewWriteBatch()
 	defer wb.Close()
 	for _, p := range []string{kv.PrefixEvent, kv.PrefixModifier, kv.PrefixGenerated,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"testing"
 
 	"github.com/mirrord/mirrord/kv"
@@ -139,5 +140,63 @@ func TestSchemaChecks(t *testing.T) {
 	var rec json.RawMessage
 	if found, _ := h2.db.Get(kv.SchemaKey, &rec); !found || string(rec) != `{"version":1}` {
 		t.Fatalf("schema of a new store: %s", rec)
+	}
+}
+
+// A missing (or unreadable) log never empties the mirror, not even on
+// --resync.
+func TestResyncOfAMissingLogKeepsTheStore(t *testing.T) {
+	h := newHarness(t, nil)
+	h.appendEvents(h.newEvents(10)...)
+	h.sync()
+	if err := os.Rename(h.path, h.path+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.e.Resync(h.ctx()); !errors.Is(err, ErrLogMissing) {
+		t.Fatalf("Resync of a missing log: %v", err)
+	}
+	h.wantIDs(h.modelIDs()...)
+	if found, _ := h.db.Get(kv.ResyncMarkerKey, nil); found {
+		t.Fatal("a refused resync left its marker")
+	}
+	if err := os.Chmod(h.path+".away", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(h.path+".away", h.path); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() != 0 { // root reads a mode-0 file anyway
+		if err := h.e.Resync(h.ctx()); err == nil {
+			t.Fatal("Resync of an unreadable log succeeded")
+		}
+		h.wantIDs(h.modelIDs()...)
+	}
+}
+
+// ReadStatus (mirrord status without a daemon) tells a log that no longer
+// continues the checkpoint from one that merely grew.
+func TestReadStatusSeesDivergence(t *testing.T) {
+	h := newHarness(t, nil)
+	h.appendEvents(h.newEvents(20)...)
+	h.sync()
+	st, err := ReadStatus(h.db, h.path)
+	if err != nil || st.Diverged != "" || st.Lag != 0 {
+		t.Fatalf("up to date: %+v %v", st, err)
+	}
+	h.appendEvents(h.newEvents(1)...)
+	if st, _ = ReadStatus(h.db, h.path); st.Diverged != "" || st.Lag == 0 {
+		t.Fatalf("grown: %+v", st)
+	}
+	h.rewrite(without(h.evs, 2))
+	if st, _ = ReadStatus(h.db, h.path); st.Diverged == "" {
+		t.Fatalf("rewritten in place: %+v", st)
+	}
+	h.replace(h.evs)
+	if st, _ = ReadStatus(h.db, h.path); st.Diverged == "" {
+		t.Fatalf("replaced: %+v", st)
+	}
+	h.writeRaw([]byte("\n"))
+	if st, _ = ReadStatus(h.db, h.path); st.Diverged == "" {
+		t.Fatalf("truncated: %+v", st)
 	}
 }

@@ -1,8 +1,11 @@
 package mirror
 
 import (
+	"fmt"
+	"os"
 	"time"
 
+	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/kv"
 )
 
@@ -19,6 +22,12 @@ type Status struct {
 	LogMissing bool  `json:"log_missing,omitempty"`
 	// Resyncing: a resync or first load is in progress.
 	Resyncing bool `json:"resyncing,omitempty"`
+	// Reconciling: a reconcile spanning several batches is in progress.
+	Reconciling bool `json:"reconciling,omitempty"`
+	// Diverged says why the log is not a continuation of the checkpoint
+	// (rewritten, replaced, truncated): the store does not reflect it
+	// until a reconcile. Empty when the log continues the checkpoint.
+	Diverged string `json:"diverged,omitempty"`
 	// Pending describes an incomplete value at the end of the log.
 	Pending *PendingTail `json:"pending,omitempty"`
 	// Held counts deletions held because the log ends incomplete.
@@ -96,17 +105,47 @@ func ReadStatus(db kv.Reader, path string) (Status, error) {
 	if s.Resyncing, err = db.Get(kv.ResyncMarkerKey, nil); err != nil {
 		return s, err
 	}
-	st, err := statFile(path)
+	if s.Reconciling, err = db.Get(kv.ReconcileMarkerKey, nil); err != nil {
+		return s, err
+	}
+	f, err := os.Open(path)
 	switch {
 	case isNotExist(err):
 		s.LogMissing = true
+		return s, nil
 	case err != nil:
 		return s, err
-	default:
-		s.LogSize = st.Size
-		if s.Checkpoint != nil {
-			s.Lag = max(0, st.Size-s.Checkpoint.Offset)
-		}
 	}
-	return s, nil
+	defer f.Close()
+	st, err := fstat(f)
+	if err != nil {
+		return s, err
+	}
+	s.LogSize = st.Size
+	if s.Checkpoint != nil {
+		s.Lag = max(0, st.Size-s.Checkpoint.Offset)
+		s.Diverged, err = diverged(f, st, s.Checkpoint)
+	}
+	return s, err
+}
+
+// diverged says how the log stopped continuing the checkpoint: the same
+// cheap check the engine makes on every change.
+func diverged(f *os.File, st fileStat, cp *Checkpoint) (string, error) {
+	switch {
+	case cp.Offset == 0:
+		return "", nil
+	case !cp.sameFile(st):
+		return "the log was replaced (another file now has its name)", nil
+	case st.Size < cp.Offset:
+		return fmt.Sprintf("the log shrank below the checkpoint (%d < %d bytes)", st.Size, cp.Offset), nil
+	}
+	tail, err := readTail(f, cp.Offset)
+	if err != nil {
+		return "", err
+	}
+	if eventlog.TailSum64(tail) != uint64(cp.TailSum) {
+		return "the log was rewritten before the checkpoint", nil
+	}
+	return "", nil
 }

@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -69,6 +70,9 @@ func (e *Engine) tail(ctx context.Context, f *os.File, st fileStat) (stepResult,
 			return stepResult{}, fmt.Errorf("checkpoint of %s: %w (rebuild with --resync)", e.db.Path(), err)
 		}
 	}
+	if testHookBeforeTailRead != nil {
+		testHookBeforeTailRead()
+	}
 	dec := eventlog.NewDecoder(io.NewSectionReader(f, cp.Offset, maxSection-cp.Offset), &eventlog.Options{
 		Offset:       cp.Offset,
 		Line:         max(cp.Line, 1),
@@ -78,11 +82,24 @@ func (e *Engine) tail(ctx context.Context, f *os.File, st fileStat) (stepResult,
 	var ch chunk
 	var pending *eventlog.Entry
 	var invalid invalidReporter
+	kind := "tail"
+	if e.bulk {
+		kind = "load"
+	}
+	prog := e.newProgress(kind, cp.Offset, st.Size)
+	// What a chunk read must still be in the file when it is committed:
+	// an in-place rewrite that lands during the read would otherwise hand
+	// the decoder new bytes at old offsets, and commit them.
+	chunkStart, fpStart := cp.Offset, *fp
 	flush := func() error {
 		end, endLine := dec.Consumed()
 		if !ch.taken && end == e.cp.Offset {
 			return nil
 		}
+		if err := recheck(f, st, chunkStart, end, fpStart, fp.Sum64()); err != nil {
+			return err
+		}
+		chunkStart, fpStart = end, *fp
 		next := *e.cp
 		next.Dev, next.Ino = st.Dev, st.Ino
 		next.Offset, next.Line = end, endLine
@@ -112,6 +129,7 @@ func (e *Engine) tail(ctx context.Context, f *os.File, st fileStat) (stepResult,
 		switch ent.Kind {
 		case eventlog.KindEvent:
 			ch.addEvent(ent)
+			prog.event()
 		case eventlog.KindInvalid:
 			invalid.report(e.log, e.path, ent)
 			ch.invalid++
@@ -120,18 +138,35 @@ func (e *Engine) tail(ctx context.Context, f *os.File, st fileStat) (stepResult,
 			p := *ent
 			pending = &p
 		}
+		prog.at(ent.End)
 		if ch.size >= e.opts.ChunkBytes {
-			if err := flush(); err != nil {
+			if err := flush(); errors.Is(err, errChangedUnderfoot) {
+				e.log.Debug("the log changed while its tail was read; deciding again", "path", e.path)
+				return stepResult{action: actAgain, wait: e.opts.Debounce}, nil
+			} else if err != nil {
 				return stepResult{}, err
 			}
 		}
 	}
-	if err := flush(); err != nil {
+	if err := flush(); errors.Is(err, errChangedUnderfoot) {
+		e.log.Debug("the log changed while its tail was read; deciding again", "path", e.path)
+		return stepResult{action: actAgain, wait: e.opts.Debounce}, nil
+	} else if err != nil {
 		return stepResult{}, err
 	}
 	invalid.summary(e.log, e.path)
+	done, _ := dec.Consumed()
+	prog.finish(done)
+	if cp.Offset == 0 {
+		// The whole log was just read (and rechecked): no doubt remains.
+		e.doubt, e.verified = false, st
+	}
 	return e.caughtUp(st, pending)
 }
+
+// testHookBeforeTailRead, when set by a test, runs between the decision to
+// tail and the read: where a concurrent rewrite hurts most.
+var testHookBeforeTailRead func()
 
 // maxSection bounds the section reader over a log that may keep growing.
 const maxSection = 1 << 62
@@ -194,4 +229,35 @@ func (r *invalidReporter) summary(log interface {
 	if r.n > maxInvalidReports {
 		log.Warn("more invalid entries were skipped", "path", path, "reported", maxInvalidReports, "total", r.n)
 	}
+}
+
+// recheck makes sure that what a chunk read is still the file: the same
+// file, still as long; the bytes just before from still those the
+// fingerprint at from ends with (an in-place rewrite that removed or
+// changed anything before from shifts or changes them); and [from, to)
+// read again, extending that fingerprint, hashing to sum.
+func recheck(f *os.File, st fileStat, from, to int64, at eventlog.Fingerprint, sum uint64) error {
+	now, err := fstat(f)
+	if err != nil {
+		return err
+	}
+	if now.Dev != st.Dev || now.Ino != st.Ino || now.Size < to {
+		return errChangedUnderfoot
+	}
+	if from > 0 {
+		window, err := readTail(f, from)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(window, at.Tail()) {
+			return errChangedUnderfoot
+		}
+	}
+	if _, err := io.Copy(&at, io.NewSectionReader(f, from, to-from)); err != nil {
+		return fmt.Errorf("reading the event log: %w", err)
+	}
+	if at.Sum64() != sum {
+		return errChangedUnderfoot
+	}
+	return nil
 }

@@ -91,10 +91,39 @@ func (e *Engine) Run(ctx context.Context, ready func()) error {
 		timer.Reset(d)
 		timerSet = true
 	}
-	if e.opts.SafetyCheck > 0 {
-		t := time.NewTicker(e.opts.SafetyCheck)
+	var safetyTicker *time.Ticker
+	resetSafety := func() {
+		if safetyTicker != nil {
+			safetyTicker.Stop()
+			safetyTicker, safety = nil, nil
+		}
+		if e.opts.SafetyCheck > 0 {
+			safetyTicker = time.NewTicker(e.opts.SafetyCheck)
+			safety = safetyTicker.C
+		}
+	}
+	resetSafety()
+	defer func() {
+		if safetyTicker != nil {
+			safetyTicker.Stop()
+		}
+	}()
+	// After an overflow or any watcher error, events may have been lost:
+	// the next decision hashes the whole prefix, not only its tail.
+	watchErr := func(err error) {
+		if errors.Is(err, fsnotify.ErrEventOverflow) {
+			e.log.Warn("file events overflowed; checking the whole log")
+		} else {
+			e.log.Warn("file watcher error; checking the whole log", "err", err)
+		}
+		e.doubt = true
+	}
+	var heartbeat <-chan time.Time
+	if e.opts.Heartbeat > 0 && e.opts.OnHeartbeat != nil {
+		t := time.NewTicker(e.opts.Heartbeat)
 		defer t.Stop()
-		safety = t.C
+		heartbeat = t.C
+		e.alive()
 	}
 	for {
 		if dirty {
@@ -131,16 +160,14 @@ func (e *Engine) Run(ctx context.Context, ready func()) error {
 			if ev.Name == e.path || ev.Name == target {
 				dirty = true
 			}
+		case err := <-e.testWatchErrors:
+			watchErr(err)
+			dirty = true
 		case err, ok := <-w.Errors:
 			if !ok {
 				return errors.New("file watcher stopped")
 			}
-			if errors.Is(err, fsnotify.ErrEventOverflow) {
-				e.log.Warn("file events overflowed; checking the whole log")
-			} else {
-				e.log.Warn("file watcher error; checking the whole log", "err", err)
-			}
-			e.doubt = true
+			watchErr(err)
 			dirty = true
 		case <-timer.C:
 			timerSet = false
@@ -150,6 +177,12 @@ func (e *Engine) Run(ctx context.Context, ready func()) error {
 				e.doubt = true // changed since last verified whole
 			}
 			dirty = true
+		case <-heartbeat:
+			e.alive()
+		case t := <-e.retime:
+			e.applyTimings(t)
+			resetSafety()
+			e.log.Info("timings changed", "settle", e.opts.Settle, "debounce", e.opts.Debounce, "safety_check", e.opts.SafetyCheck)
 		}
 	}
 }

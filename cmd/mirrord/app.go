@@ -157,6 +157,9 @@ func (m *Main) action(required []string, body func(ctx context.Context, e *env, 
 		if cfg.File != "" {
 			e.log.Debug("read config file", "path", cfg.File)
 		}
+		for _, w := range cfg.Warnings {
+			e.log.Warn(w)
+		}
 		return body(cmd.Context(), e, args)
 	}
 }

@@ -126,13 +126,21 @@ func printStatus(out io.Writer, store string, s mirror.Status) {
 	fmt.Fprintf(w, "last apply\t%s (%s ago)\n", cp.AppliedAt.Local().Format(time.DateTime), time.Since(cp.AppliedAt).Round(time.Second))
 	fmt.Fprintf(w, "mirrored\t%d events, %d modifiers\n", cp.Events, cp.Modifiers)
 	fmt.Fprintf(w, "invalid\t%d entries skipped in the log\n", cp.Invalid)
-	fmt.Fprintf(w, "lag\t%d bytes\n", s.Lag)
+	if s.Diverged != "" {
+		fmt.Fprintf(w, "lag\tunknown\n")
+	} else {
+		fmt.Fprintf(w, "lag\t%d bytes\n", s.Lag)
+	}
 	state := "up to date"
 	switch {
 	case s.Resyncing:
 		state = "resync or first load in progress (not complete)"
+	case s.Reconciling:
+		state = "reconcile in progress (not complete)"
 	case s.LogMissing:
 		state = "log missing; store kept as it is"
+	case s.Diverged != "":
+		state = "not up to date: " + s.Diverged + "; the daemon reconciles it (or run mirrord sync --once)"
 	case s.Lag > 0:
 		state = "behind the log (is the daemon running?)"
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -110,10 +111,23 @@ type Config struct {
 
 	// File is the config file that was read, or "".
 	File string
+	// Warnings are problems that do not stop the command (an unknown
+	// MIRRORD_ variable); they are logged once the logger exists.
+	Warnings []string
 
 	v         *viper.Viper
 	cmd       *cobra.Command
 	lookupEnv func(string) (string, bool)
+}
+
+// resolve makes a relative path from the config file relative to the
+// file's directory (a service's working directory is "/"); paths from
+// flags and the environment stay relative to the working directory.
+func (c *Config) resolve(key, path string) string {
+	if path == "" || filepath.IsAbs(path) || c.sourceOf(key) != "file" {
+		return path
+	}
+	return filepath.Join(filepath.Dir(c.File), path)
 }
 
 // sourceOf says where the effective value of a setting comes from.
@@ -161,9 +175,7 @@ func (m *Main) loadConfig(cmd *cobra.Command) (*Config, error) {
 	// overrides, in that order, so the later wins. (Viper's AutomaticEnv
 	// would read os.Getenv directly; this keeps Main's environment
 	// injectable for tests.)
-	if err := checkEnvironment(m.environ()); err != nil {
-		return nil, usage(err)
-	}
+	warnings := checkEnvironment(m.environ())
 	for _, s := range settings {
 		if val, ok := m.lookupEnv(envName(s.key)); ok {
 			v.Set(s.key, val)
@@ -175,7 +187,7 @@ func (m *Main) loadConfig(cmd *cobra.Command) (*Config, error) {
 		}
 	}
 
-	c := &Config{File: file, v: v, cmd: cmd, lookupEnv: m.lookupEnv}
+	c := &Config{File: file, Warnings: warnings, v: v, cmd: cmd, lookupEnv: m.lookupEnv}
 	var err error
 	if c.EventLog, err = getString(v, "eventlog"); err != nil {
 		return nil, err
@@ -183,6 +195,7 @@ func (m *Main) loadConfig(cmd *cobra.Command) (*Config, error) {
 	if c.Store, err = getString(v, "store"); err != nil {
 		return nil, err
 	}
+	c.EventLog, c.Store = c.resolve("eventlog", c.EventLog), c.resolve("store", c.Store)
 	if c.LogLevel, err = getChoice(v, "log-level", "debug", "info", "warn", "error"); err != nil {
 		return nil, err
 	}
@@ -248,8 +261,13 @@ func checkConfigFile(path string) error {
 	return nil
 }
 
-// checkEnvironment rejects MIRRORD_ variables that name no setting.
-func checkEnvironment(environ []string) error {
+// checkEnvironment reports MIRRORD_ variables that name no setting. They
+// are warnings, not errors: other programs called mirrord (MetalBear's,
+// for one) use the same prefix, and their variables must not stop the
+// daemon. A misspelt key in the config file, which only mirrord reads, is
+// an error.
+func checkEnvironment(environ []string) []string {
+	var warnings []string
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
 		if !strings.HasPrefix(name, "MIRRORD_") || name == "MIRRORD_CONFIG" {
@@ -264,10 +282,10 @@ func checkEnvironment(environ []string) error {
 		}
 		if !known {
 			key := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(name, "MIRRORD_"), "_", "-"))
-			return fmt.Errorf("environment variable %s names no setting%s", name, suggest(key))
+			warnings = append(warnings, fmt.Sprintf("environment variable %s names no setting of mirrord%s; ignored", name, suggest(key)))
 		}
 	}
-	return nil
+	return warnings
 }
 
 // suggest returns ` (did you mean "store"?)` for the nearest setting name.

@@ -21,6 +21,12 @@ will run with: mirrord config --config /etc/mirrord/config.yaml`,
 			fmt.Fprintf(w, "SETTING\tVALUE\tSOURCE\n")
 			for _, s := range settings {
 				val := fmt.Sprint(e.cfg.v.Get(s.key))
+				switch s.key { // paths as resolved
+				case "eventlog":
+					val = e.cfg.EventLog
+				case "store":
+					val = e.cfg.Store
+				}
 				if val == "" {
 					val = `""`
 				}

@@ -19,7 +19,7 @@ import (
 // Crash tests: SIGKILL a real mirrord at random moments of a long
 // operation, restart it, and require the store to equal the log. Every
 // batch carries its checkpoint, so any instant is a safe one. The default
-// run kills 3 × -mirrord.kills (8) times; raise the flag for more.
+// run kills 4 × -mirrord.kills (8) times; raise the flag for more.
 
 var (
 	buildOnce sync.Once
@@ -81,6 +81,19 @@ func killAfterBatches(t *testing.T, rng *rand.Rand, batches int, args ...string)
 	return !strings.Contains(c.output(), "the store is up to date")
 }
 
+// followUntilCaughtUp runs "mirrord run" until it has caught up, stops it
+// with SIGTERM, and returns how many batches it applied.
+func followUntilCaughtUp(t *testing.T, args ...string) int {
+	t.Helper()
+	c := startProcess(t, mirrordBinary(t), args...)
+	c.waitLine(5*time.Minute, "caught up; following the log")
+	c.signal(syscall.SIGTERM)
+	if code := c.wait(time.Minute); code != 0 {
+		t.Fatalf("mirrord run: exit %d after SIGTERM\n%s", code, c.output())
+	}
+	return strings.Count(c.output(), "applied a batch")
+}
+
 // run runs mirrord (the non-race build) to completion, failing on a
 // non-zero exit, and returns how many batches it applied.
 func runBinary(t *testing.T, args ...string) int {
@@ -118,7 +131,12 @@ func crashScenario(t *testing.T, name string, prepare func(t *testing.T, log, st
 		// the kills over it.
 		calib := filepath.Join(dir, "calibration")
 		prepare(t, log, calib)
-		total := runBinary(t, op(log, calib)...)
+		var total int
+		if args := op(log, calib); args[0] == "run" {
+			total = followUntilCaughtUp(t, args...)
+		} else {
+			total = runBinary(t, args...)
+		}
 		if total < 4 {
 			t.Fatalf("the operation applies only %d batches; too few to crash it in the middle", total)
 		}
@@ -178,6 +196,13 @@ func TestCrashAtRandomMoments(t *testing.T) {
 			_ = os.Chtimes(log, old, old)
 		},
 		func(log, store string) []string { return syncArgs(log, store) })
+
+	// The daemon itself, loading a log into an empty store.
+	crashScenario(t, "run",
+		func(t *testing.T, log, store string) { writeLog(t, log, base) },
+		func(log, store string) []string {
+			return append([]string{"run"}, syncArgs(log, store)[2:]...)
+		})
 
 	// A resync of a full store.
 	crashScenario(t, "resync",

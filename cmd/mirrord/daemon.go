@@ -146,6 +146,8 @@ the deletions are held and mirrord exits 1 saying where the log is cut.`,
 				err = eng.Sync(ctx)
 			}
 			switch {
+			case errors.Is(err, mirror.ErrLogMissing) && resync:
+				return err // the resync did not happen; the store is untouched
 			case errors.Is(err, mirror.ErrLogMissing) && eng.Checkpoint() != nil && eng.Checkpoint().Offset > 0:
 				e.log.Warn("the event log is missing; the store is kept as it is", "path", eng.Path())
 				return nil

@@ -91,7 +91,6 @@ func TestExitCodesAndMessages(t *testing.T) {
 		{"missing store", nil, []string{"get", "k"}, 2, `missing required setting "store"`},
 		{"bad log level", nil, []string{"keys", "--store", dir, "--log-level", "loud"}, 2, `"log-level"`},
 		{"bad log format env", map[string]string{"MIRRORD_LOG_FORMAT": "xml"}, []string{"keys", "--store", dir}, 2, "MIRRORD_LOG_FORMAT"},
-		{"unknown env", map[string]string{"MIRRORD_STROE": "x"}, []string{"keys", "--store", dir}, 2, `MIRRORD_STROE names no setting (did you mean "store"?)`},
 		{"store absent", nil, []string{"get", "k", "--store", filepath.Join(dir, "nope")}, 1, "does not exist"},
 		{"config absent", nil, []string{"keys", "--config", filepath.Join(dir, "nope.yaml")}, 2, "nope.yaml"},
 	} {
@@ -311,5 +310,37 @@ func TestExampleConfigListsEverySetting(t *testing.T) {
 	r := mirrord(t, nil, "config", "--config", "../../config.example.yaml")
 	if r.code != 0 {
 		t.Fatalf("mirrord rejects config.example.yaml: %v", r.err)
+	}
+}
+
+// An unknown MIRRORD_ variable is a warning (other tools share the
+// prefix), with a suggestion; the command runs.
+func TestUnknownEnvironmentVariableWarns(t *testing.T) {
+	store := seedStore(t)
+	r := mirrord(t, map[string]string{"MIRRORD_STROE": "x", "MIRRORD_AGENT_IMAGE": "y"}, "keys", "--store", store)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %v", r.code, r.err)
+	}
+	if !strings.Contains(r.stderr, `MIRRORD_STROE names no setting of mirrord (did you mean "store"?)`) ||
+		!strings.Contains(r.stderr, "MIRRORD_AGENT_IMAGE") {
+		t.Fatalf("no warning naming the variables:\n%s", r.stderr)
+	}
+}
+
+// Relative paths in a config file are relative to the file, not to the
+// working directory (a service runs in "/"); from a flag, relative to the
+// working directory.
+func TestConfigFilePathsAreRelativeToTheFile(t *testing.T) {
+	dir := t.TempDir()
+	file := writeFile(t, filepath.Join(dir, "c.yaml"), "store: data/store\neventlog: ../log.json\n")
+	r := mirrord(t, nil, "config", "--config", file)
+	if v, _ := configValue(t, r, "store"); v != filepath.Join(dir, "data/store") {
+		t.Fatalf("store from the file resolves to %s", v)
+	}
+	if v, _ := configValue(t, r, "eventlog"); v != filepath.Join(filepath.Dir(dir), "log.json") {
+		t.Fatalf("eventlog from the file resolves to %s", v)
+	}
+	if v, _ := configValue(t, mirrord(t, nil, "config", "--config", file, "--store", "rel"), "store"); v != "rel" {
+		t.Fatalf("a flag's relative path became %s", v)
 	}
 }
