@@ -12,7 +12,7 @@ import (
 
 // Rewriting a large log to delete one event writes on the order of ten
 // keys, not one per event: the reconcile writes only the difference. The
-// default run uses 20,000 events; -mirrord.big (or MIRRORD_BIG_TESTS=1)
+// default run uses 5,000 events; -mirrord.big (or MIRRORD_BIG_TESTS=1)
 // uses the 1,000,000 of the contract.
 func TestDeleteOneOfManyWritesAHandfulOfKeys(t *testing.T) {
 	n := 5_000
