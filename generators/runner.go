@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mirrord/mirrord/kv"
@@ -81,6 +82,10 @@ type genRunner struct {
 	gen  Generator
 	wake chan struct{}
 	r    *Runner
+
+	// rebuild is a reset asked while the generator may be running: its
+	// next run rebuilds, whatever that run's commit wrote.
+	rebuild atomic.Bool
 
 	mu     sync.Mutex
 	status Status
@@ -238,10 +243,32 @@ func (r *Runner) CatchUp(ctx context.Context, attempts int) error {
 	return errors.Join(errs...)
 }
 
-// Rebuild resets one generator: its next run recomputes it from the whole
-// mirror.
+// Rebuild resets one enabled generator: its next run recomputes it from
+// the whole mirror (also if it is running right now). The reset is
+// recorded in the store too, so that a restart still rebuilds it.
 func (r *Runner) Rebuild(name string) error {
-	return MarkRebuild(r.db, name)
+	for _, g := range r.gens {
+		if g.name == name {
+			if err := MarkRebuild(r.db, name); err != nil {
+				return err
+			}
+			g.rebuild.Store(true)
+			return nil
+		}
+	}
+	return fmt.Errorf("%w %q (not enabled)", ErrUnknown, name)
+}
+
+// RebuildPending reports whether a rebuild of name is asked for and not
+// yet committed.
+func (r *Runner) RebuildPending(name string) (bool, error) {
+	for _, g := range r.gens {
+		if g.name == name && g.rebuild.Load() {
+			return true, nil
+		}
+	}
+	p, err := r.position(name)
+	return p.Rebuild, err
 }
 
 // MarkRebuild resets the generator name on a store no runner works on.
@@ -404,6 +431,9 @@ func (g *genRunner) runOnce(ctx context.Context) (more bool, err error) {
 	if err != nil {
 		return false, g.fail(err, "")
 	}
+	if g.rebuild.Swap(false) {
+		p.Rebuild = true
+	}
 	snap, err := r.db.Snapshot()
 	if err != nil {
 		return false, g.fail(err, "")
@@ -456,10 +486,16 @@ func (g *genRunner) runOnce(ctx context.Context) (more bool, err error) {
 		out.spill = func() error { return g.commit(out, position{Seq: p.Seq, Rebuild: true}) }
 	}
 	if err := g.update(ctx, in, out); err != nil {
+		if in.Rebuild {
+			g.rebuild.Store(true) // still due
+		}
 		return false, g.fail(err, in.currentID())
 	}
 	next := position{Seq: upTo}
 	if err := g.commit(out, next); err != nil {
+		if in.Rebuild {
+			g.rebuild.Store(true)
+		}
 		return false, g.fail(err, "")
 	}
 	if in.Rebuild {

@@ -173,6 +173,7 @@ func (e *Engine) reconcile(ctx context.Context, f *os.File, st fileStat) (stepRe
 	}
 	e.doubt = false
 	e.verified = st
+	e.updateStatus(func(s *Status) { s.Reconciles++ })
 	e.log.Info("reconciled the log", "path", e.path, "puts", len(puts), "deletes", len(deletes),
 		"events", e.cp.Events, "took", time.Since(started).Round(time.Millisecond))
 	res, err := e.caughtUp(st, pending)

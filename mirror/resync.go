@@ -74,6 +74,7 @@ func (e *Engine) Resync(ctx context.Context) error {
 	if err := e.Sync(ctx); err != nil {
 		return err
 	}
+	e.updateStatus(func(s *Status) { s.Resyncs++ })
 	e.log.Info("resync complete", "events", e.cp.Events, "modifiers", e.cp.Modifiers,
 		"invalid", e.cp.Invalid, "took", time.Since(started).Round(time.Millisecond))
 	return nil

@@ -32,7 +32,11 @@ type Status struct {
 	Pending *PendingTail `json:"pending,omitempty"`
 	// Held counts deletions held because the log ends incomplete.
 	Held      int       `json:"held_deletions,omitempty"`
-	LastApply Applied   `json:"last_apply"`
+	// Reconciles and Resyncs count the completed ones since the engine
+	// started.
+	Reconciles int64     `json:"reconciles"`
+	Resyncs    int64     `json:"resyncs"`
+	LastApply  Applied   `json:"last_apply"`
 	LastError string    `json:"last_error,omitempty"`
 	Updated   time.Time `json:"updated"`
 }

@@ -36,6 +36,9 @@ type Report struct {
 	// match its event), which would mislead the next reconcile.
 	Bookkeeping     int
 	BookkeepingKeys []string
+	// Covered is how much of the log was compared (all of it, or the
+	// store's checkpoint for VerifyCheckpoint); LogSize its size.
+	Covered, LogSize int64
 }
 
 // OK reports whether the store equals what the log says it should be.
@@ -69,6 +72,27 @@ var ErrLogChanged = errors.New("the log changed during verification")
 // and number spelling do not matter. It holds one small entry per event in
 // memory, never the values.
 func Verify(ctx context.Context, db kv.Reader, path string, maxValueSize int) (*Report, error) {
+	return verify(ctx, db, path, maxValueSize, nil)
+}
+
+// VerifyCheckpoint verifies the store (a snapshot, typically) against the
+// part of the log its own checkpoint covers, [0, Offset): what a daemon
+// that is following the log has mirrored so far, even while the log keeps
+// growing. The prefix must still hash as the checkpoint says; if it does
+// not (the log was rewritten since), the result is ErrLogChanged.
+func VerifyCheckpoint(ctx context.Context, db kv.Reader, path string, maxValueSize int) (*Report, error) {
+	var cp Checkpoint
+	found, err := db.Get(kv.CheckpointKey, &cp)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		cp = Checkpoint{}
+	}
+	return verify(ctx, db, path, maxValueSize, &cp)
+}
+
+func verify(ctx context.Context, db kv.Reader, path string, maxValueSize int, cp *Checkpoint) (*Report, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("opening the event log: %w", err)
@@ -78,9 +102,19 @@ func Verify(ctx context.Context, db kv.Reader, path string, maxValueSize int) (*
 	if err != nil {
 		return nil, err
 	}
-	r := &Report{}
+	r := &Report{LogSize: before.Size, Covered: before.Size}
+	var src io.Reader = f
+	if cp != nil {
+		if cp.Offset > before.Size {
+			return nil, ErrLogChanged
+		}
+		if sum, err := hashPrefix(f, cp.Offset); err != nil || sum != uint64(cp.PrefixSum) {
+			return nil, ErrLogChanged
+		}
+		src, r.Covered = io.NewSectionReader(f, 0, cp.Offset), cp.Offset
+	}
 	winners := map[string]winner{} // escaped id -> last valid occurrence
-	dec := eventlog.NewDecoder(f, &eventlog.Options{MaxValueSize: maxValueSize})
+	dec := eventlog.NewDecoder(src, &eventlog.Options{MaxValueSize: maxValueSize})
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -209,6 +243,13 @@ func Verify(ctx context.Context, db kv.Reader, path string, maxValueSize int) (*
 		}
 	}
 
+	if cp != nil {
+		// Only the covered prefix matters, and it must not have changed.
+		if sum, err := hashPrefix(f, cp.Offset); err != nil || sum != uint64(cp.PrefixSum) {
+			return nil, ErrLogChanged
+		}
+		return r, nil
+	}
 	after, err := statFile(path)
 	if err != nil || after != before {
 		return nil, ErrLogChanged

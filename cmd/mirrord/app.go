@@ -132,9 +132,11 @@ over the environment, which wins over the file.`,
 
 // env is what a command's body gets: its configuration and a logger.
 type env struct {
-	cfg *Config
-	log *slog.Logger
-	out io.Writer
+	cfg   *Config
+	log   *slog.Logger
+	level *slog.LevelVar // the logger's level, which a reload may change
+	out   io.Writer
+	cmd   *cobra.Command
 }
 
 // action wraps a command body: it resolves the configuration, checks the
@@ -149,11 +151,8 @@ func (m *Main) action(required []string, body func(ctx context.Context, e *env, 
 		if err := cfg.require(required...); err != nil {
 			return err
 		}
-		e := &env{
-			cfg: cfg,
-			log: newLogger(m.Stderr, cfg.LogFormat, cfg.LogLevel, m.getenv),
-			out: cmd.OutOrStdout(),
-		}
+		e := &env{cfg: cfg, level: levelVar(cfg.LogLevel), out: cmd.OutOrStdout(), cmd: cmd}
+		e.log = newLogger(m.Stderr, cfg.LogFormat, e.level, m.getenv)
 		if cfg.File != "" {
 			e.log.Debug("read config file", "path", cfg.File)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -24,16 +25,24 @@ summary of the missing, extra and differing keys otherwise. Values are
 compared as JSON: key order and number spelling do not matter.`,
 		Args: cobra.NoArgs,
 		RunE: m.action([]string{"eventlog", "store"}, func(ctx context.Context, e *env, _ []string) (err error) {
-			db, err := openStore(e)
+			a, err := m.openAccess(ctx, e)
 			if err != nil {
 				return err
 			}
-			defer closeStore(db, &err)
-			r, err := mirror.Verify(ctx, db, e.cfg.EventLog, e.cfg.MaxValueSize)
+			defer a.Close()
+			var r *mirror.Report
+			if a.client != nil {
+				r, err = a.client.Verify(ctx)
+			} else {
+				r, err = mirror.Verify(ctx, a.db, e.cfg.EventLog, e.cfg.MaxValueSize)
+			}
 			if err != nil {
 				return err
 			}
 			printReport(e.out, r)
+			if a.client != nil && r.Covered < r.LogSize {
+				fmt.Fprintf(e.out, "note: the running daemon has mirrored %d of the log's %d bytes; that part was compared\n", r.Covered, r.LogSize)
+			}
 			if !r.OK() {
 				return silentError{exitFailure}
 			}
@@ -74,19 +83,33 @@ func (m *Main) statusCommand() *cobra.Command {
 		Short: "Show the checkpoint, counts and lag of the store",
 		Args:  cobra.NoArgs,
 		RunE: m.action([]string{"eventlog", "store"}, func(ctx context.Context, e *env, _ []string) (err error) {
-			db, err := openStore(e)
+			a, err := m.openAccess(ctx, e)
 			if err != nil {
 				return err
 			}
-			defer closeStore(db, &err)
-			path, _ := filepath.Abs(e.cfg.EventLog)
-			s, err := mirror.ReadStatus(db, path)
-			if err != nil {
-				return err
-			}
-			gens, err := generators.ReadStatuses(db)
-			if err != nil {
-				return err
+			defer a.Close()
+			var s mirror.Status
+			var gens []generators.Status
+			health := ""
+			if a.client != nil {
+				st, err := a.client.Status(ctx)
+				if err != nil {
+					return err
+				}
+				s, gens = st.Mirror, st.Generators
+				health = "daemon: " + st.Health
+				if !st.Healthy {
+					health = "daemon: UNHEALTHY: " + st.Health
+				}
+			} else {
+				path, _ := filepath.Abs(e.cfg.EventLog)
+				if s, err = mirror.ReadStatus(a.db, path); err != nil {
+					return err
+				}
+				if gens, err = generators.ReadStatuses(a.db); err != nil {
+					return err
+				}
+				health = "no daemon runs on this store"
 			}
 			if asJSON {
 				enc := json.NewEncoder(e.out)
@@ -94,9 +117,11 @@ func (m *Main) statusCommand() *cobra.Command {
 				return enc.Encode(struct {
 					mirror.Status
 					Generators []generators.Status `json:"generators"`
-				}{s, gens})
+					Health     string              `json:"health"`
+				}{s, gens, health})
 			}
 			printStatus(e.out, e.cfg.Store, s)
+			fmt.Fprintf(e.out, "%-12s%s\n", "daemon", strings.TrimPrefix(health, "daemon: "))
 			fmt.Fprintln(e.out)
 			printGenerators(e.out, e.cfg.Generators, gens)
 			return nil

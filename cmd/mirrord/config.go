@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -42,7 +43,15 @@ var settings = []setting{
 	{key: "max-value-size", def: "16MiB", usage: "largest value of the log; a larger one is skipped as invalid (bytes, or with KiB/MiB/GiB)"},
 	{key: "batch-size", def: "4MiB", usage: "event data in one atomic batch while catching up (memory per batch versus batches per second)"},
 	{key: "generators", def: generators.Names(), usage: "generators to run, by name (a list; empty for none)"},
+	{key: "socket", def: "", usage: "the daemon's unix socket (default: $RUNTIME_DIRECTORY/mirrord.sock under systemd, else {store}.sock beside the store)", global: true},
+	{key: "socket-group", def: "", usage: "a group allowed to use the socket (mode 0660); default: the daemon's user only (0600)"},
+	{key: "metrics-listen", def: "", usage: "a TCP address (host:port) serving /metrics and /healthz only; default: off"},
+	{key: "stall-timeout", def: time.Minute, usage: "/healthz answers 503 once the log has been ahead of an unmoving checkpoint this long"},
+	{key: "shutdown-timeout", def: 30 * time.Second, usage: "how long a SIGTERM may take to finish the batch in hand and close the store before mirrord exits anyway"},
 }
+
+// daemonKeys are the settings of the daemon alone, flags of run.
+var daemonKeys = []string{"socket-group", "metrics-listen", "stall-timeout", "shutdown-timeout"}
 
 // engineKeys are the settings of the mirror engine, flags of run and sync.
 var engineKeys = []string{"settle", "debounce", "safety-check", "max-value-size", "batch-size", "generators"}
@@ -108,6 +117,12 @@ type Config struct {
 	MaxValueSize int
 	BatchSize    int
 	Generators   []string
+
+	Socket          string
+	SocketGroup     string
+	MetricsListen   string
+	StallTimeout    time.Duration
+	ShutdownTimeout time.Duration
 
 	// File is the config file that was read, or "".
 	File string
@@ -225,6 +240,30 @@ func (m *Main) loadConfig(cmd *cobra.Command) (*Config, error) {
 	}
 	if err := generators.CheckNames(c.Generators); err != nil {
 		return nil, usage(fmt.Errorf("%s: %v", source(v, "generators"), err))
+	}
+	if c.Socket, err = getString(v, "socket"); err != nil {
+		return nil, err
+	}
+	c.Socket = c.resolve("socket", c.Socket)
+	if c.SocketGroup, err = getString(v, "socket-group"); err != nil {
+		return nil, err
+	}
+	if c.MetricsListen, err = getString(v, "metrics-listen"); err != nil {
+		return nil, err
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			return nil, usage(fmt.Errorf("%s: %q is not host:port", source(v, "metrics-listen"), c.MetricsListen))
+		}
+	}
+	if c.StallTimeout, err = getDuration(v, "stall-timeout"); err != nil {
+		return nil, err
+	}
+	if c.ShutdownTimeout, err = getDuration(v, "shutdown-timeout"); err != nil {
+		return nil, err
+	}
+	if c.StallTimeout == 0 || c.ShutdownTimeout == 0 {
+		return nil, usage(fmt.Errorf("stall-timeout and shutdown-timeout must be greater than 0"))
 	}
 	return c, nil
 }

@@ -7,8 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/mirrord/mirrord/generators"
 	"github.com/mirrord/mirrord/kv"
@@ -17,9 +17,9 @@ import (
 )
 
 // openEngine opens the store (creating it when needed) and the engine on
-// it; onApply (may be nil) is called after each applied batch. The caller
+// it; tune (may be nil) adds hooks to the engine's options. The caller
 // closes the store.
-func openEngine(e *env, onApply func(mirror.Applied)) (*kv.DB, *mirror.Engine, error) {
+func openEngine(e *env, tune func(*mirror.Options)) (*kv.DB, *mirror.Engine, error) {
 	db, err := kv.Open(e.cfg.Store, &kv.Options{Logger: e.log})
 	if err != nil {
 		return nil, nil, err
@@ -28,7 +28,7 @@ func openEngine(e *env, onApply func(mirror.Applied)) (*kv.DB, *mirror.Engine, e
 	if safety == 0 {
 		safety = -1 // off
 	}
-	eng, err := mirror.Open(db, &mirror.Options{
+	opts := &mirror.Options{
 		EventLog:     e.cfg.EventLog,
 		Settle:       e.cfg.Settle,
 		Debounce:     e.cfg.Debounce,
@@ -36,8 +36,11 @@ func openEngine(e *env, onApply func(mirror.Applied)) (*kv.DB, *mirror.Engine, e
 		MaxValueSize: e.cfg.MaxValueSize,
 		ChunkBytes:   e.cfg.BatchSize,
 		Logger:       e.log,
-		OnApply:      onApply,
-	})
+	}
+	if tune != nil {
+		tune(opts)
+	}
+	eng, err := mirror.Open(db, opts)
 	if err != nil {
 		db.Close()
 		return nil, nil, err
@@ -51,72 +54,6 @@ func closeStore(db *kv.DB, err *error) {
 	if cerr := db.Close(); cerr != nil && *err == nil {
 		*err = cerr
 	}
-}
-
-func (m *Main) runCommand() *cobra.Command {
-	var resync bool
-	cmd := &cobra.Command{
-		Use:   "run",
-		Short: "Mirror the event log and keep following it (the daemon)",
-		Long: `Catch up with the event log, then follow it: every append, rewrite or
-replacement of the file is mirrored into the store, exactly once.
-
-On SIGINT or SIGTERM the batch in hand is finished, the store is closed
-cleanly and mirrord exits 0. A second signal exits at once; the store stays
-consistent anyway (every batch carries its own checkpoint).`,
-		Args: cobra.NoArgs,
-		RunE: m.action([]string{"eventlog", "store"}, func(ctx context.Context, e *env, _ []string) (err error) {
-			ctx, stop := m.signalContext(ctx, e.log)
-			defer stop()
-			var notify atomic.Pointer[generators.Runner]
-			db, eng, err := openEngine(e, func(mirror.Applied) {
-				if r := notify.Load(); r != nil {
-					r.Notify()
-				}
-			})
-			if err != nil {
-				return err
-			}
-			defer closeStore(db, &err)
-			if resync {
-				if err := eng.Resync(ctx); err != nil && ctx.Err() == nil {
-					return err
-				}
-			}
-			if ctx.Err() != nil {
-				e.log.Info("stopped before following the log")
-				return nil
-			}
-			// The generators run beside the engine, each in its own
-			// goroutine, woken after every applied batch; they stop with
-			// the engine, before the store closes.
-			runner, err := generators.NewRunner(db, &generators.Options{Enabled: e.cfg.Generators, Logger: e.log})
-			if err != nil {
-				return err
-			}
-			notify.Store(runner)
-			genCtx, stopGens := context.WithCancel(ctx)
-			gensDone := make(chan struct{})
-			go func() {
-				defer close(gensDone)
-				runner.Run(genCtx)
-			}()
-			err = eng.Run(ctx, func() {
-				cp := eng.Checkpoint()
-				e.log.Info("caught up; following the log", "path", eng.Path(), "events", cp.Events, "offset", cp.Offset)
-				runner.Notify()
-			})
-			stopGens()
-			<-gensDone
-			if err == nil {
-				e.log.Info("stopped; store closed", "events", eng.Checkpoint().Events)
-			}
-			return err
-		}),
-	}
-	cmd.Flags().BoolVar(&resync, "resync", false, "rebuild the store from scratch before following")
-	addFlags(cmd.Flags(), engineKeys...)
-	return cmd
 }
 
 func (m *Main) syncCommand() *cobra.Command {
@@ -133,9 +70,10 @@ the log ends in an incomplete value while a reconcile would delete events,
 the deletions are held and mirrord exits 1 saying where the log is cut.`,
 		Args: cobra.NoArgs,
 		RunE: m.action([]string{"eventlog", "store"}, func(ctx context.Context, e *env, _ []string) (err error) {
-			ctx, stop := m.signalContext(ctx, e.log)
+			ctx, stop := m.signalContext(ctx, e.log, nil)
 			defer stop()
-			db, eng, err := openEngine(e, nil)
+			prog := newProgress(m.Stderr, e.log)
+			db, eng, err := openEngine(e, func(o *mirror.Options) { o.OnProgress = prog.report })
 			if err != nil {
 				return err
 			}
@@ -181,8 +119,9 @@ the deletions are held and mirrord exits 1 saying where the log is cut.`,
 
 // signalContext cancels the returned context on the first SIGINT or
 // SIGTERM, so that the command finishes the batch in hand and closes the
-// store; a second signal exits at once.
-func (m *Main) signalContext(ctx context.Context, log *slog.Logger) (context.Context, func()) {
+// store; a second signal exits at once, and so does a shutdown that takes
+// longer than timeout() (nil: no bound).
+func (m *Main) signalContext(ctx context.Context, log *slog.Logger, timeout func() time.Duration) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	ch := make(chan os.Signal, 2)
 	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
@@ -195,9 +134,18 @@ func (m *Main) signalContext(ctx context.Context, log *slog.Logger) (context.Con
 		case <-done:
 			return
 		}
+		var bound <-chan time.Time
+		if timeout != nil {
+			t := time.NewTimer(timeout())
+			defer t.Stop()
+			bound = t.C
+		}
 		select {
 		case sig := <-ch:
 			log.Warn("second signal; exiting at once (the store is consistent at its last checkpoint)", "signal", sig.String())
+			m.exit(exitFailure)
+		case <-bound:
+			log.Error("shutting down took longer than shutdown-timeout; exiting at once (the store is consistent at its last checkpoint)", "timeout", timeout())
 			m.exit(exitFailure)
 		case <-done:
 		}

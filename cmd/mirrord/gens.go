@@ -20,17 +20,26 @@ func (m *Main) generatorsCommand() *cobra.Command {
 		Use:   "list",
 		Short: "Show each generator: enabled, position in the change feed, lag, state, last error",
 		Args:  cobra.NoArgs,
-		RunE: m.action([]string{"store"}, func(_ context.Context, e *env, _ []string) (err error) {
-			db, err := openStore(e)
+		RunE: m.action([]string{"store"}, func(ctx context.Context, e *env, _ []string) (err error) {
+			a, err := m.openAccess(ctx, e)
 			if err != nil {
 				return err
 			}
-			defer closeStore(db, &err)
-			recorded, err := generators.ReadStatuses(db)
-			if err != nil {
+			defer a.Close()
+			var recorded []generators.Status
+			enabled := e.cfg.Generators
+			if a.client != nil {
+				if recorded, err = a.client.Generators(ctx); err != nil {
+					return err
+				}
+				enabled = nil // what the daemon runs
+				for _, g := range recorded {
+					enabled = append(enabled, g.Name)
+				}
+			} else if recorded, err = generators.ReadStatuses(a.db); err != nil {
 				return err
 			}
-			printGenerators(e.out, e.cfg.Generators, recorded)
+			printGenerators(e.out, enabled, recorded)
 			return nil
 		}),
 	}
@@ -47,11 +56,20 @@ func (m *Main) generatorsCommand() *cobra.Command {
 			if !slices.Contains(e.cfg.Generators, name) {
 				return usage(fmt.Errorf("generator %q is not enabled (setting \"generators\": %v)", name, e.cfg.Generators))
 			}
-			db, err := openStore(e)
+			a, err := m.openAccess(ctx, e)
 			if err != nil {
 				return err
 			}
-			defer closeStore(db, &err)
+			defer a.Close()
+			if a.client != nil {
+				st, err := a.client.Rebuild(ctx, name)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(e.out, "rebuilt %s: position %d\n", name, st.Position)
+				return nil
+			}
+			db := a.db
 			if err := generators.MarkRebuild(db, name); err != nil {
 				return err
 			}

@@ -13,6 +13,17 @@ import (
 	"golang.org/x/term"
 )
 
+// levelVar returns a level variable set to level (validated by
+// loadConfig), which a reload can change.
+func levelVar(level string) *slog.LevelVar {
+	var v slog.LevelVar
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level))
+	v.Set(lv)
+	return &v
+}
+
+
 // newLogger builds the process logger:
 //
 //   - json: one JSON object per line, for log shippers;
@@ -20,9 +31,7 @@ import (
 //     colours or timestamps, since journald adds its own;
 //   - on a terminal: tint's coloured text;
 //   - otherwise (a pipe, a file) or with "text": plain text with times.
-func newLogger(w io.Writer, format, level string, getenv func(string) string) *slog.Logger {
-	var lv slog.Level
-	_ = lv.UnmarshalText([]byte(level)) // validated by loadConfig
+func newLogger(w io.Writer, format string, lv slog.Leveler, getenv func(string) string) *slog.Logger {
 	if format == "json" {
 		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv}))
 	}

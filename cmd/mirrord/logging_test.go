@@ -15,7 +15,7 @@ func noEnv(string) string { return "" }
 func TestLoggerFormats(t *testing.T) {
 	t.Run("json", func(t *testing.T) {
 		var b bytes.Buffer
-		newLogger(&b, "json", "info", noEnv).Info("hello", "events", 3)
+		newLogger(&b, "json", levelVar("info"), noEnv).Info("hello", "events", 3)
 		var rec map[string]any
 		if err := json.Unmarshal(b.Bytes(), &rec); err != nil {
 			t.Fatalf("not JSON: %q", b.String())
@@ -26,7 +26,7 @@ func TestLoggerFormats(t *testing.T) {
 	})
 	t.Run("plain text off a terminal", func(t *testing.T) {
 		var b bytes.Buffer
-		newLogger(&b, "auto", "info", noEnv).Info("hello", "events", 3)
+		newLogger(&b, "auto", levelVar("info"), noEnv).Info("hello", "events", 3)
 		s := b.String()
 		if strings.Contains(s, "\x1b[") {
 			t.Fatalf("colours off a terminal: %q", s)
@@ -43,7 +43,7 @@ func TestLoggerFormats(t *testing.T) {
 			}
 			return ""
 		}
-		newLogger(&b, "auto", "info", env).Info("hello")
+		newLogger(&b, "auto", levelVar("info"), env).Info("hello")
 		s := b.String()
 		if strings.Contains(s, "\x1b[") || !strings.HasPrefix(s, "INF hello") {
 			t.Fatalf("journald record %q", s)
@@ -51,7 +51,7 @@ func TestLoggerFormats(t *testing.T) {
 	})
 	t.Run("level filters", func(t *testing.T) {
 		var b bytes.Buffer
-		l := newLogger(&b, "text", "warn", noEnv)
+		l := newLogger(&b, "text", levelVar("warn"), noEnv)
 		l.Info("quiet")
 		l.Warn("loud")
 		if strings.Contains(b.String(), "quiet") || !strings.Contains(b.String(), "loud") {

@@ -298,7 +298,7 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	var exited = make(chan int, 1)
 	m := &Main{Exit: func(code int) { exited <- code }}
 	var logs strings.Builder
-	ctx, stop := m.signalContext(context.Background(), newLogger(&syncWriter{w: &logs}, "text", "info", noEnv))
+	ctx, stop := m.signalContext(context.Background(), newLogger(&syncWriter{w: &logs}, "text", levelVar("info"), noEnv), nil)
 	defer stop()
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 
+	"github.com/mirrord/mirrord/api"
 	"github.com/mirrord/mirrord/kv"
 	"github.com/spf13/cobra"
 )
@@ -32,14 +33,19 @@ Exit status 1 when the key does not exist.
 
 Example: mirrord get "generated:summary:2025-01"`,
 		Args: cobra.ExactArgs(1),
-		RunE: m.action([]string{"store"}, func(_ context.Context, e *env, args []string) error {
-			db, err := openStore(e)
+		RunE: m.action([]string{"store"}, func(ctx context.Context, e *env, args []string) error {
+			a, err := m.openAccess(ctx, e)
 			if err != nil {
 				return err
 			}
-			defer db.Close()
+			defer a.Close()
 			var v json.RawMessage
-			found, err := db.Get(args[0], &v)
+			var found bool
+			if a.client != nil {
+				v, found, err = a.client.Get(ctx, args[0])
+			} else {
+				found, err = a.db.Get(args[0], &v)
+			}
 			if err != nil {
 				return err
 			}
@@ -57,21 +63,8 @@ func (m *Main) keysCommand() *cobra.Command {
 		Use:   "keys [PREFIX]",
 		Short: "List the keys that start with PREFIX (every key when omitted), sorted",
 		Args:  cobra.MaximumNArgs(1),
-		RunE: m.action([]string{"store"}, func(_ context.Context, e *env, args []string) error {
-			db, err := openStore(e)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			w := bufio.NewWriter(e.out)
-			err = db.Scan(prefixArg(args), func(key string, _ json.RawMessage) error {
-				_, err := fmt.Fprintln(w, key)
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			return w.Flush()
+		RunE: m.action([]string{"store"}, func(ctx context.Context, e *env, args []string) error {
+			return m.streamRange(ctx, e, prefixArg(args), false)
 		}),
 	}
 }
@@ -85,23 +78,8 @@ value as one JSON object per line, {"key":"…","value":…}, in key order. The
 value is printed as it is stored. The output streams: a large store is not
 loaded into memory.`,
 		Args: cobra.MaximumNArgs(1),
-		RunE: m.action([]string{"store"}, func(_ context.Context, e *env, args []string) error {
-			db, err := openStore(e)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			w := bufio.NewWriter(e.out)
-			var line []byte
-			err = db.Scan(prefixArg(args), func(key string, value json.RawMessage) error {
-				line = appendDumpLine(line[:0], key, value)
-				_, err := w.Write(line)
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			return w.Flush()
+		RunE: m.action([]string{"store"}, func(ctx context.Context, e *env, args []string) error {
+			return m.streamRange(ctx, e, prefixArg(args), true)
 		}),
 	}
 }
@@ -113,12 +91,42 @@ func prefixArg(args []string) string {
 	return args[0]
 }
 
-// appendDumpLine appends {"key":KEY,"value":VALUE}\n.
-func appendDumpLine(dst []byte, key string, value []byte) []byte {
-	k, _ := json.Marshal(key)
-	dst = append(dst, `{"key":`...)
-	dst = append(dst, k...)
-	dst = append(dst, `,"value":`...)
-	dst = append(dst, value...)
-	return append(dst, "}\n"...)
+// streamRange prints the keys (or keys and values) under prefix, from the
+// daemon when one serves the store, else from the store itself; the output
+// is the same, and streams either way.
+func (m *Main) streamRange(ctx context.Context, e *env, prefix string, values bool) error {
+	a, err := m.openAccess(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	w := bufio.NewWriterSize(e.out, 64<<10)
+	if a.client != nil {
+		err = a.client.Stream(ctx, values, prefix, func(line []byte) error {
+			if !values { // "key" -> key
+				var k string
+				if err := json.Unmarshal(line, &k); err != nil {
+					return fmt.Errorf("daemon sent %q: %w", line, err)
+				}
+				line = append([]byte(k), '\n')
+			}
+			_, err := w.Write(line)
+			return err
+		})
+	} else {
+		var line []byte
+		err = a.db.Scan(prefix, func(key string, value json.RawMessage) error {
+			if values {
+				line = api.AppendLine(line[:0], key, value, true)
+			} else {
+				line = append(append(line[:0], key...), '\n')
+			}
+			_, err := w.Write(line)
+			return err
+		})
+	}
+	if err != nil {
+		return err
+	}
+	return w.Flush()
 }

@@ -1,0 +1,81 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+)
+
+// healthTracker remembers since when the log has been ahead of an
+// unchanged checkpoint, as seen by successive health checks.
+type healthTracker struct {
+	mu     sync.Mutex
+	offset int64
+	since  time.Time // zero: not behind
+}
+
+// Health reports whether the daemon is healthy, and why not:
+//
+//   - the last apply failed: unhealthy;
+//   - the log is ahead of the checkpoint (beyond an incomplete value at its
+//     end, which is the writer's business) and the checkpoint has not moved
+//     for longer than the stall timeout: unhealthy, a stall that would
+//     otherwise look healthy;
+//   - otherwise healthy: caught up, catching up, or waiting for a missing
+//     log (the store is kept as it is).
+func (s *Server) Health() (bool, string) {
+	st := s.cfg.Engine.Status()
+	if st.LastError != "" {
+		return false, "the last apply failed: " + st.LastError
+	}
+	cp := st.Checkpoint
+	if cp == nil {
+		return true, "starting: nothing mirrored yet"
+	}
+	fi, err := os.Stat(st.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return true, "the log is missing; the store is kept as it is"
+	}
+	if err != nil {
+		return false, fmt.Sprintf("cannot stat the log: %v", err)
+	}
+	ahead := fi.Size() - cp.Offset
+	if st.Pending != nil && st.Pending.Offset >= cp.Offset {
+		ahead = st.Pending.Offset - cp.Offset
+	}
+	stall := time.Duration(s.stall.Load())
+	now := time.Now()
+	h := &s.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if ahead <= 0 && fi.Size() >= cp.Offset {
+		h.since = time.Time{}
+		return true, "caught up"
+	}
+	if h.since.IsZero() || h.offset != cp.Offset {
+		h.offset, h.since = cp.Offset, now
+		// A checkpoint that has not moved since long before the log last
+		// changed is stalled even at the first look.
+		if lastMove := cp.AppliedAt; !lastMove.IsZero() && now.Sub(lastMove) > stall && now.Sub(fi.ModTime()) > stall {
+			h.since = lastMove
+		}
+	}
+	if d := now.Sub(h.since); d > stall {
+		return false, fmt.Sprintf("stalled: the log is ahead of the checkpoint (offset %d, log %d bytes) and the checkpoint has not moved for %s",
+			cp.Offset, fi.Size(), d.Round(time.Second))
+	}
+	return true, "catching up"
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	ok, why := s.Health()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if !ok {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	fmt.Fprintln(w, why)
+}

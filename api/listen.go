@@ -1,0 +1,133 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// ErrInUse: another process serves the socket path.
+var ErrInUse = errors.New("another mirrord is serving this socket")
+
+// Listener is the daemon's unix socket.
+type Listener struct {
+	net.Listener
+	path string
+}
+
+// Listen creates the unix socket at path with the given mode (0600 by
+// default: only the daemon's user), owned by group when one is named
+// (mode 0660 then). A socket file left by a crashed daemon is replaced; a
+// socket another process answers on is an error (ErrInUse); any other file
+// at path is never removed.
+//
+// The socket is created under a private temporary name, given its mode and
+// group, and then renamed into place, so it is never reachable with looser
+// permissions, even for an instant.
+func Listen(path, group string) (*Listener, error) {
+	mode := os.FileMode(0o600)
+	gid := -1
+	if group != "" {
+		g, err := user.LookupGroup(group)
+		if err != nil {
+			return nil, fmt.Errorf("socket group %q: %w", group, err)
+		}
+		if gid, err = strconv.Atoi(g.Gid); err != nil {
+			return nil, fmt.Errorf("socket group %q: gid %q: %w", group, g.Gid, err)
+		}
+		mode = 0o660
+	}
+	if err := clearStale(path); err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(filepath.Dir(path), ".mirrord-sock-")
+	if err != nil {
+		return nil, fmt.Errorf("socket %s: %w", path, err)
+	}
+	defer os.RemoveAll(dir)
+	tmp := filepath.Join(dir, "s")
+	ln, err := net.Listen("unix", tmp)
+	if err != nil {
+		return nil, fmt.Errorf("socket %s: %w", path, err)
+	}
+	ul := ln.(*net.UnixListener)
+	ul.SetUnlinkOnClose(false) // it will have moved; Close removes path
+	fail := func(err error) (*Listener, error) {
+		ul.Close()
+		return nil, fmt.Errorf("socket %s: %w", path, err)
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
+		return fail(err)
+	}
+	if gid >= 0 {
+		if err := os.Chown(tmp, -1, gid); err != nil {
+			return fail(err)
+		}
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fail(err)
+	}
+	return &Listener{Listener: ln, path: path}, nil
+}
+
+// Path returns the socket's path.
+func (l *Listener) Path() string { return l.path }
+
+// Close stops listening and removes the socket file.
+func (l *Listener) Close() error {
+	err := l.Listener.Close()
+	if rerr := os.Remove(l.path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) && err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// clearStale removes a socket file nobody answers on.
+func clearStale(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("socket %s: %w", path, err)
+	}
+	if fi.Mode()&fs.ModeSocket == 0 {
+		return fmt.Errorf("socket %s: a file that is not a socket is in the way (not removing it)", path)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var d net.Dialer
+	if conn, err := d.DialContext(ctx, "unix", path); err == nil {
+		conn.Close()
+		return fmt.Errorf("%w: %s", ErrInUse, path)
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("socket %s: removing a stale socket: %w", path, err)
+	}
+	return nil
+}
+
+// DefaultPath is where the daemon's socket lives unless configured:
+// $RUNTIME_DIRECTORY/mirrord.sock when systemd provides a runtime
+// directory, otherwise beside the store ("{store}.sock").
+func DefaultPath(runtimeDir, store string) string {
+	if runtimeDir != "" {
+		// systemd may list several directories, separated by ':'.
+		for i := 0; i < len(runtimeDir); i++ {
+			if runtimeDir[i] == ':' {
+				runtimeDir = runtimeDir[:i]
+				break
+			}
+		}
+		return filepath.Join(runtimeDir, "mirrord.sock")
+	}
+	clean := filepath.Clean(store)
+	return filepath.Join(filepath.Dir(clean), filepath.Base(clean)+".sock")
+}
