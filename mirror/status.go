@@ -31,14 +31,14 @@ type Status struct {
 	// Pending describes an incomplete value at the end of the log.
 	Pending *PendingTail `json:"pending,omitempty"`
 	// Held counts deletions held because the log ends incomplete.
-	Held      int       `json:"held_deletions,omitempty"`
+	Held int `json:"held_deletions,omitempty"`
 	// Reconciles and Resyncs count the completed ones since the engine
 	// started.
 	Reconciles int64     `json:"reconciles"`
 	Resyncs    int64     `json:"resyncs"`
 	LastApply  Applied   `json:"last_apply"`
-	LastError string    `json:"last_error,omitempty"`
-	Updated   time.Time `json:"updated"`
+	LastError  string    `json:"last_error,omitempty"`
+	Updated    time.Time `json:"updated"`
 }
 
 // PendingTail is an incomplete value at the end of the log.

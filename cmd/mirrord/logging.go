@@ -23,7 +23,6 @@ func levelVar(level string) *slog.LevelVar {
 	return &v
 }
 
-
 // newLogger builds the process logger:
 //
 //   - json: one JSON object per line, for log shippers;
