@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -43,12 +44,12 @@ func (e *Engine) step(ctx context.Context) (stepResult, error) {
 	if err := ctx.Err(); err != nil {
 		return stepResult{}, err
 	}
-	f, err := os.Open(e.path)
+	f, err := openLog(e.path)
 	if isNotExist(err) {
 		return e.onMissing(), nil
 	}
 	if err != nil {
-		return stepResult{}, fmt.Errorf("opening the event log: %w", err)
+		return stepResult{}, err
 	}
 	defer f.Close()
 	st, err := fstat(f)
@@ -118,6 +119,29 @@ func (e *Engine) canTail(f *os.File, st fileStat) (bool, error) {
 		e.verified = st
 	}
 	return true, nil
+}
+
+// openLog opens the log for reading without ever blocking (a FIFO put in
+// its place would block a plain open until a writer came) and refuses
+// anything but a regular file.
+func openLog(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		if isNotExist(err) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("opening the event log: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("stat of the event log: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("the event log %s is not a regular file (%s)", path, fi.Mode().Type())
+	}
+	return f, nil
 }
 
 // readTail reads the TailSize bytes before off.

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -241,4 +243,75 @@ func TestDebounceCoalescesBursts(t *testing.T) {
 	if n := len(h.takeApplied()); n > 3 {
 		t.Fatalf("20 appends in a burst took %d applies with a 200ms debounce", n)
 	}
+}
+
+// The heartbeat (systemd's watchdog) comes from the follow loop itself:
+// while a step is stuck, it stops; once the loop moves again, it resumes.
+func TestHeartbeatStopsWhileTheLoopIsStuck(t *testing.T) {
+	beats := make(chan struct{}, 1000)
+	h := newHarness(t, func(o *Options) {
+		realClock(o)
+		o.Heartbeat = 10 * time.Millisecond
+		o.OnHeartbeat = func() { beats <- struct{}{} }
+	})
+	h.appendEvents(h.newEvents(5)...)
+	h.age()
+	h.run()
+	waitBeats := func(n int) {
+		t.Helper()
+		for i := 0; i < n; i++ {
+			select {
+			case <-beats:
+			case <-time.After(10 * time.Second):
+				t.Fatal("no heartbeat")
+			}
+		}
+	}
+	waitBeats(3)
+	stuck, release := make(chan struct{}), make(chan struct{})
+	testHookBeforeTailRead = func() {
+		testHookBeforeTailRead = nil
+		close(stuck)
+		<-release
+	}
+	defer func() { testHookBeforeTailRead = nil }()
+	h.appendEvents(h.newEvents(1)...)
+	<-stuck
+	// Drain what was sent before the loop got stuck, then: silence.
+	for len(beats) > 0 {
+		<-beats
+	}
+	select {
+	case <-beats:
+		t.Fatal("a heartbeat while the loop is stuck")
+	case <-time.After(200 * time.Millisecond): // twenty heartbeat periods
+	}
+	close(release)
+	waitBeats(3)
+	h.eventually("after the loop moved again")
+}
+
+// A FIFO put in the log's place is refused without blocking the loop.
+func TestNonRegularLogIsRefusedWithoutBlocking(t *testing.T) {
+	h := newHarness(t, nil)
+	h.appendEvents(h.newEvents(3)...)
+	h.sync()
+	fifo := h.path + ".fifo"
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(fifo, h.path); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- h.e.Sync(h.ctx()) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Fatalf("Sync on a FIFO: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Sync blocked on a FIFO")
+	}
+	h.wantIDs(h.modelIDs()...)
 }

@@ -3,7 +3,6 @@ package mirror
 import (
 	"context"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/mirrord/mirrord/kv"
@@ -43,7 +42,7 @@ func (e *Engine) beginBulk(reason string) error {
 func (e *Engine) Resync(ctx context.Context) error {
 	// A missing or unreadable log never empties the mirror: look before
 	// clearing anything.
-	f, err := os.Open(e.path)
+	f, err := openLog(e.path)
 	if isNotExist(err) {
 		return fmt.Errorf("%w: %s (the store is kept as it is; resync once the log is back)", ErrLogMissing, e.path)
 	}

@@ -112,7 +112,7 @@ func ReadStatus(db kv.Reader, path string) (Status, error) {
 	if s.Reconciling, err = db.Get(kv.ReconcileMarkerKey, nil); err != nil {
 		return s, err
 	}
-	f, err := os.Open(path)
+	f, err := openLog(path)
 	switch {
 	case isNotExist(err):
 		s.LogMissing = true

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"reflect"
 	"sort"
 	"strings"
@@ -93,7 +92,7 @@ func VerifyCheckpoint(ctx context.Context, db kv.Reader, path string, maxValueSi
 }
 
 func verify(ctx context.Context, db kv.Reader, path string, maxValueSize int, cp *Checkpoint) (*Report, error) {
-	f, err := os.Open(path)
+	f, err := openLog(path)
 	if err != nil {
 		return nil, fmt.Errorf("opening the event log: %w", err)
 	}

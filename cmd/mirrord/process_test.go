@@ -59,6 +59,12 @@ func startProcess(t *testing.T, bin string, args ...string) *child {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "MIRRORDTEST_AS_MAIN=1")
 	cmd.Env = filterEnv(cmd.Env, "JOURNAL_STREAM", "NOTIFY_SOCKET")
+	return startCmd(t, cmd)
+}
+
+// startCmd starts a prepared command and collects its stderr lines.
+func startCmd(t *testing.T, cmd *exec.Cmd) *child {
+	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

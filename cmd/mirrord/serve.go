@@ -65,8 +65,9 @@ type daemon struct {
 	runner     atomic.Pointer[generators.Runner]
 	stopRunner func()
 
-	statusMu   sync.Mutex
-	lastStatus time.Time
+	statusMu    sync.Mutex
+	lastStatus  time.Time
+	statusTimer *time.Timer // a trailing STATUS= after a suppressed one
 }
 
 func (m *Main) serve(ctx context.Context, e *env, resync bool) (err error) {
@@ -145,6 +146,7 @@ func (m *Main) serve(ctx context.Context, e *env, resync bool) (err error) {
 		}
 	})
 	_ = d.notify.Stopping()
+	d.stopStatus()
 	<-reloadDone
 	d.stopGenerators()
 	if err == nil {
@@ -158,7 +160,7 @@ func (m *Main) serve(ctx context.Context, e *env, resync bool) (err error) {
 }
 
 // applied is the engine's OnApply: metrics, the generators' wake-up, and
-// systemd's status line (at most once a second).
+// systemd's status line (at most once a second, the last one always).
 func (d *daemon) applied(a mirror.Applied) {
 	d.server.Applied(a)
 	if r := d.runner.Load(); r != nil {
@@ -166,9 +168,29 @@ func (d *daemon) applied(a mirror.Applied) {
 	}
 	d.statusMu.Lock()
 	defer d.statusMu.Unlock()
-	if time.Since(d.lastStatus) >= time.Second {
-		d.lastStatus = time.Now()
-		_ = d.notify.Status(d.statusLine())
+	if wait := time.Second - time.Since(d.lastStatus); wait > 0 {
+		if d.statusTimer == nil {
+			d.statusTimer = time.AfterFunc(wait, func() {
+				d.statusMu.Lock()
+				d.statusTimer = nil
+				d.lastStatus = time.Now()
+				d.statusMu.Unlock()
+				_ = d.notify.Status(d.statusLine())
+			})
+		}
+		return
+	}
+	d.lastStatus = time.Now()
+	_ = d.notify.Status(d.statusLine())
+}
+
+// stopStatus cancels a trailing status update.
+func (d *daemon) stopStatus() {
+	d.statusMu.Lock()
+	defer d.statusMu.Unlock()
+	if d.statusTimer != nil {
+		d.statusTimer.Stop()
+		d.statusTimer = nil
 	}
 }
 
