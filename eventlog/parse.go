@@ -88,34 +88,24 @@ func valueKind(v []byte) string {
 }
 
 // walkObject calls fn with the raw key token and raw value of each member
-// of the object b, which must be valid JSON starting with '{'.
+// of the object b, which must be valid JSON starting with '{' (it is not
+// validated again: only the members' bounds are found).
 func walkObject(b []byte, fn func(key, val []byte) error) error {
 	i := jsonx.SkipSpace(b, 1)
 	if b[i] == '}' {
 		return nil
 	}
 	for {
-		kend, _, err := jsonx.ScanString(b, i)
-		if err != nil {
-			return err
-		}
+		kend := jsonx.StringEnd(b, i)
 		key := b[i:kend]
 		i = jsonx.SkipSpace(b, kend) + 1 // past ':'
 		i = jsonx.SkipSpace(b, i)
-		var vend int
-		if b[i] == '"' {
-			vend, _, err = jsonx.ScanString(b, i)
-		} else {
-			vend, err = jsonx.ValueEnd(b, i)
-		}
-		if err != nil {
-			return err
-		}
+		vend := jsonx.SkipValue(b, i)
 		if err := fn(key, b[i:vend]); err != nil {
 			return err
 		}
 		i = jsonx.SkipSpace(b, vend)
-		if b[i] == '}' {
+		if i >= len(b) || b[i] == '}' {
 			return nil
 		}
 		i = jsonx.SkipSpace(b, i+1) // past ','

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -598,4 +599,104 @@ func (h *recordingHandler) count(component string) int {
 		})
 	}
 	return n
+}
+
+func TestSorterSpillsAndMerges(t *testing.T) {
+	db := openMem(t)
+	s := db.NewSorter(1<<10, 1) // tiny: many runs
+	defer s.Close()
+	type rec struct {
+		k   string
+		seq uint64
+	}
+	var want []rec
+	for i := 0; i < 3000; i++ {
+		k := string(rune('a'+(i*7919)%26)) + string(rune('a'+(i*104729)%26)) + strings.Repeat("x", i%5)
+		seq := uint64(i)
+		want = append(want, rec{k, seq})
+		if err := s.Add([]byte(k), []byte(k+"-value"), seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(s.runs) < 10 {
+		t.Fatalf("only %d runs with a 1 KiB budget", len(s.runs))
+	}
+	slices.SortFunc(want, func(a, b rec) int {
+		if c := strings.Compare(a.k, b.k); c != 0 {
+			return c
+		}
+		return int(a.seq) - int(b.seq)
+	})
+	var got []rec
+	err := s.Each(func(k, v []byte, seq uint64) error {
+		if string(v) != string(k)+"-value" {
+			t.Fatalf("value %q for key %q", v, k)
+		}
+		got = append(got, rec{string(k), seq})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("merged %d records out of order or incomplete (want %d)", len(got), len(want))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := db.opts.FS.List(db.opts.FS.PathJoin(db.path, "bulk-tmp")); len(names) != 0 {
+		t.Fatalf("run files left: %v", names)
+	}
+}
+
+func TestIngestReplacesARangeAtomically(t *testing.T) {
+	db := openMem(t)
+	mustPut(t, db, "a:keep", 1)
+	mustPut(t, db, "m:old", 1)
+	mustPut(t, db, "z:keep", 1)
+	in := db.NewIngest("m:", PrefixEnd([]byte("m:")))
+	f := in.File()
+	for _, k := range []string{"m:1", "m:2", "m:3"} {
+		if err := f.Add([]byte(k), []byte(`"v"`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Add([]byte("m:0"), []byte(`1`)); err == nil {
+		t.Fatal("a decreasing key was accepted")
+	}
+	if err := in.Commit(context.Background()); err == nil {
+		t.Fatal("an ingest whose stream failed committed")
+	}
+	got, _ := db.Keys("")
+	if !slices.Equal(got, []string{"a:keep", "m:old", "z:keep"}) {
+		t.Fatalf("a failed ingest changed the store: %q", got)
+	}
+	in = db.NewIngest("m:", PrefixEnd([]byte("m:")))
+	f = in.File()
+	for _, k := range []string{"m:1", "m:2"} {
+		if err := f.Add([]byte(k), []byte(`"v"`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Add([]byte("z:out"), []byte(`1`)); err == nil {
+		t.Fatal("a key outside the range was accepted")
+	}
+	in.Abort()
+	in = db.NewIngest("m:", PrefixEnd([]byte("m:")))
+	f = in.File()
+	for _, k := range []string{"m:1", "m:2"} {
+		if err := f.Add([]byte(k), []byte(`"v"`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := in.Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = db.Keys("")
+	if !slices.Equal(got, []string{"a:keep", "m:1", "m:2", "z:keep"}) {
+		t.Fatalf("after the ingest: %q", got)
+	}
+	if names, _ := db.opts.FS.List(db.opts.FS.PathJoin(db.path, "bulk-tmp")); len(names) != 0 {
+		t.Fatalf("ingest files left: %v", names)
+	}
 }

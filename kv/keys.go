@@ -181,6 +181,13 @@ func AppendModifiersOf[T text](dst []byte, id T) []byte {
 	return append(appendEscaped(append(dst, PrefixModifier...), id), ':')
 }
 
+// AppendDigestKeyOf appends the digest key of the event whose key is
+// eventKey ("event:{id}" -> "mirrord:digest:{id}"; the segment is already
+// escaped).
+func AppendDigestKeyOf(dst, eventKey []byte) []byte {
+	return append(append(dst, PrefixDigest...), eventKey[len(PrefixEvent):]...)
+}
+
 // AppendDigestKey appends "mirrord:digest:{id}" to dst.
 func AppendDigestKey[T text](dst []byte, id T) []byte {
 	return appendEscaped(append(dst, PrefixDigest...), id)

@@ -67,6 +67,9 @@ func (e *Engine) step(ctx context.Context) (stepResult, error) {
 			return stepResult{}, err
 		}
 	}
+	if e.bulk && e.cp.Offset == 0 {
+		return e.bulkLoad(ctx, f, st)
+	}
 	if !e.reconciling {
 		ok, err := e.canTail(f, st)
 		if err != nil {

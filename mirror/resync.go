@@ -35,10 +35,10 @@ func (e *Engine) beginBulk(reason string) error {
 	return nil
 }
 
-// Resync rebuilds the store from scratch: it removes every event,
-// modifier, generated value and the bookkeeping (all in one batch, with
-// the resync marker set), then mirrors the whole log in bounded batches.
-// Like Sync, it returns once the store reflects the log.
+// Resync rebuilds the store from scratch: with the resync marker set, it
+// replaces every event, modifier, generated value and the bookkeeping by a
+// fresh load of the whole log, in one atomic step (see bulkLoad). Like
+// Sync, it returns once the store reflects the log.
 func (e *Engine) Resync(ctx context.Context) error {
 	// A missing or unreadable log never empties the mirror: look before
 	// clearing anything.
@@ -50,13 +50,12 @@ func (e *Engine) Resync(ctx context.Context) error {
 		return fmt.Errorf("opening the event log: %w (the store is kept as it is)", err)
 	}
 	f.Close()
+	// The marker, and a checkpoint at the start of the log: the bulk load
+	// then replaces the whole mirror (events, modifiers, generated values,
+	// bookkeeping) in one atomic step. Until it does, the old state stays
+	// readable, marked as being rebuilt.
 	wb := e.db.NewWriteBatch()
 	defer wb.Close()
-	for _, p := range []string{kv.PrefixEvent, kv.PrefixModifier, kv.PrefixGenerated,
-		kv.PrefixDigest, kv.PrefixChanges, kv.PrefixGeneratorState} {
-		wb.DeletePrefix(p)
-	}
-	wb.Delete([]byte(kv.ReconcileMarkerKey))
 	now := e.opts.Now().UTC()
 	wb.Put(kv.ResyncMarkerKey, markerRecord{Started: now, Reason: "--resync"})
 	cp := Checkpoint{Line: 1, AppliedAt: now}
@@ -68,7 +67,7 @@ func (e *Engine) Resync(ctx context.Context) error {
 		return err
 	}
 	e.cp, e.bulk, e.reconciling, e.held = &cp, true, false, nil
-	e.log.Info("resync: the store was cleared; mirroring the whole log", "path", e.path)
+	e.log.Info("resync: rebuilding the store from the whole log", "path", e.path)
 	started := time.Now()
 	if err := e.Sync(ctx); err != nil {
 		return err

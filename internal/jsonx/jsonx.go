@@ -15,6 +15,7 @@
 package jsonx
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -319,38 +320,34 @@ const (
 	msb = 0x8080808080808080
 )
 
-// plain8 reports whether all 8 bytes of x are printable ASCII other than
-// '"' and '\\': the bytes a string scanner can skip without a look.
-func plain8(x uint64) bool {
-	ctl := (x - lsb*0x20) &^ x // high bit set where a byte < 0x20 (or >= 0x80)
-	quo := ((x ^ lsb*'"') - lsb) &^ (x ^ lsb*'"')
-	bsl := ((x ^ lsb*'\\') - lsb) &^ (x ^ lsb*'\\')
-	return (ctl|quo|bsl|x)&msb == 0
-}
 
 // ScanString validates the string that starts at b[i] (which must be '"')
 // and returns the index just past its closing quote, and whether it holds
 // any escape sequence (if not, its content is b[i+1:end-1] verbatim).
+//
+// It works in runs: memchr finds the next quote and backslash, and the
+// text before them is checked as a whole (no control character, valid
+// UTF-8), which is several times faster than a byte-by-byte state machine
+// on text that is mostly not ASCII.
 func ScanString(b []byte, i int) (end int, escaped bool, err error) {
 	j := i + 1
 	for {
-		for j+8 <= len(b) && plain8(binary.LittleEndian.Uint64(b[j:])) {
-			j += 8
+		rest := b[j:]
+		q := bytes.IndexByte(rest, '"')
+		run := rest
+		if q >= 0 {
+			run = rest[:q]
 		}
-		for j < len(b) {
-			c := b[j]
-			if c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
-				break
-			}
-			j++
+		bs := bytes.IndexByte(run, '\\')
+		if bs >= 0 {
+			run = run[:bs]
 		}
-		if j >= len(b) {
-			return j, escaped, ErrShort
+		if !plainText(run) {
+			return checkText(b, j, j+len(run), escaped)
 		}
-		switch c := b[j]; {
-		case c == '"':
-			return j + 1, escaped, nil
-		case c == '\\':
+		j += len(run)
+		switch {
+		case bs >= 0:
 			escaped = true
 			if j+1 >= len(b) {
 				return j, escaped, ErrShort
@@ -371,19 +368,143 @@ func ScanString(b []byte, i int) (end int, escaped bool, err error) {
 			default:
 				return j + 1, escaped, syntaxErr(j+1, "invalid escape \\%c in string", b[j+1])
 			}
-		case c < 0x20:
-			return j, escaped, syntaxErr(j, "control character 0x%02X in string (must be escaped)", c)
+		case q >= 0:
+			return j + 1, escaped, nil
 		default:
-			r, size := utf8.DecodeRune(b[j:])
-			if r == utf8.RuneError && size <= 1 {
-				if !utf8.FullRune(b[j:]) {
-					return j, escaped, ErrShort
-				}
-				return j, escaped, syntaxErr(j, "invalid UTF-8 in string")
-			}
-			j += size
+			return j, escaped, ErrShort
 		}
 	}
+}
+
+// plainText reports whether t holds no control character and is valid
+// UTF-8: 8 bytes at a time for the control characters, then the standard
+// library's validator, which skips ASCII 8 bytes at a time too.
+func plainText(t []byte) bool {
+	k := 0
+	for ; k+8 <= len(t); k += 8 {
+		x := binary.LittleEndian.Uint64(t[k:])
+		// The high bit of each byte of ((x & 0x7F…) + 0x60…) is set
+		// exactly when the byte's low 7 bits are >= 0x20 (no carry leaves
+		// a byte); a byte below 0x20 has it clear and its own high bit
+		// clear too.
+		if ^((x&(lsb*0x7F))+lsb*0x60)&^x&msb != 0 {
+			return false
+		}
+	}
+	for ; k < len(t); k++ {
+		if t[k] < 0x20 {
+			return false
+		}
+	}
+	return utf8.Valid(t)
+}
+
+// checkText finds the first problem in b[from:to], which plainText
+// rejected, byte by byte: a control character or invalid UTF-8 is a
+// syntax error, a character cut by the end of the input is ErrShort.
+func checkText(b []byte, from, to int, escaped bool) (int, bool, error) {
+	for j := from; j < to; {
+		c := b[j]
+		switch {
+		case c < 0x20:
+			return j, escaped, syntaxErr(j, "control character 0x%02X in string (must be escaped)", c)
+		case c < 0x80:
+			j++
+		default:
+			n := utf8Len(b[j:])
+			if n == 0 {
+				r, size := utf8.DecodeRune(b[j:])
+				if r == utf8.RuneError && size <= 1 {
+					if !utf8.FullRune(b[j:]) {
+						return j, escaped, ErrShort
+					}
+					return j, escaped, syntaxErr(j, "invalid UTF-8 in string")
+				}
+				n = size
+			}
+			j += n
+		}
+	}
+	// Only a character cut by the end of the buffer gets here.
+	return to, escaped, ErrShort
+}
+
+// utf8Len returns the length of the valid multi-byte UTF-8 sequence at
+// the start of b, or 0 when it is not one (invalid, or cut short): the
+// caller then asks utf8.DecodeRune for the details. It is the common case
+// of a non-ASCII character without DecodeRune's generality.
+func utf8Len(b []byte) int {
+	c := b[0]
+	switch {
+	case c >= 0xC2 && c <= 0xDF:
+		if len(b) >= 2 && b[1]&0xC0 == 0x80 {
+			return 2
+		}
+	case c >= 0xE0 && c <= 0xEF:
+		if len(b) >= 3 && b[1]&0xC0 == 0x80 && b[2]&0xC0 == 0x80 &&
+			(c != 0xE0 || b[1] >= 0xA0) && (c != 0xED || b[1] < 0xA0) {
+			return 3
+		}
+	case c >= 0xF0 && c <= 0xF4:
+		if len(b) >= 4 && b[1]&0xC0 == 0x80 && b[2]&0xC0 == 0x80 && b[3]&0xC0 == 0x80 &&
+			(c != 0xF0 || b[1] >= 0x90) && (c != 0xF4 || b[1] < 0x90) {
+			return 4
+		}
+	}
+	return 0
+}
+
+// StringEnd returns the index just past the string that starts at b[i],
+// in input already validated (by ScanString or Compact): it only looks for
+// the closing quote, so it runs at memchr speed.
+func StringEnd(b []byte, i int) int {
+	j := i + 1
+	for {
+		k := bytes.IndexByte(b[j:], '"')
+		if k < 0 {
+			return len(b)
+		}
+		q := j + k
+		// An escaped quote has an odd run of backslashes before it.
+		bs := 0
+		for p := q - 1; p > i && b[p] == '\\'; p-- {
+			bs++
+		}
+		if bs%2 == 0 {
+			return q + 1
+		}
+		j = q + 1
+	}
+}
+
+// SkipValue returns the index just past the value that starts at b[i], in
+// input already validated: brackets are counted outside strings, nothing is
+// checked.
+func SkipValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return StringEnd(b, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				j = StringEnd(b, j) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return len(b)
+	}
+	j := i
+	for j < len(b) && !IsSpace(b[j]) && b[j] != ',' && b[j] != '}' && b[j] != ']' {
+		j++
+	}
+	return j
 }
 
 func unhex(c byte) rune {

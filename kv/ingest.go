@@ -1,0 +1,153 @@
+package kv
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
+	"github.com/cockroachdb/pebble/v2/sstable"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Ingest builds a new state of a whole key range as sorted sstables and
+// puts it in place in one atomic step: everything in the range is replaced
+// (Pebble's IngestAndExcise) by what was written, which lands directly in
+// the bottom level: no write-ahead log, no memtable, no compaction. This is
+// how a resync or a first load writes a large log at disk speed.
+type Ingest struct {
+	db    *DB
+	start string
+	end   []byte
+	files []*IngestFile
+}
+
+// NewIngest starts a replacement of every key in [start, end).
+func (db *DB) NewIngest(start string, end []byte) *Ingest {
+	return &Ingest{db: db, start: start, end: end}
+}
+
+// sstSize is where an ingest stream starts a new sstable.
+const sstSize = 64 << 20
+
+// IngestFile is one sorted stream of an Ingest, written as one or more
+// sstables. Streams of one Ingest must not overlap each other.
+type IngestFile struct {
+	in    *Ingest
+	w     *sstable.Writer
+	paths []string
+	last  []byte
+	err   error
+}
+
+// File starts a new sorted stream.
+func (in *Ingest) File() *IngestFile {
+	f := &IngestFile{in: in}
+	in.files = append(in.files, f)
+	return f
+}
+
+func (f *IngestFile) roll() error {
+	in := f.in
+	if f.w != nil {
+		if err := f.w.Close(); err != nil {
+			return err
+		}
+		f.w = nil
+	}
+	db := in.db
+	if err := db.opts.FS.MkdirAll(db.opts.FS.PathJoin(db.path, "bulk-tmp"), 0o755); err != nil {
+		return err
+	}
+	path := db.opts.FS.PathJoin(db.path, "bulk-tmp", fmt.Sprintf("ingest-%d.sst", db.tmpSeq.Add(1)))
+	file, err := db.opts.FS.Create(path, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return err
+	}
+	wo := db.popts.MakeWriterOptions(6, db.pdb.TableFormat())
+	wo.Compression = sstable.FastestCompression
+	wo.DisableValueBlocks = true // unique keys: nothing to separate, nothing to buffer
+	f.w = sstable.NewWriter(objstorageprovider.NewFileWritable(file), wo)
+	f.paths = append(f.paths, path)
+	return nil
+}
+
+// Add writes one key; keys must come in strictly increasing order, and
+// value must be JSON.
+func (f *IngestFile) Add(key, value []byte) error {
+	if f.err != nil {
+		return f.err
+	}
+	if f.last != nil && string(key) <= string(f.last) {
+		f.err = fmt.Errorf("ingest: key %q after %q: not increasing", key, f.last)
+		return f.err
+	}
+	if string(key) < f.in.start || (f.in.end != nil && string(key) >= string(f.in.end)) {
+		f.err = fmt.Errorf("ingest: key %q outside the range", key)
+		return f.err
+	}
+	if f.w == nil || f.w.Raw().EstimatedSize() >= sstSize {
+		if f.err = f.roll(); f.err != nil {
+			return f.err
+		}
+	}
+	f.last = append(f.last[:0], key...)
+	if f.err = f.w.Set(key, value); f.err != nil {
+		return f.err
+	}
+	return nil
+}
+
+// Commit finishes every stream and replaces the range with them,
+// atomically. The sstables become part of the store (or are removed on
+// failure).
+func (in *Ingest) Commit(ctx context.Context) error {
+	query := fmt.Sprintf("INGEST %s..%s", in.start, in.end)
+	var paths []string
+	for _, f := range in.files {
+		if f.err != nil {
+			in.Abort()
+			return queryError(in.db.path, query, f.err)
+		}
+		if f.w != nil {
+			if err := f.w.Close(); err != nil {
+				in.Abort()
+				return queryError(in.db.path, query, err)
+			}
+			f.w = nil
+		}
+		paths = append(paths, f.paths...)
+	}
+	if !in.db.enter() {
+		in.Abort()
+		return in.db.closedError(query)
+	}
+	defer in.db.leave()
+	span := pebble.KeyRange{Start: []byte(in.start), End: in.end}
+	if _, err := in.db.pdb.IngestAndExcise(ctx, paths, nil, nil, span); err != nil {
+		in.Abort()
+		return queryError(in.db.path, query, err)
+	}
+	in.cleanup(paths) // Pebble linked them; the names we wrote can go
+	return nil
+}
+
+// Abort removes whatever the ingest wrote.
+func (in *Ingest) Abort() {
+	var paths []string
+	for _, f := range in.files {
+		if f.w != nil {
+			_ = f.w.Close()
+			f.w = nil
+		}
+		paths = append(paths, f.paths...)
+	}
+	in.cleanup(paths)
+}
+
+func (in *Ingest) cleanup(paths []string) {
+	for _, p := range paths {
+		_ = in.db.opts.FS.Remove(p)
+	}
+	_ = in.db.opts.FS.Remove(in.db.opts.FS.PathJoin(in.db.path, "bulk-tmp"))
+}
