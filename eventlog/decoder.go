@@ -133,9 +133,10 @@ type Decoder struct {
 	skipLine   int
 	skipReason string
 
-	e   Entry
-	p   parsed
-	out []byte
+	e       Entry
+	p       parsed
+	out     []byte
+	members []jsonx.Member
 }
 
 // NewDecoder returns a decoder reading r.
@@ -247,8 +248,8 @@ func (d *Decoder) Next() (*Entry, error) {
 			d.startSkip(start, fmt.Sprintf("not JSON: text starting %q", preview(d.buf[start:d.end])))
 			continue
 		}
-		out, vend, err := jsonx.AppendCompact(d.out[:0], d.buf[:d.end], start)
-		d.out = out
+		out, vend, members, err := jsonx.AppendCompactMembers(d.out[:0], d.buf[:d.end], start, d.members)
+		d.out, d.members = out, members
 		// A value that touches the end of the data may go on (a number)
 		// or be cut: read more before deciding, unless the input is over.
 		if errors.Is(err, jsonx.ErrShort) || (err == nil && vend == d.end && !d.eof) {
@@ -404,7 +405,7 @@ func (d *Decoder) value(start, vend int) *Entry {
 	e.EndLine = d.lineOf(vend)
 	d.commit(vend)
 	d.pos = vend
-	err := d.p.parse(d.out)
+	err := d.p.parseMembers(d.out, d.members)
 	var fe *FieldError
 	if err == nil {
 		if v := d.p.validate(); v != nil {

@@ -142,26 +142,44 @@ func (p *parsed) parse(b []byte) error {
 		return errNotObject
 	}
 	return walkObject(b, func(key, val []byte) error {
-		for f := range nFields {
-			if bytes.Equal(key, quotedNames[f]) {
-				p.note(f, fieldNames[f], val)
-				return nil
-			}
-		}
-		name := p.keyNameLossy(key)
-		for f := range nFields {
-			if string(name) == fieldNames[f] {
-				p.note(f, fieldNames[f], val)
-				return nil
-			}
-		}
-		if p.collect {
-			n := string(name)
-			p.noteOrder(n)
-			p.extra = append(p.extra, rawField{n, val})
-		}
+		p.member(key, val)
 		return nil
 	})
+}
+
+// parseMembers is parse over an object compacted by
+// jsonx.AppendCompactMembers, whose members are already located.
+func (p *parsed) parseMembers(b []byte, members []jsonx.Member) error {
+	p.reset()
+	if b[0] != '{' {
+		return errNotObject
+	}
+	for _, m := range members {
+		p.member(b[m.Key[0]:m.Key[1]], b[m.Val[0]:m.Val[1]])
+	}
+	return nil
+}
+
+// member takes one member of the top-level object.
+func (p *parsed) member(key, val []byte) {
+	for f := range nFields {
+		if bytes.Equal(key, quotedNames[f]) {
+			p.note(f, fieldNames[f], val)
+			return
+		}
+	}
+	name := p.keyNameLossy(key)
+	for f := range nFields {
+		if string(name) == fieldNames[f] {
+			p.note(f, fieldNames[f], val)
+			return
+		}
+	}
+	if p.collect {
+		n := string(name)
+		p.noteOrder(n)
+		p.extra = append(p.extra, rawField{n, val})
+	}
 }
 
 func (p *parsed) note(f int, name string, val []byte) {

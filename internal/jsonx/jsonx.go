@@ -58,7 +58,7 @@ func SkipSpace(b []byte, i int) int {
 // surrounded by whitespace.
 func Valid(b []byte) bool {
 	i := SkipSpace(b, 0)
-	end, err := scan(nil, b, i, false)
+	end, err := scan(nil, b, i, false, nil)
 	return err == nil && SkipSpace(b, end) == len(b)
 }
 
@@ -86,23 +86,41 @@ func AppendCompact(dst, b []byte, i int) ([]byte, int, error) {
 // ValueEnd validates the value that starts at b[i] and returns the index
 // just past it.
 func ValueEnd(b []byte, i int) (int, error) {
-	return scan(nil, b, i, false)
+	return scan(nil, b, i, false, nil)
 }
 
 func appendScan(dst, b []byte, i int, compact bool) ([]byte, int, error) {
-	end, err := scan(&dst, b, i, compact)
+	end, err := scan(&dst, b, i, compact, nil)
 	return dst, end, err
+}
+
+// Member locates one member of a compacted object: its key token is
+// dst[Key[0]:Key[1]] and its value dst[Val[0]:Val[1]].
+type Member struct {
+	Key, Val [2]int
+}
+
+// AppendCompactMembers is AppendCompact that also reports, when the value
+// is an object, where each of its own members (not nested ones) landed in
+// dst: a caller that inspects a few top-level fields needs no second pass.
+// members is reset and returned.
+func AppendCompactMembers(dst, b []byte, i int, members []Member) ([]byte, int, []Member, error) {
+	members = members[:0]
+	end, err := scan(&dst, b, i, true, &members)
+	return dst, end, members, err
 }
 
 // scan is the one scanner behind every entry point. It walks the value with
 // an explicit stack (one bit per level: object or array), so that a nesting
 // bomb costs a bounded amount of memory and no recursion.
-func scan(dstp *[]byte, b []byte, i int, compact bool) (int, error) {
+func scan(dstp *[]byte, b []byte, i int, compact bool, members *[]Member) (int, error) {
 	var dst []byte
 	if compact {
 		dst = *dstp
 		defer func() { *dstp = dst }()
 	}
+	var m Member // the top-level member being read, when members != nil
+	pending := false
 	var small [4]uint64
 	stack := small[:0:len(small)] // bit set: 1 = object, 0 = array
 	depth := 0
@@ -132,6 +150,9 @@ func scan(dstp *[]byte, b []byte, i int, compact bool) (int, error) {
 			i = SkipSpace(b, i)
 			if i >= len(b) {
 				return i, ErrShort
+			}
+			if members != nil && depth == 1 && pending {
+				m.Val[0] = len(dst)
 			}
 			switch c := b[i]; c {
 			case '{', '[':
@@ -216,8 +237,15 @@ func scan(dstp *[]byte, b []byte, i int, compact bool) (int, error) {
 			if err != nil {
 				return end, err
 			}
+			top := members != nil && depth == 1
+			if top {
+				m.Key[0], pending = len(dst), true
+			}
 			if compact {
 				dst = append(dst, b[i:end]...)
+			}
+			if top {
+				m.Key[1] = len(dst)
 			}
 			i = SkipSpace(b, end)
 			if i >= len(b) {
@@ -232,6 +260,11 @@ func scan(dstp *[]byte, b []byte, i int, compact bool) (int, error) {
 			i++
 			state = stValue
 		case stAfter:
+			if pending && depth == 1 {
+				m.Val[1] = len(dst)
+				*members = append(*members, m)
+				pending = false
+			}
 			if depth == 0 {
 				return i, nil
 			}
@@ -319,7 +352,6 @@ const (
 	lsb = 0x0101010101010101
 	msb = 0x8080808080808080
 )
-
 
 // ScanString validates the string that starts at b[i] (which must be '"')
 // and returns the index just past its closing quote, and whether it holds

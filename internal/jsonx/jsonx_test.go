@@ -183,3 +183,22 @@ func BenchmarkCompactEvent(b *testing.B) {
 		}
 	}
 }
+
+func TestAppendCompactMembers(t *testing.T) {
+	in := []byte(`{ "a" : 1, "b": {"x": [1, {"y": 2}], "z": "q"}, "c":"s" , "d": [] }`)
+	out, end, ms, err := AppendCompactMembers(nil, in, 0, nil)
+	if err != nil || end != len(in) {
+		t.Fatal(err, end)
+	}
+	var got []string
+	for _, m := range ms {
+		got = append(got, string(out[m.Key[0]:m.Key[1]])+"="+string(out[m.Val[0]:m.Val[1]]))
+	}
+	want := []string{`"a"=1`, `"b"={"x":[1,{"y":2}],"z":"q"}`, `"c"="s"`, `"d"=[]`}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("members %q, want %q", got, want)
+	}
+	if _, _, ms, _ := AppendCompactMembers(nil, []byte(`[1, {"a": 2}]`), 0, nil); len(ms) != 0 {
+		t.Fatalf("members of an array: %v", ms)
+	}
+}
