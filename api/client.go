@@ -39,6 +39,9 @@ func NewClient(path string) *Client {
 // Path returns the socket's path.
 func (c *Client) Path() string { return c.path }
 
+// Close releases the client's idle connections.
+func (c *Client) Close() { c.hc.CloseIdleConnections() }
+
 func (c *Client) do(ctx context.Context, method, path string, q url.Values) (*http.Response, error) {
 	u := "http://mirrord" + path
 	if len(q) > 0 {
@@ -100,7 +103,9 @@ func (c *Client) Get(ctx context.Context, key string) (json.RawMessage, bool, er
 		b, err := io.ReadAll(resp.Body)
 		return b, err == nil, err
 	case http.StatusNotFound:
-		return nil, false, nil
+		if resp.Header.Get(missingHeader) != "" {
+			return nil, false, nil
+		}
 	}
 	return nil, false, responseError(resp)
 }
@@ -129,16 +134,17 @@ func (c *Client) Stream(ctx context.Context, values bool, prefix string, fn func
 			_ = json.Unmarshal(line, &e)
 			return errors.New(e.Error)
 		}
-		if len(line) > 0 {
-			if ferr := fn(line); ferr != nil {
-				return ferr
-			}
-		}
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
 		if err != nil {
+			if errors.Is(err, io.EOF) && len(line) == 0 {
+				return nil
+			}
+			if errors.Is(err, io.EOF) {
+				return fmt.Errorf("the daemon's stream ended in the middle of a line (%d bytes)", len(line))
+			}
 			return err
+		}
+		if ferr := fn(line); ferr != nil {
+			return ferr
 		}
 	}
 }

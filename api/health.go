@@ -44,8 +44,10 @@ func (s *Server) Health() (bool, string) {
 		return false, fmt.Sprintf("cannot stat the log: %v", err)
 	}
 	ahead := fi.Size() - cp.Offset
-	if st.Pending != nil && st.Pending.Offset >= cp.Offset {
-		ahead = st.Pending.Offset - cp.Offset
+	// An incomplete value at the very end is the writer's business, not a
+	// stall; once the log has grown past it, it no longer excuses anything.
+	if p := st.Pending; p != nil && p.Offset >= cp.Offset && p.Offset+p.Bytes >= fi.Size() {
+		ahead = p.Offset - cp.Offset
 	}
 	stall := time.Duration(s.stall.Load())
 	now := time.Now()
@@ -65,8 +67,12 @@ func (s *Server) Health() (bool, string) {
 		}
 	}
 	if d := now.Sub(h.since); d > stall {
-		return false, fmt.Sprintf("stalled: the log is ahead of the checkpoint (offset %d, log %d bytes) and the checkpoint has not moved for %s",
-			cp.Offset, fi.Size(), d.Round(time.Second))
+		what := "is ahead of"
+		if fi.Size() < cp.Offset {
+			what = "has shrunk below"
+		}
+		return false, fmt.Sprintf("stalled: the log %s the checkpoint (offset %d, log %d bytes) and the checkpoint has not moved for %s",
+			what, cp.Offset, fi.Size(), d.Round(time.Second))
 	}
 	return true, "catching up"
 }

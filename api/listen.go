@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -29,7 +31,7 @@ type Listener struct {
 // at path is never removed.
 //
 // The socket is created under a private temporary name, given its mode and
-// group, and then renamed into place, so it is never reachable with looser
+// group, and then linked into place, so it is never reachable with looser
 // permissions, even for an instant.
 func Listen(path, group string) (*Listener, error) {
 	mode := os.FileMode(0o600)
@@ -47,8 +49,10 @@ func Listen(path, group string) (*Listener, error) {
 	if err := clearStale(path); err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp(filepath.Dir(path), ".mirrord-sock-")
-	if err != nil {
+	// A short private name beside the socket (the whole path must fit in
+	// the 108 bytes of a unix address).
+	dir := filepath.Join(filepath.Dir(path), fmt.Sprintf(".ms%05d", rand.IntN(100000)))
+	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("socket %s: %w", path, err)
 	}
 	defer os.RemoveAll(dir)
@@ -58,7 +62,7 @@ func Listen(path, group string) (*Listener, error) {
 		return nil, fmt.Errorf("socket %s: %w", path, err)
 	}
 	ul := ln.(*net.UnixListener)
-	ul.SetUnlinkOnClose(false) // it will have moved; Close removes path
+	ul.SetUnlinkOnClose(false) // it will have another name; Close removes path
 	fail := func(err error) (*Listener, error) {
 		ul.Close()
 		return nil, fmt.Errorf("socket %s: %w", path, err)
@@ -71,8 +75,15 @@ func Listen(path, group string) (*Listener, error) {
 			return fail(err)
 		}
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fail(err)
+	// link(2), unlike rename(2), fails when the name exists: of two
+	// daemons starting at once, one gets the socket and the other an
+	// error, instead of both believing they serve it.
+	if err := os.Link(tmp, path); err != nil {
+		ul.Close()
+		if errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("%w: %s", ErrInUse, path)
+		}
+		return nil, fmt.Errorf("socket %s: %w", path, err)
 	}
 	return &Listener{Listener: ln, path: path}, nil
 }
@@ -104,9 +115,15 @@ func clearStale(path string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	var d net.Dialer
-	if conn, err := d.DialContext(ctx, "unix", path); err == nil {
+	conn, err := d.DialContext(ctx, "unix", path)
+	if err == nil {
 		conn.Close()
 		return fmt.Errorf("%w: %s", ErrInUse, path)
+	}
+	// Only a refused connection means nobody listens; a busy listener
+	// (EAGAIN: its queue is full) or a timeout is alive.
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("%w: %s (%v)", ErrInUse, path, err)
 	}
 	if err := os.Remove(path); err != nil {
 		return fmt.Errorf("socket %s: removing a stale socket: %w", path, err)

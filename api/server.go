@@ -129,6 +129,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		writeError(w, statusOf(err), err)
 	case !found:
+		w.Header().Set(missingHeader, "1")
 		writeError(w, http.StatusNotFound, fmt.Errorf("no key %q in store %s", key, s.cfg.Store))
 	default:
 		w.Header().Set("Content-Type", "application/json")
@@ -137,6 +138,10 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 }
 
 var errPageFull = errors.New("page full")
+
+// missingHeader marks the 404 of /v1/get for a key that does not exist
+// (as opposed to a path that does not exist).
+const missingHeader = "Mirrord-Missing"
 
 // stream answers /v1/keys and /v1/dump: JSON lines ("key", or
 // {"key":…,"value":…}) from one snapshot, in key order, never the whole
@@ -245,6 +250,10 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
 		}
 		rep, err := mirror.VerifyCheckpoint(r.Context(), snap, s.cfg.Engine.Path(), s.cfg.MaxValueSize)
 		snap.Close()
+		if errors.Is(err, mirror.ErrResyncing) {
+			writeError(w, http.StatusServiceUnavailable, err)
+			return
+		}
 		if errors.Is(err, mirror.ErrLogChanged) && time.Now().Before(deadline) {
 			select {
 			case <-r.Context().Done():
@@ -266,6 +275,15 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
 // its rebuild has been committed.
 func (s *Server) rebuild(w http.ResponseWriter, r *http.Request) {
 	name := r.URL.Query().Get("name")
+	wait := 5 * time.Minute
+	if v := r.URL.Query().Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("wait %q is not a duration", v))
+			return
+		}
+		wait = d
+	}
 	runner := s.cfg.Runner()
 	if runner == nil {
 		writeError(w, http.StatusConflict, errors.New("no generator runs in this daemon"))
@@ -284,15 +302,6 @@ func (s *Server) rebuild(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	runner.Notify()
-	wait := 5 * time.Minute
-	if v := r.URL.Query().Get("wait"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("wait %q is not a duration", v))
-			return
-		}
-		wait = d
-	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
 	for {

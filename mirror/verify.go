@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"reflect"
 	"sort"
 	"strings"
@@ -66,6 +67,20 @@ func note(n *int, keys *[]string, key string) {
 // ErrLogChanged: the log changed while Verify read it; run it again.
 var ErrLogChanged = errors.New("the log changed during verification")
 
+// ErrResyncing: the store is being rebuilt (a resync or a first load);
+// there is nothing complete to verify yet.
+var ErrResyncing = errors.New("the store is being rebuilt (resync or first load in progress); verify once it completes")
+
+// prefixMatches reports whether [0, cp.Offset) of f still hashes as the
+// checkpoint says (an empty prefix always does).
+func prefixMatches(f *os.File, cp *Checkpoint) bool {
+	if cp.Offset == 0 {
+		return true
+	}
+	sum, err := hashPrefix(f, cp.Offset)
+	return err == nil && sum == uint64(cp.PrefixSum)
+}
+
 // Verify re-derives the event: and modifier: content from the log at path
 // and compares it with the store. Values are compared as JSON: key order
 // and number spelling do not matter. It holds one small entry per event in
@@ -80,6 +95,11 @@ func Verify(ctx context.Context, db kv.Reader, path string, maxValueSize int) (*
 // growing. The prefix must still hash as the checkpoint says; if it does
 // not (the log was rewritten since), the result is ErrLogChanged.
 func VerifyCheckpoint(ctx context.Context, db kv.Reader, path string, maxValueSize int) (*Report, error) {
+	if resyncing, err := db.Get(kv.ResyncMarkerKey, nil); err != nil {
+		return nil, err
+	} else if resyncing {
+		return nil, ErrResyncing
+	}
 	var cp Checkpoint
 	found, err := db.Get(kv.CheckpointKey, &cp)
 	if err != nil {
@@ -107,7 +127,7 @@ func verify(ctx context.Context, db kv.Reader, path string, maxValueSize int, cp
 		if cp.Offset > before.Size {
 			return nil, ErrLogChanged
 		}
-		if sum, err := hashPrefix(f, cp.Offset); err != nil || sum != uint64(cp.PrefixSum) {
+		if !prefixMatches(f, cp) {
 			return nil, ErrLogChanged
 		}
 		src, r.Covered = io.NewSectionReader(f, 0, cp.Offset), cp.Offset
@@ -244,7 +264,7 @@ func verify(ctx context.Context, db kv.Reader, path string, maxValueSize int, cp
 
 	if cp != nil {
 		// Only the covered prefix matters, and it must not have changed.
-		if sum, err := hashPrefix(f, cp.Offset); err != nil || sum != uint64(cp.PrefixSum) {
+		if !prefixMatches(f, cp) {
 			return nil, ErrLogChanged
 		}
 		return r, nil

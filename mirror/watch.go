@@ -143,7 +143,11 @@ func (e *Engine) Run(ctx context.Context, ready func()) error {
 					e.setError(err)
 					arm(backoff)
 				default:
+					if backoff > 0 {
+						e.log.Info("applying the log works again")
+					}
 					backoff = 0
+					e.setError(nil) // a decision that succeeds clears a past failure
 					if res.action == actSettle || res.action == actAgain {
 						arm(res.wait)
 					}
