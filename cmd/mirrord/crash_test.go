@@ -120,6 +120,24 @@ func verifyWithBinary(t *testing.T, log, store string) {
 	}
 }
 
+// killAfter starts mirrord with args and SIGKILLs it after d; it reports
+// whether mirrord was still running then.
+func killAfter(t *testing.T, d time.Duration, args ...string) bool {
+	t.Helper()
+	c := startProcess(t, mirrordBinary(t), args...)
+	select {
+	case <-c.done:
+		return false
+	case <-time.After(d):
+	}
+	c.signal(syscall.SIGKILL)
+	c.wait(30 * time.Second)
+	return true
+}
+
+// crashScenario kills mirrord many times during op: after a random number
+// of applied batches when op applies many, or at a random moment of its
+// duration when it is one atomic step (a bulk load).
 func crashScenario(t *testing.T, name string, prepare func(t *testing.T, log, store string), op func(log, store string) []string) {
 	t.Run(name, func(t *testing.T) {
 		seed := uint64(time.Now().UnixNano())
@@ -127,32 +145,36 @@ func crashScenario(t *testing.T, name string, prepare func(t *testing.T, log, st
 		rng := rand.New(rand.NewPCG(seed, 1))
 		dir := t.TempDir()
 		log := filepath.Join(dir, "data.json")
-		// How many batches the operation applies uninterrupted, to spread
-		// the kills over it.
+		// How many batches the operation applies, and how long it takes,
+		// uninterrupted: to spread the kills over it.
 		calib := filepath.Join(dir, "calibration")
 		prepare(t, log, calib)
+		mirrordBinary(t) // built once, outside the timed run
+		start := time.Now()
 		var total int
 		if args := op(log, calib); args[0] == "run" {
 			total = followUntilCaughtUp(t, args...)
 		} else {
 			total = runBinary(t, args...)
 		}
-		if total < 4 {
-			t.Fatalf("the operation applies only %d batches; too few to crash it in the middle", total)
-		}
+		took := time.Since(start)
 		kills := 0
 		for i := 0; i < *crashKills; i++ {
 			store := filepath.Join(dir, "store", fmt.Sprint(i))
 			prepare(t, log, store)
-			if killAfterBatches(t, rng, rng.IntN(total-1), op(log, store)...) {
+			if total >= 4 {
+				if killAfterBatches(t, rng, rng.IntN(total-1), op(log, store)...) {
+					kills++
+				}
+			} else if killAfter(t, time.Duration(float64(took)*(0.05+0.9*rng.Float64())), op(log, store)...) {
 				kills++
 			}
 			// Restart: a plain sync finishes whatever was interrupted.
 			runBinary(t, syncArgs(log, store)...)
 			verifyWithBinary(t, log, store)
 		}
-		t.Logf("%s: %d of %d runs killed mid-way (%d batches)", name, kills, *crashKills, total)
-		if kills < *crashKills*3/4 {
+		t.Logf("%s: %d of %d runs killed mid-way (%d batches, %v)", name, kills, *crashKills, total, took.Round(time.Millisecond))
+		if kills < *crashKills/2 {
 			t.Fatalf("only %d of %d kills landed before the operation ended", kills, *crashKills)
 		}
 	})
@@ -163,10 +185,13 @@ func TestCrashAtRandomMoments(t *testing.T) {
 		t.Skip("crash tests run real processes; skipped with -short")
 	}
 	base := synth.New(99).Events(6000)
+	// A first load and a resync are one atomic step each: a larger log
+	// gives the kills room.
+	big := synth.New(98).Events(10000)
 
 	// A large initial ingest.
 	crashScenario(t, "initial ingest",
-		func(t *testing.T, log, store string) { writeLog(t, log, base) },
+		func(t *testing.T, log, store string) { writeLog(t, log, big) },
 		func(log, store string) []string { return syncArgs(log, store) })
 
 	// A rewrite reconcile: the store holds the old log, the log is
@@ -199,7 +224,7 @@ func TestCrashAtRandomMoments(t *testing.T) {
 
 	// The daemon itself, loading a log into an empty store.
 	crashScenario(t, "run",
-		func(t *testing.T, log, store string) { writeLog(t, log, base) },
+		func(t *testing.T, log, store string) { writeLog(t, log, big) },
 		func(log, store string) []string {
 			return append([]string{"run"}, syncArgs(log, store)[2:]...)
 		})
@@ -207,7 +232,7 @@ func TestCrashAtRandomMoments(t *testing.T) {
 	// A resync of a full store.
 	crashScenario(t, "resync",
 		func(t *testing.T, log, store string) {
-			writeLog(t, log, base)
+			writeLog(t, log, big)
 			runBinary(t, syncArgs(log, store)...)
 		},
 		func(log, store string) []string { return syncArgs(log, store, "--resync") })
