@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/minio/minlz"
 )
 
 // Sorter sorts records (key, value, seq) by key, then by seq, within a
@@ -29,12 +30,14 @@ type Sorter struct {
 	free     chan *sortBuf // the buffer not being filled, once spilt
 	spilling sync.WaitGroup
 	mu       sync.Mutex
-	runs     []string
+	runs     []*run
+	finished sync.Once
 	err      error
 	nextRun  int
 	closed   bool
 	id       uint64 // distinguishes the run files of sorters of one store
 	skip     int
+	prefix   []byte // the first key's first skip bytes
 }
 
 // keyPrefix returns the 8 bytes of key after skip, big-endian (zero
@@ -57,24 +60,24 @@ type sortRec struct {
 	off  uint32 // of the key in arena; the value follows it
 	klen uint32
 	vlen uint32
+	in   bool // the key starts with the common prefix, so pfx orders it
 	seq  uint64
 }
 
 func (b *sortBuf) key(r sortRec) []byte { return b.arena[r.off : r.off+r.klen] }
 func (b *sortBuf) val(r sortRec) []byte { return b.arena[r.off+r.klen : r.off+r.klen+r.vlen] }
 
-func (b *sortBuf) sort(skip int) {
+func (b *sortBuf) sort() {
 	slices.SortFunc(b.recs, func(x, y sortRec) int {
-		kx, ky := b.key(x), b.key(y)
 		// Keys that share the common prefix are mostly told apart by the
 		// 8 bytes after it, compared as two integers.
-		if x.pfx != y.pfx && len(kx) >= skip && len(ky) >= skip && string(kx[:skip]) == string(ky[:skip]) {
+		if x.pfx != y.pfx && x.in && y.in {
 			if x.pfx < y.pfx {
 				return -1
 			}
 			return 1
 		}
-		if c := bytes.Compare(kx, ky); c != 0 {
+		if c := bytes.Compare(b.key(x), b.key(y)); c != 0 {
 			return c
 		}
 		switch {
@@ -94,8 +97,10 @@ func (b *sortBuf) sort(skip int) {
 func (db *DB) NewSorter(budget, skip int) *Sorter {
 	s := &Sorter{fs: db.opts.FS, dir: db.opts.FS.PathJoin(db.path, "bulk-tmp"), budget: budget, free: make(chan *sortBuf, 1),
 		id: db.tmpSeq.Add(1), skip: skip}
-	s.cur = &sortBuf{arena: make([]byte, 0, budget)}
-	s.free <- &sortBuf{arena: make([]byte, 0, budget)}
+	// The buffers grow as records come: a small log never costs the
+	// whole budget.
+	s.cur = &sortBuf{}
+	s.free <- &sortBuf{}
 	return s
 }
 
@@ -110,9 +115,20 @@ func (s *Sorter) Add(key, value []byte, seq uint64) error {
 			return err
 		}
 	}
+	if s.prefix == nil && len(key) >= s.skip {
+		s.prefix = append([]byte{}, key[:s.skip]...)
+	}
 	off := len(s.cur.arena)
+	if need := off + n; need > cap(s.cur.arena) {
+		// Grow to at most the budget (append would overshoot it, and
+		// leave the old arena to the garbage collector).
+		grown := make([]byte, off, min(max(2*cap(s.cur.arena), need, 64<<10), max(s.budget, need)))
+		copy(grown, s.cur.arena)
+		s.cur.arena = grown
+	}
 	s.cur.arena = append(append(s.cur.arena, key...), value...)
-	s.cur.recs = append(s.cur.recs, sortRec{pfx: keyPrefix(key, s.skip), off: uint32(off), klen: uint32(len(key)), vlen: uint32(len(value)), seq: seq})
+	s.cur.recs = append(s.cur.recs, sortRec{pfx: keyPrefix(key, s.skip), off: uint32(off), klen: uint32(len(key)), vlen: uint32(len(value)),
+		in: len(key) >= s.skip && string(key[:s.skip]) == string(s.prefix), seq: seq})
 	return nil
 }
 
@@ -130,12 +146,13 @@ func (s *Sorter) spill() error {
 	s.mu.Lock()
 	path := s.fs.PathJoin(s.dir, fmt.Sprintf("sort-%d-run-%06d", s.id, s.nextRun))
 	s.nextRun++
-	s.runs = append(s.runs, path)
+	r := &run{path: path}
+	s.runs = append(s.runs, r)
 	s.mu.Unlock()
 	s.spilling.Add(1)
 	go func() {
 		defer s.spilling.Done()
-		err := writeRun(s.fs, s.dir, path, full, s.skip)
+		err := writeRun(s.fs, s.dir, r, full)
 		full.arena, full.recs = full.arena[:0], full.recs[:0]
 		if err != nil {
 			s.mu.Lock()
@@ -155,29 +172,65 @@ func (s *Sorter) firstErr() error {
 	return s.err
 }
 
-func writeRun(fs vfs.FS, dir, path string, b *sortBuf, skip int) error {
-	b.sort(skip)
+// runBlock is how many bytes of records a run compresses at a time.
+var runBlock = 64 << 10 // a variable so that tests can make many blocks
+
+// writeRun sorts a buffer and writes it as a run: blocks of records
+// (uvarint key length, value length, seq; key; value), each compressed
+// with MinLZ and preceded by its compressed length. Compression trades a
+// little CPU for less than half the bytes through the kernel: on the
+// machine the benchmark ran on, copying a 1M-event load's runs into the
+// page cache was a fifth of its time.
+func writeRun(fs vfs.FS, dir string, r *run, b *sortBuf) error {
+	b.sort()
 	if err := fs.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	f, err := fs.Create(path, vfs.WriteCategoryUnspecified)
+	f, err := fs.Create(r.path, vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return err
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
-	var hdr [3 * binary.MaxVarintLen64]byte
-	for _, r := range b.recs {
-		n := binary.PutUvarint(hdr[:], uint64(r.klen))
-		n += binary.PutUvarint(hdr[n:], uint64(r.vlen))
-		n += binary.PutUvarint(hdr[n:], r.seq)
+	var (
+		blk, enc []byte
+		hdr      [binary.MaxVarintLen64]byte
+		written  int64
+	)
+	flush := func() error {
+		if len(blk) == 0 {
+			return nil
+		}
+		var err error
+		if enc, err = minlz.Encode(enc[:cap(enc)], blk, minlz.LevelFastest); err != nil {
+			return err
+		}
+		n := binary.PutUvarint(hdr[:], uint64(len(enc)))
 		if _, err := w.Write(hdr[:n]); err != nil {
-			f.Close()
 			return err
 		}
-		if _, err := w.Write(b.arena[r.off : r.off+r.klen+r.vlen]); err != nil {
-			f.Close()
-			return err
+		_, err = w.Write(enc)
+		written += int64(n + len(enc))
+		blk = blk[:0]
+		return err
+	}
+	for _, rec := range b.recs {
+		if len(blk) == 0 {
+			r.index = append(r.index, blockStart{key: bytes.Clone(b.key(rec)), off: written})
 		}
+		blk = binary.AppendUvarint(blk, uint64(rec.klen))
+		blk = binary.AppendUvarint(blk, uint64(rec.vlen))
+		blk = binary.AppendUvarint(blk, rec.seq)
+		blk = append(blk, b.arena[rec.off:rec.off+rec.klen+rec.vlen]...)
+		if len(blk) >= runBlock {
+			if err := flush(); err != nil {
+				f.Close()
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		f.Close()
+		return err
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()
@@ -186,31 +239,130 @@ func writeRun(fs vfs.FS, dir, path string, b *sortBuf, skip int) error {
 	return f.Close()
 }
 
+// run is a sorted run file and the first key of each of its blocks.
+type run struct {
+	path  string
+	index []blockStart
+}
+
+type blockStart struct {
+	key []byte
+	off int64 // of the block's length prefix
+}
+
+// finish waits for the background spills and sorts the buffer in memory:
+// the sorter is read-only from then on.
+func (s *Sorter) finish() error {
+	s.finished.Do(func() {
+		s.spilling.Wait()
+		s.cur.sort()
+		// The spare buffer is not needed any more: its memory goes back
+		// before the merge needs some.
+		select {
+		case b := <-s.free:
+			b.arena, b.recs = nil, nil
+			s.free <- b
+		default:
+		}
+	})
+	return s.firstErr()
+}
+
 // Each calls fn with every record, sorted by key then seq. The slices are
 // only valid until fn returns. Each may be called once, after the last Add.
 func (s *Sorter) Each(fn func(key, value []byte, seq uint64) error) error {
-	s.spilling.Wait()
-	if err := s.firstErr(); err != nil {
-		return err
+	return MergeEach([]*Sorter{s}, fn)
+}
+
+// MergeEach is Each over the records of several sorters together (filled
+// by goroutines of their own, say): fn sees every record of them all,
+// sorted by key then seq. Call it after the last Add to any of them.
+func MergeEach(sorters []*Sorter, fn func(key, value []byte, seq uint64) error) error {
+	return MergeRange(sorters, nil, nil, fn)
+}
+
+// SplitKeys returns up to n-1 keys that cut the records of the sorters
+// into n ranges of about equal size, estimated from the first keys of the
+// runs' blocks; fewer (or none) when there are too few blocks to tell.
+// Call it after the last Add.
+func SplitKeys(sorters []*Sorter, n int) ([][]byte, error) {
+	var keys [][]byte
+	for _, s := range sorters {
+		if err := s.finish(); err != nil {
+			return nil, err
+		}
+		for _, r := range s.runs {
+			for _, b := range r.index {
+				keys = append(keys, b.key)
+			}
+		}
 	}
-	s.cur.sort(s.skip)
-	cursors := []*runCursor{{mem: s.cur}}
-	for _, path := range s.runs {
-		f, err := s.fs.Open(path)
-		if err != nil {
+	if len(keys) < 4*n {
+		return nil, nil
+	}
+	slices.SortFunc(keys, bytes.Compare)
+	var out [][]byte
+	for k := 1; k < n; k++ {
+		key := keys[len(keys)*k/n]
+		if len(out) == 0 || !bytes.Equal(out[len(out)-1], key) {
+			out = append(out, key)
+		}
+	}
+	return out, nil
+}
+
+// MergeRange is MergeEach over the records with lo <= key < hi (a nil lo
+// or hi is unbounded). Calls for disjoint ranges may run at the same time:
+// each reads the run files through handles of its own, starting at the
+// block where its range starts.
+func MergeRange(sorters []*Sorter, lo, hi []byte, fn func(key, value []byte, seq uint64) error) error {
+	var cursors []*runCursor
+	for _, s := range sorters {
+		if err := s.finish(); err != nil {
 			return err
 		}
-		defer f.Close()
-		cursors = append(cursors, &runCursor{r: bufio.NewReaderSize(f, 1<<20)})
+		recs := s.cur.recs
+		i, _ := slices.BinarySearchFunc(recs, lo, func(r sortRec, lo []byte) int { return bytes.Compare(s.cur.key(r), lo) })
+		cursors = append(cursors, &runCursor{mem: s.cur, i: i})
+		for _, r := range s.runs {
+			// The last block that starts before lo holds lo's first
+			// records (or the first after it).
+			b := 0
+			if lo != nil {
+				b, _ = slices.BinarySearchFunc(r.index, lo, func(b blockStart, lo []byte) int {
+					if bytes.Compare(b.key, lo) < 0 {
+						return -1
+					}
+					return 1
+				})
+				b = max(b-1, 0)
+			}
+			if b >= len(r.index) {
+				continue
+			}
+			f, err := s.fs.Open(r.path)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			sr := io.NewSectionReader(f, r.index[b].off, 1<<62)
+			cursors = append(cursors, &runCursor{r: bufio.NewReaderSize(sr, 64<<10)})
+		}
 	}
 	h := &runHeap{}
 	for _, c := range cursors {
-		ok, err := c.next()
-		if err != nil {
-			return err
-		}
-		if ok {
-			*h = append(*h, c)
+		for {
+			ok, err := c.next()
+			if err != nil {
+				return err
+			}
+			if !ok || hi != nil && bytes.Compare(c.key, hi) >= 0 {
+				break
+			}
+			if lo == nil || bytes.Compare(c.key, lo) >= 0 {
+				*h = append(*h, c)
+				break
+			}
 		}
 	}
 	heap.Init(h)
@@ -223,7 +375,7 @@ func (s *Sorter) Each(fn func(key, value []byte, seq uint64) error) error {
 		if err != nil {
 			return err
 		}
-		if ok {
+		if ok && (hi == nil || bytes.Compare(c.key, hi) < 0) {
 			heap.Fix(h, 0)
 		} else {
 			heap.Pop(h)
@@ -240,8 +392,8 @@ func (s *Sorter) Close() error {
 	}
 	s.closed = true
 	var errs []error
-	for _, p := range s.runs {
-		if err := s.fs.Remove(p); err != nil && !errors.Is(err, iofs.ErrNotExist) {
+	for _, r := range s.runs {
+		if err := s.fs.Remove(r.path); err != nil && !errors.Is(err, iofs.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}
@@ -254,10 +406,14 @@ type runCursor struct {
 	mem      *sortBuf
 	i        int
 	r        *bufio.Reader
-	buf      []byte
+	comp     []byte
+	blk      []byte // the decompressed block being read
+	pos      int
 	key, val []byte
 	seq      uint64
 }
+
+var errBadRun = errors.New("sorter: malformed run file")
 
 func (c *runCursor) next() (bool, error) {
 	if c.mem != nil {
@@ -269,29 +425,42 @@ func (c *runCursor) next() (bool, error) {
 		c.key, c.val, c.seq = c.mem.key(r), c.mem.val(r), r.seq
 		return true, nil
 	}
-	klen, err := binary.ReadUvarint(c.r)
-	if errors.Is(err, io.EOF) {
-		return false, nil
+	if c.pos >= len(c.blk) {
+		n, err := binary.ReadUvarint(c.r)
+		if errors.Is(err, io.EOF) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if n > uint64(minlz.MaxEncodedLen(minlz.MaxBlockSize)) {
+			return false, errBadRun
+		}
+		if cap(c.comp) < int(n) {
+			c.comp = make([]byte, n)
+		}
+		c.comp = c.comp[:n]
+		if _, err := io.ReadFull(c.r, c.comp); err != nil {
+			return false, err
+		}
+		if c.blk, err = minlz.Decode(c.blk[:cap(c.blk)], c.comp); err != nil {
+			return false, fmt.Errorf("%w: %v", errBadRun, err)
+		}
+		c.pos = 0
 	}
-	if err != nil {
-		return false, err
+	b := c.blk[c.pos:]
+	klen, n1 := binary.Uvarint(b)
+	vlen, n2 := binary.Uvarint(b[max(n1, 0):])
+	seq, n3 := binary.Uvarint(b[max(n1+n2, 0):])
+	if n1 <= 0 || n2 <= 0 || n3 <= 0 {
+		return false, errBadRun
 	}
-	vlen, err := binary.ReadUvarint(c.r)
-	if err != nil {
-		return false, err
+	h := n1 + n2 + n3
+	if uint64(len(b)-h) < klen+vlen {
+		return false, errBadRun
 	}
-	if c.seq, err = binary.ReadUvarint(c.r); err != nil {
-		return false, err
-	}
-	n := int(klen + vlen)
-	if cap(c.buf) < n {
-		c.buf = make([]byte, n)
-	}
-	c.buf = c.buf[:n]
-	if _, err := io.ReadFull(c.r, c.buf); err != nil {
-		return false, err
-	}
-	c.key, c.val = c.buf[:klen], c.buf[klen:]
+	c.key, c.val, c.seq = b[h:h+int(klen)], b[h+int(klen):h+int(klen+vlen)], seq
+	c.pos += h + int(klen+vlen)
 	return true, nil
 }
 

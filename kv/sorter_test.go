@@ -1,0 +1,144 @@
+package kv
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+)
+
+type sortedRec struct {
+	k, v string
+	seq  uint64
+}
+
+// fillSorters adds the same random records (with repeated keys) to n
+// sorters with a small budget, so that each spills many runs of many
+// blocks, and returns all the records in merge order.
+func fillSorters(t *testing.T, db *DB, n, records, budget int) ([]*Sorter, []sortedRec) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(3, 4))
+	var ss []*Sorter
+	for range n {
+		s := db.NewSorter(budget, len("event:"))
+		t.Cleanup(func() { s.Close() })
+		ss = append(ss, s)
+	}
+	var want []sortedRec
+	for i := range records {
+		k := fmt.Sprintf("event:%x", rng.Uint64()%uint64(records/2)) // about two records a key
+		if i%50 == 0 {
+			k = "other:" + k // outside the common prefix
+		}
+		r := sortedRec{k, fmt.Sprintf("%s-%d-%s", k, i, bytes.Repeat([]byte("v"), rng.IntN(300))), uint64(i)}
+		want = append(want, r)
+		if err := ss[i%n].Add([]byte(r.k), []byte(r.v), r.seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slices.SortFunc(want, func(a, b sortedRec) int {
+		if a.k != b.k {
+			return bytes.Compare([]byte(a.k), []byte(b.k))
+		}
+		return int(a.seq) - int(b.seq)
+	})
+	return ss, want
+}
+
+func collect(t *testing.T, ss []*Sorter, lo, hi []byte) []sortedRec {
+	t.Helper()
+	var got []sortedRec
+	err := MergeRange(ss, lo, hi, func(k, v []byte, seq uint64) error {
+		got = append(got, sortedRec{string(k), string(v), seq})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// Ranges cut at any keys (split keys, keys that are not there, keys with
+// several records) together give exactly the whole merge, also when the
+// ranges are merged at the same time.
+func TestMergeRangePartitionsTheMerge(t *testing.T) {
+	b := runBlock
+	runBlock = 4 << 10
+	t.Cleanup(func() { runBlock = b })
+	db := openMem(t)
+	ss, want := fillSorters(t, db, 3, 20000, 64<<10)
+	runs, blocks := 0, 0
+	for _, s := range ss {
+		runs += len(s.runs)
+		for _, r := range s.runs {
+			blocks += len(r.index)
+		}
+	}
+	if runs < 30 || blocks <= runs {
+		t.Fatalf("%d runs of %d blocks: too few to test seeking into runs", runs, blocks)
+	}
+	if got := collect(t, ss, nil, nil); !slices.Equal(got, want) {
+		t.Fatalf("the whole merge: %d records, want %d (or out of order)", len(got), len(want))
+	}
+	splits, err := SplitKeys(ss, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(splits) != 3 {
+		t.Fatalf("SplitKeys gave %d keys, want 3", len(splits))
+	}
+	for _, k := range splits {
+		if !slices.ContainsFunc(want, func(r sortedRec) bool { return r.k == string(k) }) {
+			t.Fatalf("split key %q is not a key of the records", k)
+		}
+	}
+	cuts := [][][]byte{
+		splits,
+		{[]byte("event:"), []byte(want[len(want)/3].k), []byte(want[len(want)/3].k + "\x00"), []byte("event:zz")},
+		{[]byte("a"), []byte("zzz")},
+	}
+	for i, cut := range cuts {
+		bounds := append(append([][]byte{nil}, cut...), nil)
+		parts := make([][]sortedRec, len(bounds)-1)
+		var wg sync.WaitGroup
+		for j := range parts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				parts[j] = collect(t, ss, bounds[j], bounds[j+1])
+			}()
+		}
+		wg.Wait()
+		var got []sortedRec
+		for j, p := range parts {
+			for _, r := range p {
+				if (bounds[j] != nil && r.k < string(bounds[j])) || (bounds[j+1] != nil && r.k >= string(bounds[j+1])) {
+					t.Fatalf("cut %d: key %q outside its range [%q, %q)", i, r.k, bounds[j], bounds[j+1])
+				}
+			}
+			got = append(got, p...)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("cut %d: the ranges hold %d records together, want %d (or out of order)", i, len(got), len(want))
+		}
+	}
+	// The splits cut the records into shares of about equal size.
+	for j, k := range splits {
+		at, _ := slices.BinarySearchFunc(want, string(k), func(r sortedRec, k string) int { return bytes.Compare([]byte(r.k), []byte(k)) })
+		if share := float64(at) / float64(len(want)); share < float64(j+1)/4-0.1 || share > float64(j+1)/4+0.1 {
+			t.Fatalf("split %d falls at %.2f of the records", j, share)
+		}
+	}
+}
+
+// Too few blocks to estimate from: no split.
+func TestSplitKeysOfASmallLoad(t *testing.T) {
+	db := openMem(t)
+	ss, _ := fillSorters(t, db, 1, 100, 1<<20)
+	splits, err := SplitKeys(ss, 2)
+	if err != nil || splits != nil {
+		t.Fatalf("SplitKeys = %q, %v; want none", splits, err)
+	}
+}
