@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,6 +74,9 @@ type DB struct {
 
 	tmpSeq atomic.Uint64 // names of temporary files (sorted runs, sstables to ingest)
 
+	lock *pebble.Lock // the directory's lock, taken before Pebble opens
+	fail *failure     // set once Pebble has failed a write: see failure
+
 	// The gate: every operation enters while the store is open and leaves
 	// when done; Close waits for the operations in flight, so Pebble is
 	// never used after (or while) it closes. A plain RWMutex would deadlock
@@ -104,27 +110,72 @@ func Open(path string, opts *Options) (*DB, error) {
 	if len(names) > 0 && !looksLikeStore(names) {
 		return nil, initError(path, ErrNotStore)
 	}
+	// The lock first, then anything that changes the directory: a second
+	// Open (a "mirrord sync" while the daemon loads) must not remove the
+	// temporary files of the load in progress. Taking the lock here also
+	// tells a lock held elsewhere from a directory that cannot be written.
+	lock, err := pebble.LockDirectory(path, o.FS)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) { // creating the LOCK file failed: not a lock conflict
+			return nil, initError(path, fmt.Errorf("cannot create the store's lock file: %w", err))
+		}
+		return nil, initError(path, fmt.Errorf("%w: %v", ErrLocked, err))
+	}
 	// Temporary files of a bulk load a crash interrupted.
 	_ = o.FS.RemoveAll(o.FS.PathJoin(path, "bulk-tmp"))
 	cache := pebble.NewCache(o.CacheSize)
 	defer cache.Unref()
+	fail := &failure{ch: make(chan struct{})}
+	plog := pebbleLogger{l: o.Logger.With("component", "pebble"), fail: fail}
 	popts := &pebble.Options{
-		FS:                 o.FS,
-		Logger:             pebbleLogger{o.Logger.With("component", "pebble")},
+		FS:     o.FS,
+		Lock:   lock,
+		Logger: plog,
+		// Pebble's default reaction to on-disk corruption is Logger.Fatalf,
+		// which would crash mirrord (with a long stack trace) from whatever
+		// goroutine met it, even a background one collecting table
+		// statistics. The read that met it fails with a corruption error
+		// anyway (ErrCorrupt), which the caller reports; here it is only
+		// logged.
+		EventListener: &pebble.EventListener{
+			DataCorruption: func(info pebble.DataCorruptionInfo) {
+				msg, _, _ := strings.Cut(info.Details.Error(), "\n")
+				plog.l.Error("store corrupt", "path", info.Path, "details", msg)
+			},
+		},
 		Cache:              cache,
 		MemTableSize:       o.MemTableSize,
 		FormatMajorVersion: pebble.FormatNewest,
+	}
+	// A flush that fails (a full disk) is retried by Pebble at once and
+	// without end: a hot loop that floods the log, stalls writes once the
+	// memtables fill, and keeps Open (which flushes the replayed WAL) from
+	// ever returning. The first failed flush fails the store instead (see
+	// failure): Open returns the error, and a running daemon exits to be
+	// restarted, which retries the flush after a pause.
+	popts.EventListener.FlushEnd = func(info pebble.FlushInfo) {
+		if info.Err != nil && info.Err.Error() != "pebble: empty table" { // an empty flush is not a failure
+			fail.set(fmt.Errorf("flushing the store's memtable: %w", info.Err))
+		}
 	}
 	// MinLZ, Pebble's fastest block compression on amd64: JSON compresses
 	// well, and the disk is written less.
 	popts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionFastest })
 	popts.EnsureDefaults()
-	pdb, err := pebble.Open(path, popts)
+	pdb, err := openPebble(path, popts, fail, lock)
+	if fail.get() != nil {
+		return nil, initError(path, fail.get())
+	}
 	if err != nil {
-		if isLockError(err) {
-			return nil, initError(path, fmt.Errorf("%w: %v", ErrLocked, err))
+		_ = lock.Close()
+		if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EROFS) {
+			return nil, initError(path, fmt.Errorf("cannot open the store: %w", err))
 		}
-		return nil, initError(path, fmt.Errorf("cannot read the store (corrupt, or not a store): %w", err))
+		// Anything else means the files are not what Pebble wrote: a
+		// malformed manifest, a table truncated or missing. Pebble tags
+		// only some of these as corruption; they all are.
+		return nil, initError(path, corruptError{err})
 	}
 	db := &DB{
 		path:  path,
@@ -132,10 +183,54 @@ func Open(path string, opts *Options) (*DB, error) {
 		pdb:   pdb,
 		popts: popts,
 		wo:    &pebble.WriteOptions{Sync: o.Sync},
+		lock:  lock,
+		fail:  fail,
 		snaps: map[*Snapshot]struct{}{},
 	}
 	db.idle = sync.NewCond(&db.mu)
 	return db, nil
+}
+
+// openPebble is pebble.Open, except that a write failure while opening (a
+// full disk, an I/O error) is an error instead of a panic (a failed
+// manifest write) or an endless wait (a failed flush of the replayed WAL,
+// which Pebble retries forever). The abandoned open is left to finish in
+// the background, keeping the directory locked until it has; what it
+// opened is then closed.
+func openPebble(path string, popts *pebble.Options, fail *failure, lock *pebble.Lock) (*pebble.DB, error) {
+	type result struct {
+		db  *pebble.DB
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		defer func() {
+			if p := recover(); p != nil {
+				r.err = fail.set(panicCause(p))
+			}
+			done <- r
+		}()
+		r.db, r.err = pebble.Open(path, popts)
+	}()
+	var r result
+	select {
+	case r = <-done:
+		if fail.get() == nil {
+			return r.db, r.err
+		}
+	case <-fail.ch:
+	}
+	go func() {
+		if r.db == nil && r.err == nil {
+			r = <-done
+		}
+		if r.db != nil {
+			_ = r.db.Close()
+		}
+		_ = lock.Close()
+	}()
+	return nil, fail.get()
 }
 
 // looksLikeStore reports whether a directory listing contains Pebble's
@@ -150,14 +245,6 @@ func looksLikeStore(names []string) bool {
 	return false
 }
 
-// isLockError recognises Pebble's lock failures: a bare EAGAIN or EACCES
-// from fcntl for another process, and a plain message for another handle of
-// this process.
-func isLockError(err error) bool {
-	return errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) ||
-		strings.Contains(err.Error(), "lock held by current process")
-}
-
 // Path returns the store directory.
 func (db *DB) Path() string { return db.path }
 
@@ -165,7 +252,7 @@ func (db *DB) Path() string { return db.path }
 func (db *DB) enter() bool {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	if db.closed {
+	if db.closed || db.fail.get() != nil {
 		return false
 	}
 	db.active++
@@ -181,7 +268,87 @@ func (db *DB) leave() {
 	db.mu.Unlock()
 }
 
-func (db *DB) closedError(query string) error { return queryError(db.path, query, ErrClosed) }
+// closedError is the error of a call made after Close, or after the store
+// failed (then the failure, which says more).
+func (db *DB) closedError(query string) error {
+	if err := db.fail.get(); err != nil {
+		return queryError(db.path, query, err)
+	}
+	return queryError(db.path, query, ErrClosed)
+}
+
+// failure is the first fatal write failure of a store. Pebble treats a
+// failed write or sync of its write-ahead log or manifest as fatal: it
+// panics (or calls Logger.Fatalf) in the middle of the commit, with its
+// commit pipeline locked, so that the handle can neither be used nor even
+// closed afterwards (Close would wait for that lock forever). The call
+// that meets such a panic returns it as an error matching ErrFailed and
+// the cause (syscall.ENOSPC, ...); every later call returns the same error
+// at once, and Close returns without touching Pebble. What was written
+// before is intact: the files hold a consistent prefix of the batches, so
+// reopening the store (the daemon exits non-zero for its service manager
+// to restart it) resumes from its last durable checkpoint.
+type failure struct {
+	mu  sync.Mutex
+	err error
+	ch  chan struct{} // closed when err is set
+}
+
+func (f *failure) set(cause error) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err == nil {
+		f.err = fmt.Errorf("%w: %w", ErrFailed, cause)
+		close(f.ch)
+	}
+	return f.err
+}
+
+func (f *failure) get() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+// fatalError is what Fatalf panics with: Pebble's message, and the error
+// among its arguments (so that errors.Is finds syscall.ENOSPC in it).
+type fatalError struct {
+	msg   string
+	cause error
+}
+
+func (e fatalError) Error() string { return e.msg }
+func (e fatalError) Unwrap() error { return e.cause }
+
+// panicCause turns what Pebble panicked with into an error.
+func panicCause(r any) error {
+	if err, ok := r.(error); ok {
+		return err
+	}
+	return fmt.Errorf("pebble: %v", r)
+}
+
+// fatal records a panic that Pebble raised during query as the store's
+// failure, and returns the query's error. The caller has recovered it.
+func (db *DB) fatal(query string, r any) error {
+	cause := panicCause(r)
+	db.opts.Logger.Error("the store failed a write; nothing more is written until it is reopened",
+		"path", db.path, "query", query, "err", cause)
+	ferr := db.fail.set(cause)
+	db.mu.Lock()
+	db.idle.Broadcast() // a Close waiting for operations in flight stops waiting
+	db.mu.Unlock()
+	return queryError(db.path, query, ferr)
+}
+
+// Failed returns a channel that is closed once the store has failed (see
+// Failure); a daemon selects on it to stop instead of retrying a store
+// that cannot write any more.
+func (db *DB) Failed() <-chan struct{} { return db.fail.ch }
+
+// Failure returns the store's fatal write failure (matching ErrFailed), or
+// nil while it works.
+func (db *DB) Failure() error { return db.fail.get() }
 
 // Close closes the store. It waits for operations in flight, closes any
 // snapshot still open, and is safe to call more than once: later calls
@@ -193,12 +360,19 @@ func (db *DB) Close() error {
 		return nil
 	}
 	db.closed = true
-	for db.active > 0 {
+	for db.active > 0 && db.fail.get() == nil {
 		db.idle.Wait()
 	}
 	snaps := db.snaps
 	db.snaps = nil
 	db.mu.Unlock()
+	if ferr := db.fail.get(); ferr != nil {
+		// Pebble's Close would block forever on the commit pipeline the
+		// failed write left locked. The handle is abandoned, with its lock
+		// held (its goroutines may still touch the directory) until the
+		// process exits.
+		return queryError(db.path, "CLOSE", ferr)
+	}
 
 	var errs []error
 	for s := range snaps {
@@ -209,6 +383,9 @@ func (db *DB) Close() error {
 	if err := db.pdb.Close(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := db.lock.Close(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return queryError(db.path, "CLOSE", err)
 	}
@@ -216,7 +393,7 @@ func (db *DB) Close() error {
 }
 
 // Put stores value, encoded as JSON, under key.
-func (db *DB) Put(key string, value any) error {
+func (db *DB) Put(key string, value any) (err error) {
 	if err := checkKey(key); err != nil {
 		return queryError(db.path, "PUT "+key, err)
 	}
@@ -228,6 +405,11 @@ func (db *DB) Put(key string, value any) error {
 		return db.closedError("PUT " + key)
 	}
 	defer db.leave()
+	defer func() {
+		if r := recover(); r != nil {
+			err = db.fatal("PUT "+key, r)
+		}
+	}()
 	if err := db.pdb.Set([]byte(key), b, db.wo); err != nil {
 		return queryError(db.path, "PUT "+key, err)
 	}
@@ -247,7 +429,7 @@ func (db *DB) Get(key string, dst any) (found bool, err error) {
 }
 
 // Del deletes key. Deleting a missing key is not an error.
-func (db *DB) Del(key string) error {
+func (db *DB) Del(key string) (err error) {
 	if err := checkKey(key); err != nil {
 		return queryError(db.path, "DEL "+key, err)
 	}
@@ -255,6 +437,11 @@ func (db *DB) Del(key string) error {
 		return db.closedError("DEL " + key)
 	}
 	defer db.leave()
+	defer func() {
+		if r := recover(); r != nil {
+			err = db.fatal("DEL "+key, r)
+		}
+	}()
 	if err := db.pdb.Delete([]byte(key), db.wo); err != nil {
 		return queryError(db.path, "DEL "+key, err)
 	}
@@ -301,7 +488,7 @@ func (db *DB) ScanFrom(prefix, start string, fn func(key string, value json.RawM
 
 // Batch applies ops atomically: all of them or none. If any op cannot be
 // encoded or has an empty key, nothing is applied.
-func (db *DB) Batch(ops []Op) error {
+func (db *DB) Batch(ops []Op) (err error) {
 	query := fmt.Sprintf("BATCH %d ops", len(ops))
 	for i, op := range ops {
 		if err := checkKey(op.key); err != nil {
@@ -316,7 +503,15 @@ func (db *DB) Batch(ops []Op) error {
 	}
 	defer db.leave()
 	b := db.pdb.NewBatch()
-	defer b.Close()
+	defer func() {
+		if r := recover(); r != nil {
+			// The batch stays with the failed commit pipeline: not
+			// released for reuse.
+			err = db.fatal(query, r)
+			return
+		}
+		_ = b.Close()
+	}()
 	for _, op := range ops {
 		var err error
 		if op.del {
@@ -366,14 +561,60 @@ func checkKey(key string) error {
 }
 
 // pebbleLogger routes Pebble's messages to slog instead of stderr.
-type pebbleLogger struct{ l *slog.Logger }
+type pebbleLogger struct {
+	l    *slog.Logger
+	fail *failure
+}
 
 func (p pebbleLogger) Infof(format string, args ...any) { p.l.Debug(fmt.Sprintf(format, args...)) }
 
 func (p pebbleLogger) Errorf(format string, args ...any) { p.l.Error(fmt.Sprintf(format, args...)) }
 
+// Fatalf is how Pebble reports a failure it cannot go on from, above all
+// a failed write or sync of its WAL or manifest. It must not return. The
+// store is marked failed; then, inside a kv call, Fatalf panics and the
+// call recovers the panic as its error (see failure). In one of Pebble's
+// own goroutines (a flush that cannot record its result in the manifest
+// of a full disk) a panic would end the process with a stack trace, so
+// that goroutine stops here for good instead: kv never calls into the
+// failed store again, and DB.Failed tells the daemon to exit.
 func (p pebbleLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	p.l.Error(msg)
-	panic("pebble: " + msg)
+	cause := fatalError{msg: msg}
+	for _, a := range args {
+		if err, ok := a.(error); ok {
+			cause.cause = err
+			break
+		}
+	}
+	if p.fail != nil {
+		p.fail.set(cause)
+		if !inKVCall() {
+			select {} // see above
+		}
+	}
+	panic(cause)
+}
+
+// kvPrefix is this package's prefix in function names.
+var kvPrefix = func() string {
+	name := runtime.FuncForPC(reflect.ValueOf(Open).Pointer()).Name()
+	return name[:strings.LastIndex(name, ".")+1]
+}()
+
+// inKVCall reports whether Fatalf's caller runs inside a call of this
+// package (which recovers the panic), not in a goroutine of Pebble's own.
+func inKVCall() bool {
+	pcs := make([]uintptr, 256)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(3, pcs)])
+	for {
+		f, more := frames.Next()
+		if strings.HasPrefix(f.Function, kvPrefix) {
+			return true
+		}
+		if !more {
+			return false
+		}
+	}
 }

@@ -3,6 +3,9 @@ package kv
 import (
 	"errors"
 	"fmt"
+	"strings"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // The two kinds of failure, as in the original module. Every error this
@@ -27,8 +30,17 @@ var (
 	ErrLocked = errors.New("store is locked by another process or handle (is a mirrord daemon running on it?)")
 	// ErrNotJSON: a stored value is not valid JSON.
 	ErrNotJSON = errors.New("stored value is not valid JSON")
+	// ErrFailed: a write to the store's files failed in a way Pebble
+	// cannot go on from (a full disk, an I/O error, a read-only file
+	// system). The handle is unusable from then on; the files stay
+	// consistent, and reopening the store resumes from them.
+	ErrFailed = errors.New("the store failed a write and is unusable until it is reopened (restart mirrord; the store stays consistent at its last durable checkpoint)")
 	// ErrNotStore: the directory holds files but no store.
 	ErrNotStore = errors.New("directory is not empty and holds no store (refusing to create one among other files; choose an empty or new directory)")
+	// ErrCorrupt: the store's files are damaged (a checksum mismatch, a
+	// malformed manifest, a table of the wrong size or missing). Nothing
+	// in the store can be trusted; the directory should be moved aside.
+	ErrCorrupt = errors.New("store is corrupt")
 )
 
 // Error is the error type of every kv failure.
@@ -56,9 +68,32 @@ func (e *Error) Unwrap() error { return e.Err }
 func (e *Error) Is(target error) bool { return target == e.kind }
 
 func initError(path string, cause error) error {
-	return &Error{Path: path, Query: "OPEN", Err: cause, kind: ErrInitialization}
+	return &Error{Path: path, Query: "OPEN", Err: markCorrupt(cause), kind: ErrInitialization}
 }
 
 func queryError(path, query string, cause error) error {
-	return &Error{Path: path, Query: query, Err: cause, kind: ErrQuery}
+	return &Error{Path: path, Query: query, Err: markCorrupt(cause), kind: ErrQuery}
 }
+
+// markCorrupt makes a corruption Pebble reports (on any read, not only at
+// Open) match ErrCorrupt, so that callers can say what to do about it
+// instead of passing on a checksum message.
+func markCorrupt(cause error) error {
+	if cause != nil && pebble.IsCorruptionError(cause) && !errors.Is(cause, ErrCorrupt) {
+		return corruptError{cause}
+	}
+	return cause
+}
+
+// corruptError is a corruption reported by Pebble, matching ErrCorrupt and
+// its cause. Its message is the first line of Pebble's: Pebble's carries
+// a second line ("<corruption detail carrier>"), and every error mirrord
+// prints is one line.
+type corruptError struct{ cause error }
+
+func (e corruptError) Error() string {
+	msg, _, _ := strings.Cut(e.cause.Error(), "\n")
+	return ErrCorrupt.Error() + ": " + msg
+}
+
+func (e corruptError) Unwrap() []error { return []error{ErrCorrupt, e.cause} }

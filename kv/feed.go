@@ -33,7 +33,7 @@ func Changes(r Reader, after uint64, fn func(Change) error) error {
 
 // PruneChanges deletes the change-feed entries with a sequence number up
 // to and including upTo, with one range tombstone.
-func PruneChanges(db *DB, upTo uint64) error {
+func PruneChanges(db *DB, upTo uint64) (err error) {
 	end := PrefixEnd([]byte(PrefixChanges))
 	if upTo < ^uint64(0) {
 		end = []byte(ChangeKey(upTo + 1))
@@ -43,6 +43,11 @@ func PruneChanges(db *DB, upTo uint64) error {
 		return db.closedError(query)
 	}
 	defer db.leave()
+	defer func() {
+		if r := recover(); r != nil {
+			err = db.fatal(query, r)
+		}
+	}()
 	if err := db.pdb.DeleteRange([]byte(PrefixChanges), end, db.wo); err != nil {
 		return queryError(db.path, query, err)
 	}

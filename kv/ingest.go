@@ -101,7 +101,7 @@ func (f *IngestFile) Add(key, value []byte) error {
 // Commit finishes every stream and replaces the range with them,
 // atomically. The sstables become part of the store (or are removed on
 // failure).
-func (in *Ingest) Commit(ctx context.Context) error {
+func (in *Ingest) Commit(ctx context.Context) (err error) {
 	query := fmt.Sprintf("INGEST %s..%s", in.start, in.end)
 	var paths []string
 	for _, f := range in.files {
@@ -123,6 +123,24 @@ func (in *Ingest) Commit(ctx context.Context) error {
 		return in.db.closedError(query)
 	}
 	defer in.db.leave()
+	defer func() {
+		if r := recover(); r != nil {
+			// Pebble could not record the ingest (its manifest or WAL
+			// write failed): whether it took effect is known only once the
+			// store is reopened, and either state is consistent.
+			err = in.db.fatal(query, r)
+		}
+	}()
+	// Sync the WAL first: the ingest rotates it, and a WAL that already
+	// failed a write (unsynced batches fail silently until then) makes
+	// that rotation crash the process with an unrecoverable runtime error
+	// (Pebble panics there with its mutex released). Syncing surfaces the
+	// failure as this call's error instead (see failure); it costs one
+	// fsync per bulk load, which syncs its own files anyway.
+	if err := in.db.pdb.LogData(nil, pebble.Sync); err != nil {
+		in.Abort()
+		return queryError(in.db.path, query, err)
+	}
 	span := pebble.KeyRange{Start: []byte(in.start), End: in.end}
 	if _, err := in.db.pdb.IngestAndExcise(ctx, paths, nil, nil, span); err != nil {
 		in.Abort()

@@ -21,7 +21,7 @@ type Snapshot struct {
 func (db *DB) Snapshot() (*Snapshot, error) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	if db.closed {
+	if db.closed || db.fail.get() != nil {
 		return nil, db.closedError("SNAPSHOT")
 	}
 	s := &Snapshot{db: db, snap: db.pdb.NewSnapshot()}
@@ -34,7 +34,7 @@ func (s *Snapshot) enter() bool {
 	db := s.db
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	if db.closed || s.closed {
+	if db.closed || s.closed || db.fail.get() != nil {
 		return false
 	}
 	db.active++
@@ -51,6 +51,12 @@ func (s *Snapshot) Close() error {
 	}
 	s.closed = true
 	delete(db.snaps, s)
+	if db.fail.get() != nil {
+		// A failed store is never touched again (see failure): Pebble may
+		// hold the lock a snapshot's release needs.
+		db.mu.Unlock()
+		return nil
+	}
 	// Count the release as an operation so that DB.Close waits for it.
 	db.active++
 	db.mu.Unlock()

@@ -106,8 +106,8 @@ func (db *DB) NewSorter(budget, skip int) *Sorter {
 
 // Add adds a record.
 func (s *Sorter) Add(key, value []byte, seq uint64) error {
-	if s.err != nil {
-		return s.err
+	if err := s.firstErr(); err != nil {
+		return err
 	}
 	n := len(key) + len(value)
 	if len(s.cur.arena)+n > s.budget && len(s.cur.recs) > 0 {

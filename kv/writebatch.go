@@ -87,7 +87,7 @@ func (w *WriteBatch) Size() int { return w.b.Len() }
 
 // Commit applies the batch atomically and releases it. A batch that
 // recorded a failure applies nothing and reports it.
-func (w *WriteBatch) Commit() error {
+func (w *WriteBatch) Commit() (err error) {
 	query := fmt.Sprintf("BATCH %d ops", w.Len())
 	if w.done {
 		return queryError(w.db.path, query, fmt.Errorf("batch already committed or closed"))
@@ -100,6 +100,15 @@ func (w *WriteBatch) Commit() error {
 		return w.db.closedError(query)
 	}
 	defer w.db.leave()
+	defer func() {
+		if r := recover(); r != nil {
+			// A write Pebble cannot go on from (see DB.Failure). The
+			// batch stays with the failed commit pipeline: not released
+			// for reuse.
+			w.done = true
+			err = w.db.fatal(query, r)
+		}
+	}()
 	if err := w.b.Commit(w.db.wo); err != nil {
 		return queryError(w.db.path, query, err)
 	}

@@ -49,6 +49,7 @@ type part struct {
 	end      int64           // Consumed(): where the part's decoder stopped
 	endLine  int             // its line number there, counted from the part's start
 	done     atomic.Int64    // bytes decoded so far, for progress
+	nEvents  atomic.Int64    // events decoded so far, for progress
 }
 
 func (p *part) close() {
@@ -161,17 +162,20 @@ func (e *Engine) decodeParts(ctx context.Context, f *os.File, starts []int64, pr
 			}
 		}()
 	}
-	errs[0] = e.decodePart(ctx, f, parts[0], func() {
-		var done int64
+	sum := func() {
+		var done, events int64
 		for _, p := range parts {
 			done += p.done.Load()
+			events += p.nEvents.Load()
 		}
+		prog.events = events
 		prog.at(done)
-	})
-	if errs[0] != nil {
+	}
+	if errs[0] = e.decodePart(ctx, f, parts[0], sum); errs[0] != nil {
 		cancel()
 	}
 	wg.Wait()
+	sum()
 	return parts, errors.Join(errs...)
 }
 
@@ -212,6 +216,7 @@ func (e *Engine) decodePart(ctx context.Context, f *os.File, p *part, progress f
 					return err
 				}
 			}
+			p.nEvents.Add(1)
 		case eventlog.KindInvalid:
 			if p.nInvalid < maxInvalidReports {
 				c := *ent

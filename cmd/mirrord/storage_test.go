@@ -1,0 +1,148 @@
+package main
+
+import (
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+	"github.com/mirrord/mirrord/internal/synth"
+)
+
+// A store that cannot be written: a full disk, a read-only file system, a
+// directory without write permission. "mirrord sync" says so on one line
+// naming the store, exits 1, and leaves the store as it was: once the
+// disk has room (or the directory is writable) again, sync and verify
+// succeed.
+
+// The child processes of these tests (the test binary run as mirrord) open
+// the store through errorfs when MIRRORDTEST_STORE_FAULT asks for it.
+func init() {
+	var errno syscall.Errno
+	switch os.Getenv("MIRRORDTEST_STORE_FAULT") {
+	case "enospc":
+		errno = syscall.ENOSPC
+	case "erofs":
+		errno = syscall.EROFS
+	default:
+		return
+	}
+	testStoreFS = errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
+		switch op.Kind {
+		case errorfs.OpCreate, errorfs.OpLink, errorfs.OpReuseForWrite, errorfs.OpMkdirAll, errorfs.OpFileWrite,
+			errorfs.OpFileWriteAt, errorfs.OpFilePreallocate:
+			return &fs.PathError{Op: "write", Path: op.Path, Err: errno}
+		case errorfs.OpLock, errorfs.OpRemove, errorfs.OpRemoveAll, errorfs.OpRename:
+			if errno == syscall.EROFS { // a full disk still lets these through
+				return &fs.PathError{Op: "open", Path: op.Path, Err: errno}
+			}
+		}
+		return nil
+	}))
+}
+
+func TestSyncOnAStoreThatCannotBeWritten(t *testing.T) {
+	for _, tc := range []struct {
+		fault, want string
+	}{
+		{"enospc", "no space left on device"},
+		{"erofs", "read-only file system"},
+	} {
+		t.Run(tc.fault, func(t *testing.T) {
+			dir := t.TempDir()
+			log, store := filepath.Join(dir, "data.json"), filepath.Join(dir, "store")
+			gen := synth.New(21)
+			evs := gen.Events(40)
+			writeLog(t, log, evs)
+			if r := mirrord(t, nil, "sync", "--eventlog", log, "--store", store); r.code != 0 {
+				t.Fatalf("first sync: exit %d: %v", r.code, r.err)
+			}
+			before := dumpStore(t, store)
+			writeLog(t, log, append(evs, gen.Events(10)...)) // something to write
+
+			cmd := execChild(t, "sync", "--eventlog", log, "--store", store, "--log-level", "error")
+			cmd.cmd.Env = append(cmd.cmd.Env, "MIRRORDTEST_STORE_FAULT="+tc.fault)
+			c := startCmd(t, cmd.cmd)
+			if code := c.wait(60 * time.Second); code != 1 {
+				t.Fatalf("sync on a store that cannot be written: exit %d, want 1:\n%s", code, c.output())
+			}
+			out := c.output()
+			var last string
+			for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+				if strings.HasPrefix(l, "mirrord: ") {
+					last = l
+				}
+			}
+			if !strings.Contains(last, store) || !strings.Contains(last, tc.want) ||
+				strings.Contains(last, "locked") || strings.Contains(last, "corrupt") || strings.Contains(out, "goroutine ") {
+				t.Fatalf("the error does not say the store cannot be written (%q), or says more:\n%s", tc.want, out)
+			}
+			if after := dumpStore(t, store); after != before {
+				t.Fatal("a failed sync changed the store")
+			}
+			if r := mirrord(t, nil, "sync", "--eventlog", log, "--store", store); r.code != 0 {
+				t.Fatalf("sync once the store can be written: exit %d: %v", r.code, r.err)
+			}
+			if r := mirrord(t, nil, "verify", "--eventlog", log, "--store", store); r.code != 0 {
+				t.Fatalf("verify: exit %d: %v\n%s", r.code, r.err, r.stdout)
+			}
+		})
+	}
+}
+
+// A real directory without write permission (skipped for root, whom
+// chmod does not stop): the same clear error, in process.
+func TestSyncOnAReadOnlyStoreDirectory(t *testing.T) {
+	dir := t.TempDir()
+	log, store := filepath.Join(dir, "data.json"), filepath.Join(dir, "store")
+	writeLog(t, log, synth.New(22).Events(20))
+	if r := mirrord(t, nil, "sync", "--eventlog", log, "--store", store); r.code != 0 {
+		t.Fatalf("first sync: exit %d: %v", r.code, r.err)
+	}
+	if err := os.Chmod(store, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chmod(store, 0o755) })
+	if probe := filepath.Join(store, "probe"); os.WriteFile(probe, nil, 0o644) == nil {
+		os.Remove(probe)
+		t.Skip("chmod 0500 does not stop this user writing (root); TestSyncOnAStoreThatCannotBeWritten/erofs covers a read-only store")
+	}
+	r := mirrord(t, nil, "sync", "--eventlog", log, "--store", store)
+	if r.code != 1 || !strings.Contains(r.msg(), store) || !strings.Contains(r.msg(), "permission denied") ||
+		strings.Contains(r.msg(), "locked") || strings.Contains(r.msg(), "corrupt") {
+		t.Fatalf("sync on a read-only store directory: exit %d: %v", r.code, r.err)
+	}
+	if err := os.Chmod(store, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if r := mirrord(t, nil, "verify", "--eventlog", log, "--store", store); r.code != 0 {
+		t.Fatalf("verify: exit %d: %v", r.code, r.err)
+	}
+}
+
+// dumpStore is the store's content as "mirrord dump" prints it.
+func dumpStore(t *testing.T, store string) string {
+	t.Helper()
+	r := mirrord(t, nil, "dump", "--store", store)
+	if r.code != 0 {
+		t.Fatalf("dump: exit %d: %v", r.code, r.err)
+	}
+	return r.stdout
+}
+
+type preparedChild struct{ cmd *exec.Cmd }
+
+// execChild prepares the test binary as mirrord, as startChild does,
+// so that a test can add to its environment before starting it.
+func execChild(t *testing.T, args ...string) preparedChild {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = filterEnv(append(os.Environ(), "MIRRORDTEST_AS_MAIN=1"), "JOURNAL_STREAM", "NOTIFY_SOCKET", "MIRRORDTEST_STORE_FAULT")
+	return preparedChild{cmd}
+}

@@ -1,0 +1,205 @@
+package generators
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+	"github.com/mirrord/mirrord/internal/synth"
+	"github.com/mirrord/mirrord/kv"
+)
+
+// Generators under power loss and storage faults: a generator's output and
+// its position are one batch, so whatever a restart finds, catching up
+// leaves exactly what a rebuild from scratch computes.
+
+var genCrashPoints = flag.Int("mirrord.crashpoints", 5, "power cuts per scenario in the power-loss tests")
+
+// cutFS is a crashable in-memory disk that clones itself, as a power cut
+// would leave it, before every n-th write, and can fail writes to the WAL.
+type cutFS struct {
+	mem    *vfs.MemFS
+	fs     vfs.FS
+	count  atomic.Bool
+	writes atomic.Int64
+	every  int64
+	walErr atomic.Bool
+	mu     sync.Mutex
+	images []*vfs.MemFS
+	rng    *rand.Rand
+}
+
+var errInjected = errors.New("injected I/O error")
+
+func newCutFS() *cutFS {
+	c := &cutFS{mem: vfs.NewCrashableMem(), rng: rand.New(rand.NewPCG(3, 3))}
+	c.fs = errorfs.Wrap(c.mem, errorfs.InjectorFunc(func(op errorfs.Op) error {
+		write := op.Kind == errorfs.OpFileWrite || op.Kind == errorfs.OpFileWriteAt || op.Kind == errorfs.OpCreate ||
+			op.Kind == errorfs.OpFileSync || op.Kind == errorfs.OpLink || op.Kind == errorfs.OpRename
+		if c.count.Load() && write {
+			if n := c.writes.Add(1); c.every > 0 && n%c.every == 0 {
+				c.mu.Lock()
+				pct := []int{0, 40, 100}[len(c.images)%3]
+				c.images = append(c.images, c.mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: pct, RNG: c.rng}))
+				c.mu.Unlock()
+			}
+		}
+		if c.walErr.Load() && strings.HasSuffix(op.Path, ".log") && (op.Kind == errorfs.OpFileWrite || op.Kind == errorfs.OpFileWriteAt) {
+			return errInjected
+		}
+		return nil
+	}))
+	return c
+}
+
+func newEnvOn(t *testing.T, fsys vfs.FS, path string) *env {
+	t.Helper()
+	e := &env{t: t, path: path, fs: fsys, opts: Options{Enabled: []string{"summary", "hashtags"}, MaxIDs: 7,
+		Logger: quietLogger(), RetryMin: time.Millisecond, RetryMax: 10 * time.Millisecond}}
+	e.open()
+	t.Cleanup(func() { e.db.Close() })
+	return e
+}
+
+// fromScratch is every generator's keys (values and index) as a fresh
+// store computes them from the log at path.
+func fromScratch(t *testing.T, path string) map[string]map[string]string {
+	t.Helper()
+	e := newEnvOn(t, vfs.NewMem(), path)
+	e.sync()
+	return map[string]map[string]string{"summary": e.all("summary"), "hashtags": e.all("hashtags")}
+}
+
+func checkLikeScratch(t *testing.T, e *env, want map[string]map[string]string, what string) {
+	t.Helper()
+	for name, w := range want {
+		if got := e.all(name); !equalMaps(w, got) {
+			t.Fatalf("%s: %s holds %d keys, a rebuild from scratch %d", what, name, len(got), len(w))
+		}
+	}
+}
+
+// Power cuts while the generators run (their first rebuild, in several
+// commits, then incremental runs over appends and a deleting rewrite).
+func TestGeneratorsPowerLoss(t *testing.T) {
+	gen := synth.New(5)
+	path := filepath.Join(t.TempDir(), "data.json")
+	act := func(e *env, c *cutFS) {
+		// Cuts land anywhere from the generators' first run on, also in
+		// the mirror's batches between their runs: Pebble writes its WAL
+		// behind the commits, so the generators' writes reach the disk
+		// during what follows them.
+		c.count.Store(true)
+		defer c.count.Store(false)
+		if err := e.run.CatchUp(e.ctx(), 1); err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			e.appendEvents(gen.Events(10)...)
+			if err := e.eng.Sync(e.ctx()); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.run.CatchUp(e.ctx(), 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e.write(e.evs[3:])
+		if err := e.eng.Sync(e.ctx()); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.run.CatchUp(e.ctx(), 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.db.Close(); err != nil { // writes what the WAL buffer holds
+			t.Fatal(err)
+		}
+	}
+	setup := func(c *cutFS) *env {
+		e := newEnvOn(t, c.fs, path)
+		e.write(gen.Events(60))
+		if err := e.eng.Sync(e.ctx()); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	gen = synth.New(5)
+	dry := newCutFS()
+	act(setup(dry), dry)
+	gen = synth.New(5)
+	rec := newCutFS()
+	rec.every = max(1, dry.writes.Load()/int64(*genCrashPoints+1))
+	e := setup(rec)
+	act(e, rec)
+	want := fromScratch(t, path)
+	e.open()
+	checkLikeScratch(t, e, want, "without a cut")
+	rec.mu.Lock()
+	images := rec.images
+	rec.mu.Unlock()
+	if len(images) < *genCrashPoints {
+		t.Fatalf("%d cuts over %d writes", len(images), dry.writes.Load())
+	}
+	for i, img := range images {
+		r := newEnvOn(t, img, path)
+		r.sync()
+		checkLikeScratch(t, r, want, fmt.Sprintf("cut %d of %d", i+1, len(rec.images)))
+	}
+}
+
+// A generator commit that meets a failed WAL write is an error (the
+// store's failure, at once, not after retries); its position never runs
+// ahead of what it wrote, and after a restart it catches up to what a
+// rebuild computes.
+func TestGeneratorCommitFault(t *testing.T) {
+	gen := synth.New(9)
+	path := filepath.Join(t.TempDir(), "data.json")
+	c := newCutFS()
+	e := newEnvOn(t, c.fs, path)
+	e.write(gen.Events(40))
+	e.sync()
+	e.opts.RetryMin, e.opts.RetryMax = time.Hour, time.Hour // a retry would wait: the failure must end CatchUp first
+	var err error
+	for i := 0; i < 60 && err == nil; i++ {
+		e.appendEvents(gen.Events(3)...)
+		if err = e.eng.Sync(e.ctx()); err != nil {
+			break
+		}
+		c.walErr.Store(true) // from the generators' first commit on; surfaces when Pebble writes its WAL
+		var run *Runner
+		if run, err = NewRunner(e.db, &e.opts); err == nil {
+			start := time.Now()
+			err = run.CatchUp(e.ctx(), 3)
+			if time.Since(start) > time.Minute {
+				t.Fatal("CatchUp retried a failed store")
+			}
+		}
+	}
+	if !errors.Is(err, kv.ErrFailed) || !errors.Is(err, errInjected) {
+		t.Fatalf("the failed write surfaced as %v", err)
+	}
+	c.walErr.Store(false)
+	for _, pct := range []int{100, 0} {
+		img := c.mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: pct, RNG: rand.New(rand.NewPCG(1, 1))})
+		r := newEnvOn(t, img, path)
+		head := uint64(0)
+		if err := kv.Changes(r.db, 0, func(ch kv.Change) error { head = ch.Seq; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range r.run.Statuses() {
+			if head > 0 && s.Position > head {
+				t.Fatalf("%s's position %d is ahead of the change feed (%d)", s.Name, s.Position, head)
+			}
+		}
+		r.sync()
+		checkLikeScratch(t, r, fromScratch(t, path), fmt.Sprintf("restart keeping %d%% of unsynced data", pct))
+	}
+}
