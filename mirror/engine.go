@@ -65,6 +65,13 @@ type Options struct {
 
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
+
+	// Resync tells Open that the caller rebuilds the store (Resync) before
+	// anything else. A store written by a newer mirrord, or holding data
+	// without a schema, is then accepted, because the rebuild replaces it:
+	// --resync is the way out those errors name. Until the rebuild starts,
+	// Sync still refuses such a store.
+	Resync bool
 }
 
 func (o *Options) withDefaults() (Options, error) {
@@ -167,6 +174,11 @@ type Engine struct {
 	// first observed so, for settling when mtimes cannot be trusted.
 	seen   fileStat
 	seenAt time.Time
+
+	// refused is why the store's schema was not accepted when Open let it
+	// through for a rebuild (Options.Resync); Sync refuses to run until
+	// Resync starts the rebuild.
+	refused error
 
 	missing bool // the log was missing at the last decision
 	held    *heldInfo
@@ -272,7 +284,16 @@ func Open(db *kv.DB, opts *Options) (*Engine, error) {
 	}
 	e := &Engine{db: db, opts: o, path: abs, log: o.Logger, doubt: true, retime: make(chan Timings, 1)}
 	if err := e.checkSchema(); err != nil {
-		return nil, err
+		if !o.Resync || !(errors.Is(err, ErrNewerStore) || errors.Is(err, ErrForeignStore)) {
+			return nil, err
+		}
+		// The rebuild replaces the whole store, bookkeeping included; what
+		// the newer (or foreign) checkpoint says is not read, as it may not
+		// even decode.
+		e.log.Warn("the store will be rebuilt from the log (--resync)", "reason", err)
+		e.refused = err
+		e.updateStatus(func(s *Status) {})
+		return e, nil
 	}
 	if e.cp, err = loadCheckpoint(db); err != nil {
 		return nil, err
@@ -334,6 +355,9 @@ func (e *Engine) Checkpoint() *Checkpoint {
 // not exist (keeping the store), and ErrHeld when deletions must wait for
 // the log to end in a complete value.
 func (e *Engine) Sync(ctx context.Context) error {
+	if err := e.checkRefused(); err != nil {
+		return err
+	}
 	for {
 		res, err := e.step(ctx)
 		if err != nil {
@@ -355,6 +379,17 @@ func (e *Engine) Sync(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// checkRefused returns the schema error Open let through for a rebuild
+// until the rebuild has begun (Resync has set its marker: from then on the
+// marker, not the schema, keeps an unfinished store from looking finished).
+func (e *Engine) checkRefused() error {
+	if e.refused != nil && !e.bulk {
+		return e.refused
+	}
+	e.refused = nil
+	return nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"strings"
 
+	"github.com/mirrord/mirrord/kv"
 	"github.com/spf13/cobra"
 )
 
@@ -86,6 +88,17 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		if !errors.As(err, &u) && !errors.As(err, &s) && cmd != nil && !cmdRan(cmd) {
 			return usage(err)
 		}
+	}
+	return withWayOut(err)
+}
+
+// withWayOut adds to a corrupt-store error what to do about it: a damaged
+// store cannot be repaired in place (nor read by --resync), but everything
+// in it can be re-derived from the log.
+func withWayOut(err error) error {
+	var ke *kv.Error
+	if errors.Is(err, kv.ErrCorrupt) && errors.As(err, &ke) {
+		return fmt.Errorf("%w; move %s aside (or delete it): mirrord then rebuilds the store from the event log", err, ke.Path)
 	}
 	return err
 }

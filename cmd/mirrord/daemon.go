@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/mirrord/mirrord/generators"
 	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/mirror"
@@ -20,7 +21,7 @@ import (
 // it; tune (may be nil) adds hooks to the engine's options. The caller
 // closes the store.
 func openEngine(e *env, tune func(*mirror.Options)) (*kv.DB, *mirror.Engine, error) {
-	db, err := kv.Open(e.cfg.Store, &kv.Options{Logger: e.log})
+	db, err := kv.Open(e.cfg.Store, &kv.Options{Logger: e.log, FS: testStoreFS})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -48,6 +49,11 @@ func openEngine(e *env, tune func(*mirror.Options)) (*kv.DB, *mirror.Engine, err
 	return db, eng, nil
 }
 
+// testStoreFS, when a test sets it, is the file system the store is
+// opened on (Pebble's errorfs, to make a disk full or read-only); nil is
+// the operating system's.
+var testStoreFS vfs.FS
+
 // closeStore closes the store, reporting a failure unless the command
 // already failed.
 func closeStore(db *kv.DB, err *error) {
@@ -73,7 +79,10 @@ the deletions are held and mirrord exits 1 saying where the log is cut.`,
 			ctx, stop := m.signalContext(ctx, e.log, nil)
 			defer stop()
 			prog := newProgress(m.Stderr, e.log)
-			db, eng, err := openEngine(e, func(o *mirror.Options) { o.OnProgress = prog.report })
+			db, eng, err := openEngine(e, func(o *mirror.Options) {
+				o.OnProgress = prog.report
+				o.Resync = resync // a newer or foreign store is then rebuilt, not refused
+			})
 			if err != nil {
 				return err
 			}
@@ -106,8 +115,12 @@ the deletions are held and mirrord exits 1 saying where the log is cut.`,
 				return fmt.Errorf("the mirror is up to date, but a generator is not: %w", err)
 			}
 			cp := eng.Checkpoint()
-			e.log.Info("the store is up to date", "events", cp.Events, "modifiers", cp.Modifiers, "invalid", cp.Invalid,
-				"offset", cp.Offset, "generators", len(e.cfg.Generators))
+			args := []any{"events", cp.Events, "modifiers", cp.Modifiers, "invalid", cp.Invalid,
+				"offset", cp.Offset, "generators", len(e.cfg.Generators)}
+			if mib := peakRSSMiB(); mib > 0 {
+				args = append(args, "peak_rss_mib", mib)
+			}
+			e.log.Info("the store is up to date", args...)
 			return nil
 		}),
 	}

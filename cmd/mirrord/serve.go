@@ -81,6 +81,7 @@ func (m *Main) serve(ctx context.Context, e *env, resync bool) (err error) {
 	d.db, d.eng, err = openEngine(e, func(o *mirror.Options) {
 		o.OnApply = d.applied
 		o.OnProgress = prog.report
+		o.Resync = resync // a newer or foreign store is then rebuilt, not refused
 		if wdOn {
 			// Pinged from the follow loop itself (and from progress within
 			// a long step): a stuck loop lets the watchdog fire.

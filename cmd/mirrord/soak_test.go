@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mirrord/mirrord/api"
+)
+
+// The soak (issue 7, item 6): a writer appends and rewrites at a high
+// rate while verify runs through the socket every so often; the daemon
+// never diverges, and its memory and open file descriptors stay flat. A
+// few seconds by default; -mirrord.soak=10m (or hours) for a real soak.
+
+var soakFor = flag.Duration("mirrord.soak", 2*time.Second, "how long the soak test writes")
+
+type soakSample struct {
+	at       time.Duration
+	rss, fds int64
+}
+
+func openFDs(t *testing.T, pid int) int64 {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int64(len(ents))
+}
+
+func TestSoak(t *testing.T) {
+	dir := shortDir(t)
+	log, store := filepath.Join(dir, "data.json"), filepath.Join(dir, "store")
+	w := newLogWriter(t, log, 71, 200, 50*time.Millisecond)
+	// The non-race build: its memory is what production's is, and a long
+	// soak gets through more of the log.
+	c := startProcess(t, mirrordBinary(t), "run", "--eventlog", log, "--store", store, "--settle", "20ms", "--safety-check", "1s")
+	c.waitLine(60*time.Second, "caught up")
+	pid := c.cmd.Process.Pid
+	client := api.NewClient(api.DefaultPath("", store))
+	defer client.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), *soakFor)
+	defer cancel()
+	start := time.Now()
+	var (
+		mu       sync.Mutex
+		samples  []soakSample
+		verifies int
+		wg       sync.WaitGroup
+	)
+	errs := make(chan error, 2)
+	wg.Add(2)
+	go func() { // resources, every 50 ms
+		defer wg.Done()
+		for ctx.Err() == nil {
+			s := soakSample{at: time.Since(start), rss: procStatus(t, pid, "VmRSS"), fds: openFDs(t, pid)}
+			mu.Lock()
+			samples = append(samples, s)
+			mu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	go func() { // verify through the socket, every 250 ms
+		defer wg.Done()
+		for ctx.Err() == nil {
+			vctx, vcancel := context.WithTimeout(context.Background(), time.Minute)
+			r, err := client.Verify(vctx)
+			vcancel()
+			if err != nil {
+				errs <- fmt.Errorf("verify: %w", err)
+				return
+			}
+			if !r.OK() {
+				errs <- fmt.Errorf("verify during the soak: %s: missing %q extra %q differ %q bookkeeping %q",
+					r.Summary(), r.MissingKeys, r.ExtraKeys, r.DifferKeys, r.BookkeepingKeys)
+				return
+			}
+			mu.Lock()
+			verifies++
+			mu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}()
+	if err := w.run(ctx, 500*time.Microsecond, 100, 3000); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	waitExact(t, client, "after the soak")
+	t.Logf("%v: %d appends, %d rewrites, %d verifies, %d events in the log", *soakFor, w.appends.Load(), w.rewrites.Load(), verifies, len(uniqueIDs(w.evs)))
+	if verifies < 2 {
+		t.Fatalf("only %d verifies passed during the soak", verifies)
+	}
+
+	// Flat: the largest RSS and fd count of the last third of the run
+	// against the first third's (after the first half second, which is
+	// the start-up).
+	var first, last soakSample
+	span := time.Since(start)
+	for _, s := range samples {
+		if s.at < 500*time.Millisecond {
+			continue
+		}
+		switch {
+		case s.at < span/3:
+			first.rss, first.fds = max(first.rss, s.rss), max(first.fds, s.fds)
+		case s.at > 2*span/3:
+			last.rss, last.fds = max(last.rss, s.rss), max(last.fds, s.fds)
+		}
+	}
+	t.Logf("RSS %d → %d MiB, open fds %d → %d", first.rss>>20, last.rss>>20, first.fds, last.fds)
+	if first.rss == 0 || last.rss == 0 {
+		t.Fatalf("too few samples: %d", len(samples))
+	}
+	// Pebble's cache (32 MiB) and memtables fill as the store grows:
+	// allow that, and a half again; a leak grows past it over a long run.
+	if last.rss > first.rss*3/2+48<<20 {
+		t.Errorf("RSS grew from %d MiB to %d MiB", first.rss>>20, last.rss>>20)
+	}
+	if last.fds > first.fds+16 {
+		t.Errorf("open file descriptors grew from %d to %d", first.fds, last.fds)
+	}
+	c.signal(syscall.SIGTERM)
+	if code := c.wait(30 * time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+}
