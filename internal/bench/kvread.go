@@ -1,0 +1,70 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/mirrord/mirrord/kv"
+)
+
+// kvGets is how many random Gets are timed.
+const kvGets = 100_000
+
+// kvReads measures (g) on the largest store, as a generator would read
+// it: Get of random events through kv's own API (the value decoded as
+// JSON), a Scan over event:, and the store's size on disk against the
+// log's.
+func (b *runner) kvReads(ctx context.Context) error {
+	b.progress("kv reads on the %s-event store", countLabel(b.cfg.Sizes[len(b.cfg.Sizes)-1]))
+	db, err := kv.Open(b.bigStore(), nil)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var row KVRow
+
+	var keys []string
+	start := time.Now()
+	err = db.Scan(kv.PrefixEvent, func(key string, value json.RawMessage) error {
+		keys = append(keys, key)
+		return ctx.Err()
+	})
+	if err != nil {
+		return err
+	}
+	row.ScanTook = time.Since(start)
+	row.Scanned = len(keys)
+
+	rng := rand.New(rand.NewPCG(1, 2))
+	lat := make([]time.Duration, kvGets)
+	var v json.RawMessage
+	for i := range lat {
+		k := keys[rng.IntN(len(keys))]
+		t0 := time.Now()
+		found, err := db.Get(k, &v)
+		lat[i] = time.Since(t0)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return errNotFound(k)
+		}
+	}
+	slices.Sort(lat)
+	row.GetP50, row.GetP99 = lat[len(lat)/2], lat[len(lat)*99/100]
+	if row.StoreBytes, err = dirSize(b.bigStore()); err != nil {
+		return err
+	}
+	if row.LogBytes, err = fileSize(b.bigLog()); err != nil {
+		return err
+	}
+	b.rep.KV = &row
+	return nil
+}
+
+type errNotFound string
+
+func (e errNotFound) Error() string { return "kv: a scanned key is missing: " + string(e) }

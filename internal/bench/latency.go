@@ -1,0 +1,144 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/mirrord/mirrord/internal/synth"
+	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/mirror"
+)
+
+// appendGap separates the timed appends. A person appends events seconds
+// apart; appends closer than the engine's debounce (5 ms) coalesce by
+// design, and would measure the debounce, not the path.
+const appendGap = 10 * time.Millisecond
+
+// latencies measures (d) on a 1k-event log and on the largest one.
+func (b *runner) latencies(ctx context.Context) error {
+	small, err := synthLog(b.cfg.Dir, 1000)
+	if err != nil {
+		return err
+	}
+	smallLog := filepath.Join(b.work, "small.json")
+	if err := copyFile(smallLog, small); err != nil {
+		return err
+	}
+	for _, l := range []struct {
+		events     int
+		log, store string
+	}{
+		{1000, smallLog, filepath.Join(b.work, "small-store")},
+		{b.cfg.Sizes[len(b.cfg.Sizes)-1], b.bigLog(), b.bigStore()},
+	} {
+		b.progress("append-to-visible latency on the %s-event log: %d appends", countLabel(l.events), b.cfg.Appends)
+		row, err := appendLatency(ctx, l.log, l.store, b.cfg.Appends)
+		if err != nil {
+			return err
+		}
+		row.Events = l.events
+		b.rep.Latency = append(b.rep.Latency, row)
+	}
+	return nil
+}
+
+// appendLatency follows the log with an in-process engine and times each
+// append from the writer's write returning to the event being readable
+// from the store.
+func appendLatency(ctx context.Context, logPath, store string, appends int) (LatencyRow, error) {
+	db, err := kv.Open(store, nil)
+	if err != nil {
+		return LatencyRow{}, err
+	}
+	defer db.Close()
+	applied := make(chan struct{}, 1)
+	eng, err := mirror.Open(db, &mirror.Options{
+		EventLog: logPath,
+		Logger:   slog.New(slog.DiscardHandler),
+		OnApply: func(mirror.Applied) {
+			select {
+			case applied <- struct{}{}:
+			default:
+			}
+		},
+	})
+	if err != nil {
+		return LatencyRow{}, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(ctx, func() { close(ready) }) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		return LatencyRow{}, fmt.Errorf("following %s: %v", logPath, err)
+	case <-time.After(10 * time.Minute):
+		return LatencyRow{}, errors.New("the engine did not catch up in 10 minutes")
+	}
+
+	f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return LatencyRow{}, err
+	}
+	defer f.Close()
+	gen := synth.New(uint64(time.Now().UnixNano()))
+	var (
+		lat      = make([]time.Duration, 0, appends)
+		buf, key []byte
+		val      []byte
+	)
+	for range appends {
+		ev := gen.Event()
+		buf = append(ev.AppendJS(buf[:0]), '\n')
+		key = kv.AppendEventKey(key[:0], ev.ID)
+		select {
+		case <-applied: // a stale signal
+		default:
+		}
+		if _, err := f.Write(buf); err != nil {
+			return LatencyRow{}, err
+		}
+		t0 := time.Now()
+		for {
+			v, found, err := db.GetBytes(key, val[:0])
+			if err != nil {
+				return LatencyRow{}, err
+			}
+			if found {
+				val = v
+				break
+			}
+			select {
+			case <-applied:
+			case err := <-done:
+				return LatencyRow{}, fmt.Errorf("the engine stopped: %v", err)
+			case <-time.After(10 * time.Second):
+				return LatencyRow{}, fmt.Errorf("event %s not visible 10 s after its append", ev.ID)
+			}
+		}
+		lat = append(lat, time.Since(t0))
+		if !bytes.Contains(val, []byte(ev.ID)) {
+			return LatencyRow{}, fmt.Errorf("event %s: the store holds another value", ev.ID)
+		}
+		time.Sleep(appendGap)
+	}
+	slices.Sort(lat)
+	return LatencyRow{
+		Appends: appends,
+		P50:     lat[len(lat)/2],
+		P99:     lat[len(lat)*99/100],
+		Max:     lat[len(lat)-1],
+	}, nil
+}
