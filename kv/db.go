@@ -162,6 +162,7 @@ func Open(path string, opts *Options) (*DB, error) {
 	// MinLZ, Pebble's fastest block compression on amd64: JSON compresses
 	// well, and the disk is written less.
 	popts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionFastest })
+	popts.Experimental.CompactionScheduler = newScheduler()
 	popts.EnsureDefaults()
 	pdb, err := openPebble(path, popts, fail, lock)
 	if fail.get() != nil {
