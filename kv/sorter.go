@@ -316,10 +316,38 @@ func SplitKeys(sorters []*Sorter, n int) ([][]byte, error) {
 // each reads the run files through handles of its own, starting at the
 // block where its range starts.
 func MergeRange(sorters []*Sorter, lo, hi []byte, fn func(key, value []byte, seq uint64) error) error {
+	it, err := NewMergeIter(sorters, lo, hi)
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.Next() {
+		if err := fn(it.Key(), it.Value(), it.Seq()); err != nil {
+			return err
+		}
+	}
+	return it.Err()
+}
+
+// MergeIter pulls the records of MergeRange one at a time, for a caller
+// that walks another sorted stream beside them.
+type MergeIter struct {
+	h       runHeap
+	hi      []byte
+	files   []vfs.File
+	cur     *runCursor
+	started bool
+	err     error
+}
+
+// NewMergeIter starts a merge of the records with lo <= key < hi. Close it.
+func NewMergeIter(sorters []*Sorter, lo, hi []byte) (*MergeIter, error) {
+	it := &MergeIter{hi: hi}
 	var cursors []*runCursor
 	for _, s := range sorters {
 		if err := s.finish(); err != nil {
-			return err
+			it.Close()
+			return nil, err
 		}
 		recs := s.cur.recs
 		i, _ := slices.BinarySearchFunc(recs, lo, func(r sortRec, lo []byte) int { return bytes.Compare(s.cur.key(r), lo) })
@@ -342,46 +370,77 @@ func MergeRange(sorters []*Sorter, lo, hi []byte, fn func(key, value []byte, seq
 			}
 			f, err := s.fs.Open(r.path)
 			if err != nil {
-				return err
+				it.Close()
+				return nil, err
 			}
-			defer f.Close()
+			it.files = append(it.files, f)
 			sr := io.NewSectionReader(f, r.index[b].off, 1<<62)
 			cursors = append(cursors, &runCursor{r: bufio.NewReaderSize(sr, 64<<10)})
 		}
 	}
-	h := &runHeap{}
 	for _, c := range cursors {
 		for {
 			ok, err := c.next()
 			if err != nil {
-				return err
+				it.Close()
+				return nil, err
 			}
 			if !ok || hi != nil && bytes.Compare(c.key, hi) >= 0 {
 				break
 			}
 			if lo == nil || bytes.Compare(c.key, lo) >= 0 {
-				*h = append(*h, c)
+				it.h = append(it.h, c)
 				break
 			}
 		}
 	}
-	heap.Init(h)
-	for h.Len() > 0 {
-		c := (*h)[0]
-		if err := fn(c.key, c.val, c.seq); err != nil {
-			return err
-		}
-		ok, err := c.next()
+	heap.Init(&it.h)
+	return it, nil
+}
+
+// Next moves to the next record; false at the end or on an error (Err).
+func (it *MergeIter) Next() bool {
+	if it.err != nil {
+		return false
+	}
+	if it.started && it.cur != nil {
+		ok, err := it.cur.next()
 		if err != nil {
-			return err
+			it.err = err
+			return false
 		}
-		if ok && (hi == nil || bytes.Compare(c.key, hi) < 0) {
-			heap.Fix(h, 0)
+		if ok && (it.hi == nil || bytes.Compare(it.cur.key, it.hi) < 0) {
+			heap.Fix(&it.h, 0)
 		} else {
-			heap.Pop(h)
+			heap.Pop(&it.h)
 		}
 	}
-	return nil
+	it.started = true
+	if it.h.Len() == 0 {
+		it.cur = nil
+		return false
+	}
+	it.cur = it.h[0]
+	return true
+}
+
+// Key, Value and Seq are the current record's; the slices are valid until
+// the next call to Next.
+func (it *MergeIter) Key() []byte   { return it.cur.key }
+func (it *MergeIter) Value() []byte { return it.cur.val }
+func (it *MergeIter) Seq() uint64   { return it.cur.seq }
+
+// Err is the error that stopped Next, if any.
+func (it *MergeIter) Err() error { return it.err }
+
+// Close closes the run files the merge reads.
+func (it *MergeIter) Close() error {
+	var errs []error
+	for _, f := range it.files {
+		errs = append(errs, f.Close())
+	}
+	it.files = nil
+	return errors.Join(errs...)
 }
 
 // Close removes the run files. It is safe to call more than once.

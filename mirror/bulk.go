@@ -37,7 +37,7 @@ func (e *Engine) bulkLoad(ctx context.Context, f *os.File, st fileStat) (stepRes
 		defer debug.SetGCPercent(old)
 	}
 	prog := e.newProgress("load", 0, st.Size)
-	parts, err := e.decodeParallel(ctx, f, st, prog)
+	parts, err := e.decodeParallel(ctx, f, st, prog, addEventRecords)
 	defer func() {
 		for _, p := range parts {
 			p.close()
@@ -47,16 +47,7 @@ func (e *Engine) bulkLoad(ctx context.Context, f *os.File, st fileStat) (stepRes
 		return stepResult{}, err
 	}
 	last := parts[len(parts)-1]
-	var invalid invalidReporter
-	nInvalid := 0
-	for _, p := range parts {
-		for i := range p.invalid {
-			invalid.report(e.log, e.path, &p.invalid[i])
-		}
-		invalid.n += p.nInvalid - len(p.invalid)
-		nInvalid += p.nInvalid
-	}
-	invalid.summary(e.log, e.path)
+	nInvalid := e.reportInvalid(parts)
 	end, endLine := last.end, last.endLine
 	prog.finish(end)
 	fp := parts[0].fp

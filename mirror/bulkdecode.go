@@ -48,6 +48,7 @@ type part struct {
 	pending  *eventlog.Entry // an incomplete value at the part's end
 	end      int64           // Consumed(): where the part's decoder stopped
 	endLine  int             // its line number there, counted from the part's start
+	key, val []byte          // scratch for the records being added
 	done     atomic.Int64    // bytes decoded so far, for progress
 	nEvents  atomic.Int64    // events decoded so far, for progress
 }
@@ -87,13 +88,13 @@ func splitLog(f *os.File, size int64, n int) []int64 {
 // line that starts with '{' inside a value: not what the application
 // writes), the whole log is decoded again by one decoder. The first part
 // runs on the calling goroutine, which reports progress for all.
-func (e *Engine) decodeParallel(ctx context.Context, f *os.File, st fileStat, prog *progress) ([]*part, error) {
+func (e *Engine) decodeParallel(ctx context.Context, f *os.File, st fileStat, prog *progress, add addFunc) ([]*part, error) {
 	n := decoders()
 	if st.Size < int64(parallelMin) {
 		n = 1
 	}
 	starts := splitLog(f, st.Size, n)
-	parts, err := e.decodeParts(ctx, f, starts, prog)
+	parts, err := e.decodeParts(ctx, f, starts, prog, add)
 	if err != nil {
 		return parts, err
 	}
@@ -104,7 +105,7 @@ func (e *Engine) decodeParallel(ctx context.Context, f *os.File, st fileStat, pr
 			for _, p := range parts {
 				p.close()
 			}
-			return e.decodeParts(ctx, f, starts[:1], prog)
+			return e.decodeParts(ctx, f, starts[:1], prog, add)
 		}
 	}
 	// Line numbers of the later parts count from their own start; the
@@ -134,7 +135,7 @@ func (e *Engine) decodeParallel(ctx context.Context, f *os.File, st fileStat, pr
 
 // decodeParts decodes the parts that start at starts (the last one runs to
 // the end of the log), each on a goroutine of its own but the first.
-func (e *Engine) decodeParts(ctx context.Context, f *os.File, starts []int64, prog *progress) ([]*part, error) {
+func (e *Engine) decodeParts(ctx context.Context, f *os.File, starts []int64, prog *progress, add addFunc) ([]*part, error) {
 	parts := make([]*part, len(starts))
 	for k, from := range starts {
 		to := int64(maxSection)
@@ -157,7 +158,7 @@ func (e *Engine) decodeParts(ctx context.Context, f *os.File, starts []int64, pr
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if errs[k] = e.decodePart(ctx, f, parts[k], nil); errs[k] != nil {
+			if errs[k] = e.decodePart(ctx, f, parts[k], add, nil); errs[k] != nil {
 				cancel()
 			}
 		}()
@@ -171,7 +172,7 @@ func (e *Engine) decodeParts(ctx context.Context, f *os.File, starts []int64, pr
 		prog.events = events
 		prog.at(done)
 	}
-	if errs[0] = e.decodePart(ctx, f, parts[0], sum); errs[0] != nil {
+	if errs[0] = e.decodePart(ctx, f, parts[0], add, sum); errs[0] != nil {
 		cancel()
 	}
 	wg.Wait()
@@ -179,14 +180,52 @@ func (e *Engine) decodeParts(ctx context.Context, f *os.File, starts []int64, pr
 	return parts, errors.Join(errs...)
 }
 
-// decodePart decodes one part into its sorters: for each event, its record
-// (seq: its offset), a marker record for its modifiers, and a record per
-// modifier.
-func (e *Engine) decodePart(ctx context.Context, f *os.File, p *part, progress func()) error {
+// reportInvalid logs the invalid entries the parts met, in log order, and
+// returns how many there were.
+func (e *Engine) reportInvalid(parts []*part) int {
+	var invalid invalidReporter
+	n := 0
+	for _, p := range parts {
+		for i := range p.invalid {
+			invalid.report(e.log, e.path, &p.invalid[i])
+		}
+		invalid.n += p.nInvalid - len(p.invalid)
+		n += p.nInvalid
+	}
+	invalid.summary(e.log, e.path)
+	return n
+}
+
+// addFunc adds the records of one event to its part's sorters.
+type addFunc func(p *part, ent *eventlog.Entry) error
+
+// addEventRecords is a bulk load's: the event (seq: its offset), a marker
+// record for its modifiers, and a record per modifier.
+func addEventRecords(p *part, ent *eventlog.Entry) error {
+	seq := uint64(ent.Offset)
+	p.key = kv.AppendEventKey(p.key[:0], ent.ID)
+	if err := p.events.Add(p.key, ent.Raw, seq); err != nil {
+		return err
+	}
+	p.key = kv.AppendModifiersOf(p.key[:0], ent.ID)
+	if err := p.mods.Add(p.key, nil, seq); err != nil {
+		return err
+	}
+	for _, m := range ent.Modifiers {
+		p.key = kv.AppendModifierKey(p.key[:0], ent.ID, m.Name)
+		p.val = append(append(append(p.val[:0], `{"value":`...), m.Value...), '}')
+		if err := p.mods.Add(p.key, p.val, seq|modifierFlag); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// decodePart decodes one part, adding each event's records with add.
+func (e *Engine) decodePart(ctx context.Context, f *os.File, p *part, add addFunc, progress func()) error {
 	dec := eventlog.NewDecoder(io.NewSectionReader(f, p.from, p.to-p.from), &eventlog.Options{
 		Offset: p.from, Fingerprint: p.fp, MaxValueSize: e.opts.MaxValueSize, BufferSize: 1 << 20,
 	})
-	var key, val []byte
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -200,21 +239,8 @@ func (e *Engine) decodePart(ctx context.Context, f *os.File, p *part, progress f
 		}
 		switch ent.Kind {
 		case eventlog.KindEvent:
-			seq := uint64(ent.Offset)
-			key = kv.AppendEventKey(key[:0], ent.ID)
-			if err := p.events.Add(key, ent.Raw, seq); err != nil {
+			if err := add(p, ent); err != nil {
 				return err
-			}
-			key = kv.AppendModifiersOf(key[:0], ent.ID)
-			if err := p.mods.Add(key, nil, seq); err != nil {
-				return err
-			}
-			for _, m := range ent.Modifiers {
-				key = kv.AppendModifierKey(key[:0], ent.ID, m.Name)
-				val = append(append(append(val[:0], `{"value":`...), m.Value...), '}')
-				if err := p.mods.Add(key, val, seq|modifierFlag); err != nil {
-					return err
-				}
 			}
 			p.nEvents.Add(1)
 		case eventlog.KindInvalid:

@@ -3,9 +3,9 @@ package mirror
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"time"
 
@@ -13,13 +13,6 @@ import (
 	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/kv"
 )
-
-// stored is one event of the store, as its digest records it.
-type stored struct {
-	digest uint64
-	seen   bool
-	want   desired
-}
 
 // desired is the last valid occurrence of an event in the log.
 type desired struct {
@@ -48,61 +41,23 @@ func (e *Engine) reconcile(ctx context.Context, f *os.File, st fileStat) (stepRe
 		return stepResult{action: actSettle, wait: wait}, nil
 	}
 	started := time.Now()
-	have, err := e.loadDigests()
-	if err != nil {
-		return stepResult{}, err
-	}
-
-	fp := eventlog.NewFingerprint()
-	dec := eventlog.NewDecoder(io.NewSectionReader(f, 0, maxSection), &eventlog.Options{
-		Fingerprint: fp, MaxValueSize: e.opts.MaxValueSize,
-	})
-	var (
-		fresh    = map[string]*desired{} // events the store does not have
-		esc      []byte
-		invalid  invalidReporter
-		nInvalid int
-		pending  *eventlog.Entry
-		kind     = "reconcile"
-	)
+	kind := "reconcile"
 	if e.bulk {
 		kind = "load"
 	}
 	prog := e.newProgress(kind, 0, st.Size)
-	for {
-		if err := ctx.Err(); err != nil {
-			return stepResult{}, err
+	parts, err := e.decodeParallel(ctx, f, st, prog, addDigestRecord)
+	defer func() {
+		for _, p := range parts {
+			p.close()
 		}
-		ent, err := dec.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return stepResult{}, fmt.Errorf("reading the event log: %w", err)
-		}
-		switch ent.Kind {
-		case eventlog.KindEvent:
-			esc = kv.AppendDigestKey(esc[:0], ent.ID)
-			d := desired{digest: xxhash.Sum64(ent.Raw), off: ent.Offset, n: ent.End - ent.Offset, mods: len(ent.Modifiers)}
-			prog.event()
-			if s, ok := have[string(esc)]; ok {
-				s.seen, s.want = true, d
-			} else if p, ok := fresh[string(esc)]; ok {
-				*p = d
-			} else {
-				fresh[string(esc)] = &d
-			}
-		case eventlog.KindInvalid:
-			invalid.report(e.log, e.path, ent)
-			nInvalid++
-		case eventlog.KindIncomplete:
-			p := *ent
-			pending = &p
-		}
-		prog.at(ent.End)
+	}()
+	if err != nil {
+		return stepResult{}, err
 	}
-	invalid.summary(e.log, e.path)
-	end, endLine := dec.Consumed()
+	last := parts[len(parts)-1]
+	nInvalid := e.reportInvalid(parts)
+	end, endLine, pending, fp := last.end, last.endLine, last.pending, parts[0].fp
 	prog.finish(end)
 
 	// The log must not have changed while it was read, except by growing:
@@ -113,29 +68,13 @@ func (e *Engine) reconcile(ctx context.Context, f *os.File, st fileStat) (stepRe
 		return stepResult{action: actAgain, wait: e.opts.Settle}, nil
 	}
 
-	var puts []desired
-	var deletes [][]byte
-	var events, mods int64
-	for k, s := range have {
-		switch {
-		case !s.seen:
-			id, err := unescapedID(k)
-			if err != nil {
-				return stepResult{}, err
-			}
-			deletes = append(deletes, id)
-		case s.want.digest != s.digest:
-			puts = append(puts, s.want)
-		}
-		if s.seen {
-			events++
-			mods += int64(s.want.mods)
-		}
+	sorters := make([]*kv.Sorter, len(parts))
+	for i, p := range parts {
+		sorters[i] = p.events
 	}
-	for _, d := range fresh {
-		puts = append(puts, *d)
-		events++
-		mods += int64(d.mods)
+	puts, deletes, events, mods, err := e.diff(sorters)
+	if err != nil {
+		return stepResult{}, err
 	}
 
 	if len(deletes) > 0 && pending != nil {
@@ -181,28 +120,112 @@ func (e *Engine) reconcile(ctx context.Context, f *os.File, st fileStat) (stepRe
 	return res, err
 }
 
-// loadDigests reads mirrord:digest:* into memory: one small entry per
-// stored event, keyed by the digest key.
-func (e *Engine) loadDigests() (map[string]*stored, error) {
-	have := map[string]*stored{}
-	err := e.db.ScanRaw([]byte(kv.PrefixDigest), func(k, v []byte) error {
-		h, ok := parseDigestValue(v)
-		if !ok {
-			h = 0 // unreadable: treated as different, so the event is rewritten
-		}
-		have[string(k)] = &stored{digest: h}
-		return nil
-	})
-	return have, err
-}
-
 // unescapedID returns the event id of a digest key.
-func unescapedID(digestKey string) ([]byte, error) {
-	id, err := kv.UnescapeSegment(digestKey[len(kv.PrefixDigest):])
+func unescapedID(digestKey []byte) ([]byte, error) {
+	id, err := kv.UnescapeSegment(string(digestKey[len(kv.PrefixDigest):]))
 	if err != nil {
 		return nil, fmt.Errorf("bookkeeping key %q: %w", digestKey, err)
 	}
 	return []byte(id), nil
+}
+
+// addDigestRecord is a reconcile's record of an event: its escaped id
+// (as event:{id}), and its digest, extent and modifier count; seq is its
+// offset, so that of a repeated id the last occurrence comes last.
+func addDigestRecord(p *part, ent *eventlog.Entry) error {
+	p.key = kv.AppendEventKey(p.key[:0], ent.ID)
+	p.val = binary.BigEndian.AppendUint64(p.val[:0], xxhash.Sum64(ent.Raw))
+	p.val = binary.AppendUvarint(p.val, uint64(ent.End-ent.Offset))
+	p.val = binary.AppendUvarint(p.val, uint64(len(ent.Modifiers)))
+	return p.events.Add(p.key, p.val, uint64(ent.Offset))
+}
+
+// diff walks the log's events (sorted by id, the last occurrence of each)
+// beside the store's digests (mirrord:digest:{id}, in the same order):
+// an event the store lacks or holds with another digest is a put, a
+// stored id the log lacks a delete. Memory: the sorters' budget and the
+// diff itself, whatever the size of the log.
+func (e *Engine) diff(sorters []*kv.Sorter) (puts []desired, deletes [][]byte, events, mods int64, err error) {
+	it, err := kv.NewMergeIter(sorters, nil, nil)
+	if err != nil {
+		return nil, nil, 0, 0, err
+	}
+	defer it.Close()
+	// next returns the next id's last occurrence (its escaped id after
+	// the event: prefix, and what the log wants for it).
+	var (
+		cur, nxt []byte
+		curD     desired
+		more     = it.Next()
+		lastErr  error
+	)
+	decode := func() (desired, error) {
+		v := it.Value()
+		if len(v) < 8 {
+			return desired{}, fmt.Errorf("reconcile: malformed record of %q", it.Key())
+		}
+		n, k1 := binary.Uvarint(v[8:])
+		m, k2 := binary.Uvarint(v[8+max(k1, 0):])
+		if k1 <= 0 || k2 <= 0 {
+			return desired{}, fmt.Errorf("reconcile: malformed record of %q", it.Key())
+		}
+		return desired{digest: binary.BigEndian.Uint64(v), off: int64(it.Seq()), n: int64(n), mods: int(m)}, nil
+	}
+	next := func() bool {
+		if !more {
+			return false
+		}
+		cur = append(cur[:0], it.Key()[len(kv.PrefixEvent):]...)
+		if curD, lastErr = decode(); lastErr != nil {
+			return false
+		}
+		for more = it.Next(); more; more = it.Next() {
+			nxt = it.Key()[len(kv.PrefixEvent):]
+			if string(nxt) != string(cur) {
+				break
+			}
+			if curD, lastErr = decode(); lastErr != nil {
+				return false
+			}
+		}
+		return true
+	}
+	have := next()
+	want := func() {
+		events++
+		mods += int64(curD.mods)
+	}
+	err = e.db.ScanRaw([]byte(kv.PrefixDigest), func(k, v []byte) error {
+		esc := k[len(kv.PrefixDigest):]
+		for have && string(cur) < string(esc) {
+			puts = append(puts, curD) // an event the store lacks
+			want()
+			have = next()
+		}
+		if have && string(cur) == string(esc) {
+			if h, ok := parseDigestValue(v); !ok || h != curD.digest {
+				puts = append(puts, curD)
+			}
+			want()
+			have = next()
+			return nil
+		}
+		id, err := unescapedID(k)
+		if err != nil {
+			return err
+		}
+		deletes = append(deletes, id)
+		return nil
+	})
+	for err == nil && have {
+		puts = append(puts, curD)
+		want()
+		have = next()
+	}
+	if err == nil {
+		err = errors.Join(lastErr, it.Err())
+	}
+	return puts, deletes, events, mods, err
 }
 
 // writeDiff writes the puts (re-read from the log by offset, and checked
