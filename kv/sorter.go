@@ -53,6 +53,7 @@ func keyPrefix(key []byte, skip int) uint64 {
 type sortBuf struct {
 	arena []byte
 	recs  []sortRec
+	skip  int // the sorter's
 }
 
 type sortRec struct {
@@ -71,13 +72,21 @@ func (b *sortBuf) sort() {
 	slices.SortFunc(b.recs, func(x, y sortRec) int {
 		// Keys that share the common prefix are mostly told apart by the
 		// 8 bytes after it, compared as two integers.
-		if x.pfx != y.pfx && x.in && y.in {
-			if x.pfx < y.pfx {
-				return -1
+		kx, ky := b.key(x), b.key(y)
+		if x.in && y.in {
+			if x.pfx != y.pfx {
+				if x.pfx < y.pfx {
+					return -1
+				}
+				return 1
 			}
-			return 1
+			// Equal up to skip+8 bytes when both are that long: compare
+			// the rest only (the same id's modifiers, say).
+			if n := b.skip + 8; len(kx) >= n && len(ky) >= n {
+				kx, ky = kx[n:], ky[n:]
+			}
 		}
-		if c := bytes.Compare(b.key(x), b.key(y)); c != 0 {
+		if c := bytes.Compare(kx, ky); c != 0 {
 			return c
 		}
 		switch {
@@ -99,8 +108,8 @@ func (db *DB) NewSorter(budget, skip int) *Sorter {
 		id: db.tmpSeq.Add(1), skip: skip}
 	// The buffers grow as records come: a small log never costs the
 	// whole budget.
-	s.cur = &sortBuf{}
-	s.free <- &sortBuf{}
+	s.cur = &sortBuf{skip: skip}
+	s.free <- &sortBuf{skip: skip}
 	return s
 }
 
