@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-var crashKills = flag.Int("mirrord.kills", 8, "SIGKILLs per crash scenario (three scenarios)")
+var crashKills = flag.Int("mirrord.kills", 8, "SIGKILLs per crash scenario (four scenarios)")
 
 // child is a mirrord process started by a test.
 type child struct {

@@ -167,7 +167,7 @@ func (r *Report) Write(w io.Writer) error {
 		b.WriteString("\n")
 	}
 	if len(r.Latency) > 0 {
-		b.WriteString("Append-to-visible latency (d): write() returned → readable in process\n\n")
+		b.WriteString("Append-to-visible latency (d): the writer's write() called → readable in process\n\n")
 		b.WriteString("| log | appends | p50 | p99 | max |\n|---|---|---|---|---|\n")
 		for _, l := range r.Latency {
 			fmt.Fprintf(&b, "| %s events | %d | %s | %s | %s |\n", countLabel(l.Events), l.Appends, durLabel(l.P50), durLabel(l.P99), durLabel(l.Max))
