@@ -271,8 +271,11 @@ func TestPowerLossAtManyPoints(t *testing.T) {
 			tc.act(h)
 			rec.counting.Store(false)
 			h.verify()
-			if len(rec.images) < min(*crashPoints, int(total)) {
-				t.Fatalf("%d power cuts over %d writes and %d batches, want %d", len(rec.images), total, applies, *crashPoints)
+			// The cuts after batches are as many as asked (the batches do
+			// not vary); those on writes vary with how Pebble coalesces
+			// its WAL writes on a busy machine.
+			if want := max(1, min(*crashPoints, int(applies))); len(rec.images) < want {
+				t.Fatalf("%d power cuts over %d writes and %d batches, want %d", len(rec.images), total, applies, want)
 			}
 			versions := []string{h.path, filepath.Join(h.dir, "v0")}
 			for _, img := range rec.images {
