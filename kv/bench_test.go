@@ -1,0 +1,96 @@
+package kv
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// benchStore is an in-memory store of n events of about 550 bytes (the
+// size of a compacted event), loaded through an ingest as a resync does.
+func benchStore(b *testing.B, n int) (*DB, []string) {
+	b.Helper()
+	db, err := Open("/bench", &Options{FS: vfs.NewMem()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("event:%016x", uint64(i)*0x9e3779b97f4a7c15)
+	}
+	sorted := slices.Sorted(slices.Values(keys))
+	in := db.NewIngest(PrefixEvent, PrefixEnd([]byte(PrefixEvent)))
+	f := in.File()
+	value := []byte(`{"id":"x","description":"` + strings.Repeat("ü word ", 70) + `"}`)
+	for _, k := range sorted {
+		if err := f.Add([]byte(k), value); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := in.Commit(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	return db, keys
+}
+
+// BenchmarkGet: random events of a 20k-event store, decoded as
+// json.RawMessage (checked to be JSON), as a generator reads them.
+func BenchmarkGet(b *testing.B) {
+	db, keys := benchStore(b, 20_000)
+	rng := rand.New(rand.NewPCG(1, 1))
+	var v json.RawMessage
+	b.ResetTimer()
+	for range b.N {
+		if found, err := db.Get(keys[rng.IntN(len(keys))], &v); !found || err != nil {
+			b.Fatal(found, err)
+		}
+	}
+}
+
+// BenchmarkScan: the events of a 20k-event store, values checked.
+func BenchmarkScan(b *testing.B) {
+	db, keys := benchStore(b, 20_000)
+	b.ResetTimer()
+	for range b.N {
+		n := 0
+		if err := db.Scan(PrefixEvent, func(string, json.RawMessage) error { n++; return nil }); err != nil || n != len(keys) {
+			b.Fatal(n, err)
+		}
+	}
+	b.ReportMetric(float64(len(keys)*b.N)/b.Elapsed().Seconds(), "keys/s")
+}
+
+// BenchmarkScanRaw: the same, unchecked (the engine's path).
+func BenchmarkScanRaw(b *testing.B) {
+	db, keys := benchStore(b, 20_000)
+	b.ResetTimer()
+	for range b.N {
+		n := 0
+		if err := db.ScanRaw([]byte(PrefixEvent), func(_, _ []byte) error { n++; return nil }); err != nil || n != len(keys) {
+			b.Fatal(n, err)
+		}
+	}
+	b.ReportMetric(float64(len(keys)*b.N)/b.Elapsed().Seconds(), "keys/s")
+}
+
+// BenchmarkBatch: a batch of six puts, an append's share of writes.
+func BenchmarkBatch(b *testing.B) {
+	db, _ := benchStore(b, 1000)
+	value := map[string]string{"value": "home"}
+	b.ResetTimer()
+	for i := range b.N {
+		ops := make([]Op, 6)
+		for j := range ops {
+			ops[j] = PutOp(fmt.Sprintf("modifier:%08d:%d", i, j), value)
+		}
+		if err := db.Batch(ops); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
