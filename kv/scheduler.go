@@ -15,10 +15,11 @@ import (
 // granted when a running one ends, when a flush reports a change, and
 // whenever Pebble asks: enough for a store that mostly sits idle.
 type scheduler struct {
-	db   pebble.DBForCompaction
-	poke chan struct{} // a flush changed what is allowed: grant on the granter goroutine
-	stop chan struct{}
-	done chan struct{}
+	db      pebble.DBForCompaction
+	poke    chan struct{} // a flush changed what is allowed: grant on the granter goroutine
+	stop    chan struct{}
+	done    chan struct{}
+	started sync.Once
 
 	mu           sync.Mutex
 	running      int
@@ -35,25 +36,31 @@ func newScheduler() *scheduler {
 	return s
 }
 
-// Register starts the granter goroutine, which sleeps until poked.
-func (s *scheduler) Register(_ int, db pebble.DBForCompaction) {
-	s.db = db
-	go func() {
-		defer close(s.done)
-		for {
-			select {
-			case <-s.poke:
-				s.grant()
-			case <-s.stop:
-				return
+func (s *scheduler) Register(_ int, db pebble.DBForCompaction) { s.db = db }
+
+// startGranter starts, on the first poke, the goroutine that grants on
+// behalf of Pebble's callers that hold its mutex. (Not in Register: Pebble
+// may fail to open after registering, and never unregister.)
+func (s *scheduler) startGranter() {
+	s.started.Do(func() {
+		go func() {
+			defer close(s.done)
+			for {
+				select {
+				case <-s.poke:
+					s.grant()
+				case <-s.stop:
+					return
+				}
 			}
-		}
-	}()
+		}()
+	})
 }
 
 // Unregister stops the granter and waits until no grant is in progress;
 // none happens after.
 func (s *scheduler) Unregister() {
+	s.started.Do(func() { close(s.done) }) // never started: nothing to wait for
 	close(s.stop)
 	<-s.done
 	s.mu.Lock()
@@ -77,6 +84,7 @@ func (s *scheduler) TrySchedule() (bool, pebble.CompactionGrantHandle) {
 // UpdateGetAllowedWithoutPermission is called with Pebble's own mutex
 // held: the grant, which takes it, happens on the granter goroutine.
 func (s *scheduler) UpdateGetAllowedWithoutPermission() {
+	s.startGranter()
 	select {
 	case s.poke <- struct{}{}:
 	default:

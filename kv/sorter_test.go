@@ -142,3 +142,30 @@ func TestSplitKeysOfASmallLoad(t *testing.T) {
 		t.Fatalf("SplitKeys = %q, %v; want none", splits, err)
 	}
 }
+
+// A record larger than MinLZ's 8 MiB block limit (an event of 9 MiB, which
+// the default 16 MiB value bound admits) spills and merges like any other.
+func TestSorterSpillsARecordLargerThanABlock(t *testing.T) {
+	db := openMem(t)
+	s := db.NewSorter(1<<20, len("event:"))
+	defer s.Close()
+	big := bytes.Repeat([]byte("x"), 9<<20)
+	want := []sortedRec{}
+	for i, k := range []string{"event:b", "event:a", "event:c", "event:d"} {
+		v := fmt.Sprintf("small %d", i)
+		if k == "event:a" {
+			v = string(big)
+		}
+		want = append(want, sortedRec{k, v, uint64(i)})
+		if err := s.Add([]byte(k), []byte(v), uint64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(s.runs) == 0 {
+		t.Fatal("nothing spilled: the test does not test a run")
+	}
+	slices.SortFunc(want, func(a, b sortedRec) int { return bytes.Compare([]byte(a.k), []byte(b.k)) })
+	if got := collect(t, []*Sorter{s}, nil, nil); !slices.Equal(got, want) {
+		t.Fatalf("merged %d records (or different ones), want %d", len(got), len(want))
+	}
+}
