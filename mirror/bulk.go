@@ -37,21 +37,12 @@ func (e *Engine) bulkLoad(ctx context.Context, f *os.File, st fileStat) (stepRes
 		defer debug.SetGCPercent(old)
 	}
 	prog := e.newProgress("load", 0, st.Size)
-	parts, err := e.decodeParallel(ctx, f, st, prog, addEventRecords)
-	defer func() {
-		for _, p := range parts {
-			p.close()
-		}
-	}()
+	d, err := e.decodeLog(ctx, f, st, prog, addEventRecords)
 	if err != nil {
 		return stepResult{}, err
 	}
-	last := parts[len(parts)-1]
-	nInvalid := e.reportInvalid(parts)
-	end, endLine := last.end, last.endLine
-	prog.finish(end)
-	fp := parts[0].fp
-	if !e.unchangedSince(f, st, end, fp) {
+	defer d.close()
+	if !e.unchangedSince(f, st, d.end, d.fp) {
 		e.log.Debug("the log changed while being loaded; loading it again once it settles", "path", e.path)
 		return stepResult{action: actAgain, wait: e.opts.Settle}, nil
 	}
@@ -65,10 +56,7 @@ func (e *Engine) bulkLoad(ctx context.Context, f *os.File, st fileStat) (stepRes
 			in.Abort()
 		}
 	}()
-	evSorters, modSorters := make([]*kv.Sorter, len(parts)), make([]*kv.Sorter, len(parts))
-	for i, p := range parts {
-		evSorters[i], modSorters[i] = p.events, p.mods
-	}
+	evSorters, modSorters := d.events(), d.mods()
 	// The sorted streams go to their sstables at the same time: the
 	// modifiers, and the events cut in key ranges, one per core (each
 	// range with its events' digests: mirrord:digest:{id} sorts as
@@ -107,9 +95,9 @@ func (e *Engine) bulkLoad(ctx context.Context, f *os.File, st fileStat) (stepRes
 	}
 
 	cp := Checkpoint{
-		Dev: st.Dev, Ino: st.Ino, Offset: end, Line: endLine,
-		TailSum: hash64(fp.TailSum64()), PrefixSum: hash64(fp.Sum64()), State: fp.State(),
-		Seq: e.cp.Seq + 1, Events: nEventsAll, Modifiers: nMods, Invalid: int64(nInvalid),
+		Dev: st.Dev, Ino: st.Ino, Offset: d.end, Line: d.endLine,
+		TailSum: hash64(d.fp.TailSum64()), PrefixSum: hash64(d.fp.Sum64()), State: d.fp.State(),
+		Seq: e.cp.Seq + 1, Events: nEventsAll, Modifiers: nMods, Invalid: int64(d.invalid),
 		Size: st.Size, MTime: st.MTime, AppliedAt: e.opts.Now().UTC(),
 	}
 	// The bookkeeping inside the replaced range, in key order:
@@ -137,14 +125,14 @@ func (e *Engine) bulkLoad(ctx context.Context, f *os.File, st fileStat) (stepRes
 		return stepResult{}, fmt.Errorf("loading the log into the store: %w", err)
 	}
 	committed = true
-	e.log.Debug("bulk load phases", "parts", len(parts), "ranges", len(bounds)-1, "decode", tDecoded.Sub(started),
+	e.log.Debug("bulk load phases", "parts", len(d.parts), "ranges", len(bounds)-1, "decode", tDecoded.Sub(started),
 		"write", tWritten.Sub(tDecoded), "ingest", time.Since(tWritten))
 
 	e.cp, e.bulk, e.reconciling, e.held = &cp, false, false, nil
 	e.doubt, e.verified = false, st
 	a := Applied{Kind: "bulk", Seq: cp.Seq, Changed: int(nEventsAll), Puts: int(2*nEventsAll + nMods + 3),
 		Offset: cp.Offset, Size: cp.Size, Events: cp.Events, Modifiers: cp.Modifiers,
-		Invalid: nInvalid, Duration: time.Since(started)}
+		Invalid: d.invalid, Duration: time.Since(started)}
 	e.log.Debug("applied a batch", "kind", a.Kind, "changed", a.Changed, "puts", a.Puts, "deletes", 0,
 		"offset", cp.Offset, "events", cp.Events, "seq", cp.Seq)
 	e.updateStatus(func(s *Status) { s.LastApply = a; s.LastError = "" })
@@ -153,7 +141,7 @@ func (e *Engine) bulkLoad(ctx context.Context, f *os.File, st fileStat) (stepRes
 	}
 	e.log.Info("loaded the log", "events", cp.Events, "modifiers", cp.Modifiers, "invalid", cp.Invalid,
 		"took", time.Since(started).Round(time.Millisecond))
-	e.notePending(last.pending)
+	e.notePending(d.pending)
 	return stepResult{action: actTail, caughtUp: true}, nil
 }
 

@@ -128,9 +128,61 @@ func (e *Engine) decodeParallel(ctx context.Context, f *os.File, st fileStat, pr
 		if _, err := io.Copy(parts[0].fp, io.NewSectionReader(f, parts[1].from, last.end-parts[1].from)); err != nil {
 			return parts, fmt.Errorf("reading the event log: %w", err)
 		}
-		parts[0].end, parts[0].endLine = last.end, last.endLine
 	}
 	return parts, nil
+}
+
+// decodedLog is a whole log decoded in parts that agree: where the
+// decoding stopped, its line there, an incomplete value at the end, the
+// fingerprint of everything before, the count of invalid entries (already
+// reported), and the parts' sorters.
+type decodedLog struct {
+	parts   []*part
+	end     int64
+	endLine int
+	pending *eventlog.Entry
+	fp      *eventlog.Fingerprint
+	invalid int
+}
+
+// decodeLog decodes the log (decodeParallel), reports its invalid
+// entries and finishes the progress report. Close the result.
+func (e *Engine) decodeLog(ctx context.Context, f *os.File, st fileStat, prog *progress, add addFunc) (*decodedLog, error) {
+	parts, err := e.decodeParallel(ctx, f, st, prog, add)
+	if err != nil {
+		for _, p := range parts {
+			p.close()
+		}
+		return nil, err
+	}
+	last := parts[len(parts)-1]
+	d := &decodedLog{parts: parts, end: last.end, endLine: last.endLine, pending: last.pending, fp: parts[0].fp,
+		invalid: e.reportInvalid(parts)}
+	prog.finish(d.end)
+	return d, nil
+}
+
+// events and mods are the parts' sorters of each kind.
+func (d *decodedLog) events() []*kv.Sorter {
+	return d.sorters(func(p *part) *kv.Sorter { return p.events })
+}
+func (d *decodedLog) mods() []*kv.Sorter {
+	return d.sorters(func(p *part) *kv.Sorter { return p.mods })
+}
+
+func (d *decodedLog) sorters(of func(*part) *kv.Sorter) []*kv.Sorter {
+	out := make([]*kv.Sorter, len(d.parts))
+	for i, p := range d.parts {
+		out[i] = of(p)
+	}
+	return out
+}
+
+// close removes the sorters' run files.
+func (d *decodedLog) close() {
+	for _, p := range d.parts {
+		p.close()
+	}
 }
 
 // decodeParts decodes the parts that start at starts (the last one runs to

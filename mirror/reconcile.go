@@ -46,19 +46,12 @@ func (e *Engine) reconcile(ctx context.Context, f *os.File, st fileStat) (stepRe
 		kind = "load"
 	}
 	prog := e.newProgress(kind, 0, st.Size)
-	parts, err := e.decodeParallel(ctx, f, st, prog, addDigestRecord)
-	defer func() {
-		for _, p := range parts {
-			p.close()
-		}
-	}()
+	d, err := e.decodeLog(ctx, f, st, prog, addDigestRecord)
 	if err != nil {
 		return stepResult{}, err
 	}
-	last := parts[len(parts)-1]
-	nInvalid := e.reportInvalid(parts)
-	end, endLine, pending, fp := last.end, last.endLine, last.pending, parts[0].fp
-	prog.finish(end)
+	defer d.close()
+	end, endLine, pending, fp, nInvalid := d.end, d.endLine, d.pending, d.fp, d.invalid
 
 	// The log must not have changed while it was read, except by growing:
 	// appends that arrive during a long read are taken by the next tail
@@ -68,11 +61,7 @@ func (e *Engine) reconcile(ctx context.Context, f *os.File, st fileStat) (stepRe
 		return stepResult{action: actAgain, wait: e.opts.Settle}, nil
 	}
 
-	sorters := make([]*kv.Sorter, len(parts))
-	for i, p := range parts {
-		sorters[i] = p.events
-	}
-	puts, deletes, events, mods, err := e.diff(sorters)
+	puts, deletes, events, mods, err := e.diff(d.events())
 	if err != nil {
 		return stepResult{}, err
 	}
