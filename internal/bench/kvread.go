@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -50,7 +51,7 @@ func (b *runner) kvReads(ctx context.Context) error {
 			return err
 		}
 		if !found {
-			return errNotFound(k)
+			return fmt.Errorf("kv: a scanned key is missing: %s", k)
 		}
 	}
 	slices.Sort(lat)
@@ -64,7 +65,3 @@ func (b *runner) kvReads(ctx context.Context) error {
 	b.rep.KV = &row
 	return nil
 }
-
-type errNotFound string
-
-func (e errNotFound) Error() string { return "kv: a scanned key is missing: " + string(e) }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mirrord/mirrord/internal/procstat"
 )
 
 // ChildEnv marks a process started by the benchmark to run one of its own
@@ -96,27 +98,9 @@ func cpuTime(pid int) (time.Duration, error) {
 // A child reports its own: the rusage its parent gets counts, on Linux,
 // the parent's own memory as it stood when the child was exec'd.
 func selfPeakRSS() int64 {
-	n, _ := statusField("self", "VmHWM:")
+	n, _ := procstat.Field("self", "VmHWM")
 	return n
 }
 
-// rss reads a running process's resident set size from /proc.
-func rss(pid int) (int64, error) { return statusField(strconv.Itoa(pid), "VmRSS:") }
-
-// statusField reads a "Field:  N kB" line of /proc/{pid}/status, in bytes.
-func statusField(pid, field string) (int64, error) {
-	b, err := os.ReadFile("/proc/" + pid + "/status")
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, field); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				return 0, err
-			}
-			return kb * 1024, nil
-		}
-	}
-	return 0, fmt.Errorf("/proc/%s/status: no %s", pid, field)
-}
+// rss reads a running process's resident set size.
+func rss(pid int) (int64, error) { return procstat.Of(pid, "VmRSS") }
