@@ -290,25 +290,29 @@ func (db *DB) closedError(query string) error {
 // reopening the store (the daemon exits non-zero for its service manager
 // to restart it) resumes from its last durable checkpoint.
 type failure struct {
-	mu  sync.Mutex
-	err error
+	mu  sync.Mutex // serialises set
+	err atomic.Pointer[error]
 	ch  chan struct{} // closed when err is set
 }
 
 func (f *failure) set(cause error) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.err == nil {
-		f.err = fmt.Errorf("%w: %w", ErrFailed, cause)
-		close(f.ch)
+	if e := f.err.Load(); e != nil {
+		return *e
 	}
-	return f.err
+	err := fmt.Errorf("%w: %w", ErrFailed, cause)
+	f.err.Store(&err)
+	close(f.ch)
+	return err
 }
 
+// get is on the path of every call (DB.enter): a load, no lock.
 func (f *failure) get() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.err
+	if e := f.err.Load(); e != nil {
+		return *e
+	}
+	return nil
 }
 
 // fatalError is what Fatalf panics with: Pebble's message, and the error
