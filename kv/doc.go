@@ -9,6 +9,10 @@
 // Get decodes into the destination the caller passes. A stored value that is
 // not valid JSON (written by something other than this package) is reported
 // as an ErrQuery naming the key and the store, never returned as garbage.
+// Reads check the JSON grammar but not, again, the UTF-8 of strings (what
+// encoding/json.Valid checks): every write path checked it strictly (the
+// engine's decoder, encoding/json), Pebble checksums every block, and
+// checking it on every read would double the cost of a Scan.
 //
 // # Keys
 //

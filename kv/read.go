@@ -34,19 +34,19 @@ func notJSON(v []byte) error {
 func decodeValue(v []byte, dst any) error {
 	switch d := dst.(type) {
 	case nil:
-		if !jsonx.Valid(v) {
+		if !jsonx.ValidSyntax(v) {
 			return notJSON(v)
 		}
 		return nil
 	case *json.RawMessage:
-		if !jsonx.Valid(v) {
+		if !jsonx.ValidSyntax(v) {
 			return notJSON(v)
 		}
 		*d = append((*d)[:0:0], v...)
 		return nil
 	}
 	if err := json.Unmarshal(v, dst); err != nil {
-		if !jsonx.Valid(v) {
+		if !jsonx.ValidSyntax(v) {
 			return notJSON(v)
 		}
 		return err
@@ -115,7 +115,7 @@ func getAll(r pebble.Reader, path, prefix string) ([]json.RawMessage, error) {
 		if err != nil {
 			return err
 		}
-		if !jsonx.Valid(v) {
+		if !jsonx.ValidSyntax(v) {
 			return fmt.Errorf("key %s: %w", it.Key(), notJSON(v))
 		}
 		out = append(out, append(json.RawMessage(nil), v...))
@@ -139,7 +139,7 @@ func scan(r pebble.Reader, path, prefix, start string, fn func(key string, value
 		if err != nil {
 			return err
 		}
-		if !jsonx.Valid(v) {
+		if !jsonx.ValidSyntax(v) {
 			return fmt.Errorf("key %s: %w", it.Key(), notJSON(v))
 		}
 		if err := fn(string(it.Key()), v); err != nil {

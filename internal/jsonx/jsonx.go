@@ -58,7 +58,20 @@ func SkipSpace(b []byte, i int) int {
 // surrounded by whitespace.
 func Valid(b []byte) bool {
 	i := SkipSpace(b, 0)
-	end, err := scan(nil, b, i, false, nil)
+	end, err := scan(nil, b, i, false, nil, true)
+	return err == nil && SkipSpace(b, end) == len(b)
+}
+
+// ValidSyntax is Valid without the check that strings are valid UTF-8:
+// the grammar, control characters, escapes and depth only, which is what
+// encoding/json.Valid checks too. It is for bytes whose text was checked
+// strictly when they were written (the store's values: every write path
+// validates or encodes them, and Pebble checksums every block), where
+// checking the UTF-8 again would double the cost of a read and could not
+// find anything the write let through.
+func ValidSyntax(b []byte) bool {
+	i := SkipSpace(b, 0)
+	end, err := scan(nil, b, i, false, nil, false)
 	return err == nil && SkipSpace(b, end) == len(b)
 }
 
@@ -86,11 +99,11 @@ func AppendCompact(dst, b []byte, i int) ([]byte, int, error) {
 // ValueEnd validates the value that starts at b[i] and returns the index
 // just past it.
 func ValueEnd(b []byte, i int) (int, error) {
-	return scan(nil, b, i, false, nil)
+	return scan(nil, b, i, false, nil, true)
 }
 
 func appendScan(dst, b []byte, i int, compact bool) ([]byte, int, error) {
-	end, err := scan(&dst, b, i, compact, nil)
+	end, err := scan(&dst, b, i, compact, nil, true)
 	return dst, end, err
 }
 
@@ -106,14 +119,15 @@ type Member struct {
 // members is reset and returned.
 func AppendCompactMembers(dst, b []byte, i int, members []Member) ([]byte, int, []Member, error) {
 	members = members[:0]
-	end, err := scan(&dst, b, i, true, &members)
+	end, err := scan(&dst, b, i, true, &members, true)
 	return dst, end, members, err
 }
 
 // scan is the one scanner behind every entry point. It walks the value with
 // an explicit stack (one bit per level: object or array), so that a nesting
-// bomb costs a bounded amount of memory and no recursion.
-func scan(dstp *[]byte, b []byte, i int, compact bool, members *[]Member) (int, error) {
+// bomb costs a bounded amount of memory and no recursion. checkUTF8 false
+// skips the UTF-8 check of strings (ValidSyntax).
+func scan(dstp *[]byte, b []byte, i int, compact bool, members *[]Member, checkUTF8 bool) (int, error) {
 	var dst []byte
 	if compact {
 		dst = *dstp
@@ -182,7 +196,7 @@ func scan(dstp *[]byte, b []byte, i int, compact bool, members *[]Member) (int, 
 					state = stKey
 				}
 			case '"':
-				end, _, err := ScanString(b, i)
+				end, _, err := scanString(b, i, checkUTF8)
 				if err != nil {
 					return end, err
 				}
@@ -233,7 +247,7 @@ func scan(dstp *[]byte, b []byte, i int, compact bool, members *[]Member) (int, 
 			if b[i] != '"' {
 				return i, syntaxErr(i, "unexpected %q where an object key should start", b[i])
 			}
-			end, _, err := ScanString(b, i)
+			end, _, err := scanString(b, i, checkUTF8)
 			if err != nil {
 				return end, err
 			}
@@ -362,6 +376,10 @@ const (
 // UTF-8), which is several times faster than a byte-by-byte state machine
 // on text that is mostly not ASCII.
 func ScanString(b []byte, i int) (end int, escaped bool, err error) {
+	return scanString(b, i, true)
+}
+
+func scanString(b []byte, i int, checkUTF8 bool) (end int, escaped bool, err error) {
 	j := i + 1
 	for {
 		rest := b[j:]
@@ -374,8 +392,8 @@ func ScanString(b []byte, i int) (end int, escaped bool, err error) {
 		if bs >= 0 {
 			run = run[:bs]
 		}
-		if !plainText(run) {
-			return checkText(b, j, j+len(run), escaped)
+		if !controlFree(run) || (checkUTF8 && !utf8.Valid(run)) {
+			return checkText(b, j, j+len(run), escaped, checkUTF8)
 		}
 		j += len(run)
 		switch {
@@ -408,10 +426,10 @@ func ScanString(b []byte, i int) (end int, escaped bool, err error) {
 	}
 }
 
-// plainText reports whether t holds no control character and is valid
-// UTF-8: 8 bytes at a time for the control characters, then the standard
-// library's validator, which skips ASCII 8 bytes at a time too.
-func plainText(t []byte) bool {
+// controlFree reports whether t holds no control character, 8 bytes at a
+// time. (The standard library's UTF-8 validator, which strict callers run
+// next, skips ASCII 8 bytes at a time too.)
+func controlFree(t []byte) bool {
 	k := 0
 	for ; k+8 <= len(t); k += 8 {
 		x := binary.LittleEndian.Uint64(t[k:])
@@ -428,19 +446,20 @@ func plainText(t []byte) bool {
 			return false
 		}
 	}
-	return utf8.Valid(t)
+	return true
 }
 
-// checkText finds the first problem in b[from:to], which plainText
-// rejected, byte by byte: a control character or invalid UTF-8 is a
-// syntax error, a character cut by the end of the input is ErrShort.
-func checkText(b []byte, from, to int, escaped bool) (int, bool, error) {
+// checkText finds the first problem in b[from:to], which scanString
+// rejected, byte by byte: a control character or (when checkUTF8) invalid
+// UTF-8 is a syntax error, a character cut by the end of the input is
+// ErrShort.
+func checkText(b []byte, from, to int, escaped, checkUTF8 bool) (int, bool, error) {
 	for j := from; j < to; {
 		c := b[j]
 		switch {
 		case c < 0x20:
 			return j, escaped, syntaxErr(j, "control character 0x%02X in string (must be escaped)", c)
-		case c < 0x80:
+		case c < 0x80 || !checkUTF8:
 			j++
 		default:
 			n := utf8Len(b[j:])

@@ -43,6 +43,33 @@ func TestValid(t *testing.T) {
 		if got := Valid([]byte(tc.in)); got != tc.want {
 			t.Errorf("Valid(%q) = %v, want %v", tc.in, got, tc.want)
 		}
+		// ValidSyntax differs only on invalid UTF-8 inside a string.
+		if got := ValidSyntax([]byte(tc.in)); got != tc.want && tc.in != "\"\xff\"" {
+			t.Errorf("ValidSyntax(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestValidSyntaxSkipsOnlyUTF8(t *testing.T) {
+	for _, tc := range []struct {
+		in           string
+		valid, syntx bool
+	}{
+		{"\"\xff\"", false, true},
+		{"{\"a\":\"caf\xc3\"}", false, true},      // a character cut short
+		{"[\"\xed\xa0\x80\"]", false, true},          // an encoded surrogate
+		{"\"\xff\x01\"", false, false},                // a control character after it
+		{"\"\xff\\q\"", false, false},                // a bad escape after it
+		{"\xff", false, false},                          // outside a string it is not JSON at all
+		{"{\"a\":\"\xc3\"", false, false},             // unterminated
+		{"\"é\\n\xf0\x9f\x98\x80\"", true, true},
+	} {
+		if got := Valid([]byte(tc.in)); got != tc.valid {
+			t.Errorf("Valid(%q) = %v, want %v", tc.in, got, tc.valid)
+		}
+		if got := ValidSyntax([]byte(tc.in)); got != tc.syntx {
+			t.Errorf("ValidSyntax(%q) = %v, want %v", tc.in, got, tc.syntx)
+		}
 	}
 }
 
@@ -129,6 +156,14 @@ func FuzzScan(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		mine := Valid(b)
 		theirs := json.Valid(b)
+		// encoding/json does not check UTF-8 either: the two agree
+		// wherever nesting stays within the bound both share.
+		if syn := ValidSyntax(b); syn != theirs && bytes.Count(b, []byte("["))+bytes.Count(b, []byte("{")) < MaxDepth {
+			t.Fatalf("ValidSyntax(%q) = %v, encoding/json.Valid = %v", b, syn, theirs)
+		}
+		if mine && !ValidSyntax(b) {
+			t.Fatalf("Valid accepts what ValidSyntax rejects: %q", b)
+		}
 		if mine && !theirs {
 			t.Fatalf("jsonx accepts what encoding/json rejects: %q", b)
 		}
