@@ -3,7 +3,7 @@ package generators
 import (
 	"encoding/json"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/mirrord/mirrord/kv"
@@ -24,6 +24,20 @@ type Scope struct {
 	cleared bool          // everything under prefix is being deleted (rebuild)
 	size    int
 
+	// The keys of pending in order, for Scan: sorted holds most of them,
+	// fresh the ones added since, sorted when a Scan needs them and folded
+	// into sorted once there are many. Looking a prefix up is then a
+	// binary search, not a walk over every pending key: summary scans a
+	// month after each of a rebuild's million writes went pending, and
+	// walking them made its rebuild of 1M events take 27 s instead of 15.
+	sorted, fresh []string
+
+	// missed is the last key Get found neither pending nor in the store:
+	// generators read an entry and then delete it, and the Delete needs
+	// to know whether the store has it (see op.stored) without asking
+	// Pebble twice. A commit forgets it.
+	missed string
+
 	// spill, set by the runner for a rebuild, commits the pending writes
 	// when they grow large (the rebuild stays marked until it completes).
 	spill func() error
@@ -32,6 +46,12 @@ type Scope struct {
 type op struct {
 	value []byte
 	del   bool
+	// stored: the deleted key is in the store, so the commit writes a
+	// tombstone. A key that never reached the store needs none: in a
+	// rebuild of hashtags, 700,000 untagged events each deleted an index
+	// entry nothing had written, and those tombstones were a third of the
+	// rebuild's writes and compactions.
+	stored bool
 }
 
 // spillSize bounds the pending writes of one run before a rebuild commits
@@ -58,11 +78,23 @@ func (s *Scope) Put(key string, value any) error {
 }
 
 // Delete deletes the relative key (a missing key is not an error).
-func (s *Scope) Delete(key string) error { return s.set(s.Key(key), op{del: true}) }
+func (s *Scope) Delete(key string) error {
+	full := s.Key(key)
+	stored := false
+	if !s.cleared && full != s.missed {
+		var err error
+		if stored, err = s.live.Get(full, nil); err != nil {
+			return err
+		}
+	}
+	return s.set(full, op{del: true, stored: stored})
+}
 
 func (s *Scope) set(full string, o op) error {
 	if old, ok := s.pending[full]; ok {
 		s.size -= len(full) + len(old.value)
+	} else {
+		s.fresh = append(s.fresh, full)
 	}
 	s.pending[full] = o
 	s.size += len(full) + len(o.value)
@@ -88,20 +120,18 @@ func (s *Scope) Get(key string, dst any) (bool, error) {
 	if s.cleared {
 		return false, nil
 	}
-	return s.live.Get(full, dst)
+	found, err := s.live.Get(full, dst)
+	if err == nil && !found {
+		s.missed = full
+	}
+	return found, err
 }
 
 // Scan calls fn, in key order, with every relative key that starts with
 // prefix and its value, with this run's writes applied.
 func (s *Scope) Scan(prefix string, fn func(key string, value json.RawMessage) error) error {
 	full := s.Key(prefix)
-	var mine []string
-	for k := range s.pending {
-		if strings.HasPrefix(k, full) {
-			mine = append(mine, k)
-		}
-	}
-	sort.Strings(mine)
+	mine := s.pendingUnder(full)
 	emit := func(k string, v []byte) error {
 		p, err := kv.ParseKey(k)
 		if err != nil {
@@ -140,18 +170,54 @@ func (s *Scope) Scan(prefix string, fn func(key string, value json.RawMessage) e
 
 // commitTo adds the pending writes to wb, first deleting everything under
 // the prefix when the scope was cleared.
+// pendingUnder returns the pending keys that start with prefix, in order.
+func (s *Scope) pendingUnder(prefix string) []string {
+	if len(s.fresh) > 0 {
+		slices.Sort(s.fresh)
+		// Folding costs a pass over sorted: done once fresh is a fair
+		// share of it, so that a Scan after each Put stays cheap.
+		if len(s.fresh) > 64+len(s.sorted)/8 {
+			s.sorted, s.fresh = mergeSorted(s.sorted, s.fresh), nil
+		}
+	}
+	in := func(keys []string) []string {
+		lo, _ := slices.BinarySearch(keys, prefix)
+		hi := lo
+		for hi < len(keys) && strings.HasPrefix(keys[hi], prefix) {
+			hi++
+		}
+		return keys[lo:hi]
+	}
+	a, b := in(s.sorted), in(s.fresh)
+	if len(b) == 0 {
+		return a
+	}
+	return mergeSorted(a, b)
+}
+
+// mergeSorted merges two sorted lists into a new one: a Scan may still be
+// walking the old ones (a generator's callback can Scan again).
+func mergeSorted(a, b []string) []string {
+	out := make([]string, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		if a[0] < b[0] {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
+	}
+	return append(append(out, a...), b...)
+}
+
 func (s *Scope) commitTo(wb *kv.WriteBatch) {
 	if s.cleared {
 		wb.DeletePrefix(s.prefix)
 	}
-	keys := make([]string, 0, len(s.pending))
-	for k := range s.pending {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range s.pendingUnder(s.prefix) {
 		if o := s.pending[k]; o.del {
-			wb.Delete([]byte(k))
+			if o.stored {
+				wb.Delete([]byte(k))
+			}
 		} else {
 			wb.PutRaw([]byte(k), o.value)
 		}
@@ -161,6 +227,8 @@ func (s *Scope) commitTo(wb *kv.WriteBatch) {
 // committed forgets the pending writes once they are in the store.
 func (s *Scope) committed() {
 	clear(s.pending)
+	s.sorted, s.fresh = nil, nil
+	s.missed = ""
 	s.size = 0
 	s.cleared = false
 }
