@@ -56,12 +56,12 @@ func TestValidSyntaxSkipsOnlyUTF8(t *testing.T) {
 		valid, syntx bool
 	}{
 		{"\"\xff\"", false, true},
-		{"{\"a\":\"caf\xc3\"}", false, true},      // a character cut short
-		{"[\"\xed\xa0\x80\"]", false, true},          // an encoded surrogate
-		{"\"\xff\x01\"", false, false},                // a control character after it
-		{"\"\xff\\q\"", false, false},                // a bad escape after it
-		{"\xff", false, false},                          // outside a string it is not JSON at all
-		{"{\"a\":\"\xc3\"", false, false},             // unterminated
+		{"{\"a\":\"caf\xc3\"}", false, true}, // a character cut short
+		{"[\"\xed\xa0\x80\"]", false, true},  // an encoded surrogate
+		{"\"\xff\x01\"", false, false},       // a control character after it
+		{"\"\xff\\q\"", false, false},        // a bad escape after it
+		{"\xff", false, false},               // outside a string it is not JSON at all
+		{"{\"a\":\"\xc3\"", false, false},    // unterminated
 		{"\"é\\n\xf0\x9f\x98\x80\"", true, true},
 	} {
 		if got := Valid([]byte(tc.in)); got != tc.valid {
