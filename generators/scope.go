@@ -56,7 +56,7 @@ type op struct {
 
 // spillSize bounds the pending writes of one run before a rebuild commits
 // part of them.
-const spillSize = 8 << 20
+const spillSize = 4 << 20
 
 func newScope(name string, live kv.Reader, cleared bool) *Scope {
 	return &Scope{name: name, prefix: kv.GeneratorPrefix(name), live: live, pending: map[string]op{}, cleared: cleared}

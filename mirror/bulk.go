@@ -36,6 +36,11 @@ func (e *Engine) bulkLoad(ctx context.Context, f *os.File, st fileStat) (stepRes
 	} else {
 		defer debug.SetGCPercent(old)
 	}
+	// And they are garbage once it is done: hand them back to the system
+	// at once, not over the scavenger's minutes, so that what runs next
+	// (the generators' rebuild, a daemon's following) does not add its
+	// peak to the load's. It costs one collection.
+	defer debug.FreeOSMemory()
 	prog := e.newProgress("load", 0, st.Size)
 	d, err := e.decodeLog(ctx, f, st, prog, addEventRecords)
 	if err != nil {
