@@ -45,6 +45,9 @@ func TestBenchmarkRunsEveryStep(t *testing.T) {
 	if len(rep.Resync) != 1 || rep.Resync[0].Mirrord.Took <= 0 || rep.Resync[0].Naive.Took <= 0 || rep.Resync[0].Mirrord.MaxRSS <= 0 {
 		t.Fatalf("resync row: %+v", rep.Resync)
 	}
+	if g := rep.Resync[0].WithGenerators; g.Took <= 0 || g.MaxRSS <= 0 {
+		t.Fatalf("the resync with the default generators was not measured: %+v", g)
+	}
 	if c := rep.Reconcile; c == nil || c.Keys == 0 || c.Keys > 20 || c.EventsAfter != 2999 || c.Parse <= 0 {
 		t.Fatalf("reconcile row: %+v (one event of 3000 deleted: a handful of keys, 2999 events left)", c)
 	}
@@ -54,14 +57,14 @@ func TestBenchmarkRunsEveryStep(t *testing.T) {
 	if len(rep.Idle) != 2 || rep.Idle[0].RSS <= 0 || rep.Idle[1].RSS <= 0 {
 		t.Fatalf("idle rows: %+v", rep.Idle)
 	}
-	if k := rep.KV; k == nil || k.Scanned != 3000-1+30 || k.GetP50 <= 0 || k.StoreBytes <= 0 {
+	if k := rep.KV; k == nil || k.Scanned != 3000-1+30 || k.GetP50 <= 0 || k.CachedGetP50 <= 0 || k.StoreBytes <= 0 {
 		t.Fatalf("kv row: %+v (3000 events, one deleted, 30 appended)", k)
 	}
 	var out bytes.Buffer
 	if err := rep.Write(&out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Full resync", "Append-to-visible", "Rewrite reconcile", "Following daemon", "kv (g)", "Targets", "Node original: skipped"} {
+	for _, want := range []string{"Full resync", "With the default generators rebuilt too", "Append-to-visible", "Rewrite reconcile", "Following daemon", "kv (g)", "Targets", "Node original: skipped"} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("the report has no %q:\n%s", want, out.String())
 		}

@@ -33,6 +33,11 @@ type ResyncRow struct {
 	Events               int
 	Bytes                int64
 	Mirrord, Naive, Node Measure
+	// WithGenerators is what a user's "sync --resync" costs: the load and
+	// then the rebuild of the default generators (one run, on the largest
+	// log only; zero elsewhere). The comparison with the baselines leaves
+	// the generators out, as the baselines have none.
+	WithGenerators Measure
 }
 
 // ReconcileRow is (e).
@@ -52,6 +57,7 @@ type LatencyRow struct {
 // KVRow is (g).
 type KVRow struct {
 	GetP50, GetP99       time.Duration
+	CachedGetP50         time.Duration // Gets of keys whose blocks are cached
 	Scanned              int
 	ScanTook             time.Duration
 	StoreBytes, LogBytes int64
@@ -105,6 +111,9 @@ func (r *Report) Targets() []Target {
 	if len(r.Resync) > 0 {
 		row := r.Resync[len(r.Resync)-1]
 		add("peak RSS, resync of "+countLabel(row.Events)+": ≤ 256 MiB", row.Mirrord.MaxRSS <= 256*mib, "%s", bytesLabel(row.Mirrord.MaxRSS))
+		if g := row.WithGenerators; g.Took > 0 {
+			add("peak RSS, resync of "+countLabel(row.Events)+" with the default generators: ≤ 256 MiB", g.MaxRSS <= 256*mib, "%s", bytesLabel(g.MaxRSS))
+		}
 	}
 	if c := r.Reconcile; c != nil {
 		add("peak RSS, reconcile of "+countLabel(c.Events)+": ≤ 256 MiB", c.MaxRSS <= 256*mib, "%s", bytesLabel(c.MaxRSS))
@@ -164,6 +173,10 @@ func (r *Report) Write(w io.Writer) error {
 		if r.Node != "" {
 			fmt.Fprintf(&b, "\nNode original: %s\n", r.Node)
 		}
+		if row := r.Resync[len(r.Resync)-1]; row.WithGenerators.Took > 0 {
+			fmt.Fprintf(&b, "\nWith the default generators rebuilt too (what `mirrord sync --resync` does), %s events: %s, peak RSS %s\n",
+				countLabel(row.Events), durLabel(row.WithGenerators.Took), bytesLabel(row.WithGenerators.MaxRSS))
+		}
 		b.WriteString("\n")
 	}
 	if len(r.Latency) > 0 {
@@ -190,8 +203,8 @@ func (r *Report) Write(w io.Writer) error {
 	}
 	if k := r.KV; k != nil {
 		b.WriteString("kv (g), on the largest store\n\n")
-		b.WriteString("| Get p50 | Get p99 | Scan event: | store on disk | log |\n|---|---|---|---|---|\n")
-		fmt.Fprintf(&b, "| %s | %s | %s keys/s | %s (%.2f× the log) | %s |\n\n", durLabel(k.GetP50), durLabel(k.GetP99),
+		b.WriteString("| Get p50 | Get p99 | Get p50, cached | Scan event: | store on disk | log |\n|---|---|---|---|---|---|\n")
+		fmt.Fprintf(&b, "| %s | %s | %s | %s keys/s | %s (%.2f× the log) | %s |\n\n", durLabel(k.GetP50), durLabel(k.GetP99), durLabel(k.CachedGetP50),
 			countFloat(float64(k.Scanned)/k.ScanTook.Seconds()), bytesLabel(k.StoreBytes), float64(k.StoreBytes)/float64(k.LogBytes), bytesLabel(k.LogBytes))
 	}
 	ts := r.Targets()

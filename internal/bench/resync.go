@@ -48,6 +48,17 @@ func (b *runner) resyncs(ctx context.Context) error {
 		}); err != nil {
 			return err
 		}
+		if n == b.cfg.Sizes[len(b.cfg.Sizes)-1] {
+			if err := os.RemoveAll(store); err != nil {
+				return err
+			}
+			b.progress("mirrord sync --resync with its default generators: %s events", countLabel(n))
+			p, err := b.mirrordSync(ctx, logPath, store, true, true)
+			if err != nil {
+				return err
+			}
+			row.WithGenerators = Measure{Took: p.Wall, MaxRSS: p.MaxRSS}
+		}
 		if row.Naive, err = measure("naive Go", func() (procResult, error) {
 			_, p, err := b.childStep(ctx, "naive", logPath, store)
 			return p, err
