@@ -29,7 +29,7 @@ type Scope struct {
 	// into sorted once there are many. Looking a prefix up is then a
 	// binary search, not a walk over every pending key: summary scans a
 	// month after each of a rebuild's million writes went pending, and
-	// walking them made its rebuild of 1M events take 27 s instead of 15.
+	// walking them was 11 of the 27 s its rebuild of 1M events took.
 	sorted, fresh []string
 
 	// missed is the last key Get found neither pending nor in the store:
@@ -168,8 +168,6 @@ func (s *Scope) Scan(prefix string, fn func(key string, value json.RawMessage) e
 	return flush("")
 }
 
-// commitTo adds the pending writes to wb, first deleting everything under
-// the prefix when the scope was cleared.
 // pendingUnder returns the pending keys that start with prefix, in order.
 func (s *Scope) pendingUnder(prefix string) []string {
 	if len(s.fresh) > 0 {
@@ -209,6 +207,8 @@ func mergeSorted(a, b []string) []string {
 	return append(append(out, a...), b...)
 }
 
+// commitTo adds the pending writes to wb, first deleting everything under
+// the prefix when the scope was cleared.
 func (s *Scope) commitTo(wb *kv.WriteBatch) {
 	if s.cleared {
 		wb.DeletePrefix(s.prefix)
