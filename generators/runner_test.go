@@ -75,6 +75,25 @@ func (s slow) Update(ctx context.Context, in *Input, out *Scope) error {
 	return s.counter.Update(ctx, in, out)
 }
 
+// meeting is a generator that runs only beside its partner: each says it
+// has started and waits for the other, so that run one after the other
+// the first waits until its context ends.
+type meeting struct {
+	arrived, partner chan struct{}
+}
+
+var meetA, meetB = make(chan struct{}, 1), make(chan struct{}, 1)
+
+func (m meeting) Update(ctx context.Context, in *Input, out *Scope) error {
+	m.arrived <- struct{}{}
+	select {
+	case <-m.partner:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return counter{}.Update(ctx, in, out)
+}
+
 type evil struct{}
 
 func (evil) Update(_ context.Context, in *Input, out *Scope) error {
@@ -94,6 +113,29 @@ func init() {
 	Register("test-panic", func() Generator { return panicking{} })
 	Register("test-slow", func() Generator { return slow{} })
 	Register("test-evil", func() Generator { return evil{} })
+	Register("test-meet-a", func() Generator { return meeting{arrived: meetA, partner: meetB} })
+	Register("test-meet-b", func() Generator { return meeting{arrived: meetB, partner: meetA} })
+}
+
+// CatchUp (what "sync" runs) brings the generators up to date side by
+// side, not one after the other: two generators that each wait for the
+// other to start both finish.
+func TestCatchUpRunsGeneratorsSideBySide(t *testing.T) {
+	e := newEnv(t, Options{Enabled: []string{"test-meet-a", "test-meet-b"}})
+	e.appendEvents(synth.New(3).Events(5)...)
+	if err := e.eng.Sync(e.ctx()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.run.CatchUp(ctx, 1); err != nil {
+		t.Fatalf("CatchUp: %v (one generator waited for the other in vain: they ran one after the other)", err)
+	}
+	for _, st := range e.run.Statuses() {
+		if st.Lag != 0 || st.State != "idle" {
+			t.Fatalf("%s after CatchUp: %+v", st.Name, st)
+		}
+	}
 }
 
 func TestRegistry(t *testing.T) {
