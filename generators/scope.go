@@ -32,6 +32,8 @@ type Scope struct {
 	// walking them was 11 of the 27 s its rebuild of 1M events took.
 	sorted, fresh []string
 
+	scanning int // Scans in progress (a callback may Scan again)
+
 	// missed is the last key Get found neither pending nor in the store:
 	// generators read an entry and then delete it, and the Delete needs
 	// to know whether the store has it (see op.stored) without asking
@@ -98,6 +100,13 @@ func (s *Scope) set(full string, o op) error {
 	}
 	s.pending[full] = o
 	s.size += len(full) + len(o.value)
+	if s.scanning > 0 {
+		return nil // see Scan
+	}
+	return s.maybeSpill()
+}
+
+func (s *Scope) maybeSpill() error {
 	if s.spill != nil && s.size > spillSize {
 		return s.spill()
 	}
@@ -130,6 +139,21 @@ func (s *Scope) Get(key string, dst any) (bool, error) {
 // Scan calls fn, in key order, with every relative key that starts with
 // prefix and its value, with this run's writes applied.
 func (s *Scope) Scan(prefix string, fn func(key string, value json.RawMessage) error) error {
+	// A spill commits and forgets the pending writes, which this Scan is
+	// walking (and reads the store from an iterator opened before it):
+	// writes made from inside fn wait until the outermost Scan is done.
+	err := func() error {
+		s.scanning++
+		defer func() { s.scanning-- }()
+		return s.scan(prefix, fn)
+	}()
+	if err == nil && s.scanning == 0 {
+		err = s.maybeSpill()
+	}
+	return err
+}
+
+func (s *Scope) scan(prefix string, fn func(key string, value json.RawMessage) error) error {
 	full := s.Key(prefix)
 	mine := s.pendingUnder(full)
 	emit := func(k string, v []byte) error {

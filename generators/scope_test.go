@@ -123,3 +123,51 @@ func TestScopeScanMatchesAModel(t *testing.T) {
 		})
 	}
 }
+
+// Writes made from inside a Scan's callback never spill in the middle of
+// it: the Scan goes on seeing the pending values it walks, and the spill
+// comes once the Scan is done.
+func TestScopeSpillWaitsForTheScan(t *testing.T) {
+	e := newEnv(t, Options{Enabled: []string{}})
+	s := newScope("spill", e.db, true)
+	spills := 0
+	s.spill = func() error {
+		spills++
+		w := e.db.NewWriteBatch()
+		defer w.Close()
+		s.commitTo(w)
+		if err := w.Commit(); err != nil {
+			return err
+		}
+		s.committed()
+		return nil
+	}
+	for i := range 100 {
+		if err := s.Put(fmt.Sprintf("a%03d", i), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	big := strings.Repeat("x", 64<<10)
+	n := 0
+	err := s.Scan("a", func(k string, v json.RawMessage) error {
+		if want := fmt.Sprintf("a%03d", n); k != want || string(v) != fmt.Sprint(n) {
+			return fmt.Errorf("Scan gave %s=%q, want %s=%d", k, v, want, n)
+		}
+		n++
+		// 100 × 64 KiB: past the spill size well before the Scan ends.
+		return s.Put("z"+k, big)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 100 {
+		t.Fatalf("Scan gave %d keys, want 100", n)
+	}
+	if spills != 1 {
+		t.Fatalf("%d spills, want 1, once the Scan was done", spills)
+	}
+	var v string
+	if found, err := e.db.Get(kv.GeneratedKey("spill", "za099"), &v); err != nil || !found || v != big {
+		t.Fatalf("the spill did not commit the writes made during the Scan: %v %v", found, err)
+	}
+}
