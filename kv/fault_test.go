@@ -18,6 +18,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+	"github.com/mirrord/mirrord/internal/faultfs"
 )
 
 // Storage faults at the kv level, through Pebble's own vfs: errorfs over a
@@ -27,32 +28,6 @@ import (
 // handle from hanging, and leaving files that reopen consistently.
 
 var errInjected = errors.New("injected I/O error")
-
-// faultKinds are the write operations a fault can hit.
-func isWriteOp(k errorfs.OpKind) bool {
-	switch k {
-	case errorfs.OpCreate, errorfs.OpLink, errorfs.OpReuseForWrite, errorfs.OpMkdirAll,
-		errorfs.OpFileWrite, errorfs.OpFileWriteAt, errorfs.OpFilePreallocate,
-		errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo, errorfs.OpFileFlush:
-		return true
-	}
-	return false
-}
-
-func isSyncOp(k errorfs.OpKind) bool {
-	return k == errorfs.OpFileSync || k == errorfs.OpFileSyncData || k == errorfs.OpFileSyncTo
-}
-
-// diskFull fails what a full disk fails (creating and writing files) with
-// ENOSPC, and lets removals through: they free space. Syncs pass: the
-// blocks they flush were allocated by the writes (and Pebble panics, in
-// whatever goroutine, when a directory sync fails).
-func diskFull(op errorfs.Op) error {
-	if isWriteOp(op.Kind) && !isSyncOp(op.Kind) {
-		return &fs.PathError{Op: "write", Path: op.Path, Err: syscall.ENOSPC}
-	}
-	return nil
-}
 
 func walOnly(fn func(errorfs.Op) error) func(errorfs.Op) error {
 	return func(op errorfs.Op) error {
@@ -135,12 +110,12 @@ func TestWriteFaultIsAnErrorAndTheFilesStayAPrefix(t *testing.T) {
 			return nil
 		}), errInjected},
 		{"WAL sync fails, synced writes", true, walOnly(func(op errorfs.Op) error {
-			if isSyncOp(op.Kind) {
+			if faultfs.IsSyncOp(op.Kind) {
 				return errInjected
 			}
 			return nil
 		}), errInjected},
-		{"disk full", false, diskFull, syscall.ENOSPC},
+		{"disk full", false, faultfs.DiskFull, syscall.ENOSPC},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ffs := newFaultyFS(tc.inj)
@@ -264,7 +239,7 @@ func TestDiskFullAtEveryStepOfOpen(t *testing.T) {
 			var ops atomic.Int64
 			counting := newFaultyFS(func(errorfs.Op) error { return nil })
 			counting.inj = func(op errorfs.Op) error {
-				if isWriteOp(op.Kind) {
+				if faultfs.IsWriteOp(op.Kind) {
 					ops.Add(1)
 				}
 				return nil
@@ -296,8 +271,8 @@ func TestDiskFullAtEveryStepOfOpen(t *testing.T) {
 				seed(ffs)
 				var seen atomic.Int64
 				ffs.inj = func(op errorfs.Op) error {
-					if isWriteOp(op.Kind) && seen.Add(1) > int64(k) {
-						return diskFull(op)
+					if faultfs.IsWriteOp(op.Kind) && seen.Add(1) > int64(k) {
+						return faultfs.DiskFull(op)
 					}
 					return nil
 				}
@@ -387,12 +362,7 @@ func TestOpenOfAnUnwritableStore(t *testing.T) {
 			if fresh {
 				d = filepath.Join(t.TempDir(), "new")
 			}
-			erofs := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
-				if isWriteOp(op.Kind) || op.Kind == errorfs.OpRemove || op.Kind == errorfs.OpRemoveAll || op.Kind == errorfs.OpRename {
-					return &fs.PathError{Op: "open", Path: op.Path, Err: syscall.EROFS}
-				}
-				return nil
-			}))
+			erofs := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(faultfs.ReadOnly))
 			_, err := Open(d, &Options{FS: erofs, Logger: quietLogger()})
 			if !errors.Is(err, ErrInitialization) || !errors.Is(err, syscall.EROFS) || errors.Is(err, ErrLocked) ||
 				strings.Contains(err.Error(), "corrupt") || !strings.Contains(err.Error(), d) {

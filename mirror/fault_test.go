@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+	"github.com/mirrord/mirrord/internal/faultfs"
 	"github.com/mirrord/mirrord/kv"
 )
 
@@ -26,7 +27,7 @@ func TestStorageFaults(t *testing.T) {
 		return nil
 	}
 	tmpFiles := func(op errorfs.Op) error { // the bulk load's sorted runs and sstables
-		if strings.Contains(op.Path, "bulk-tmp") && isWriteOp(op.Kind) && op.Kind != errorfs.OpMkdirAll {
+		if strings.Contains(op.Path, "bulk-tmp") && faultfs.IsWriteOp(op.Kind) && op.Kind != errorfs.OpMkdirAll {
 			return &fs.PathError{Op: "write", Path: op.Path, Err: errInjected}
 		}
 		return nil
@@ -71,7 +72,7 @@ func TestStorageFaults(t *testing.T) {
 		clean bool // the handle survives it: the same engine resumes
 	}{
 		{"WAL write error", walWrite, errInjected, false, false},
-		{"disk full", diskFull, syscall.ENOSPC, false, false},
+		{"disk full", faultfs.DiskFull, syscall.ENOSPC, false, false},
 		{"temporary files fail", tmpFiles, errInjected, true, true},
 	}
 	for _, op := range ops {
@@ -146,8 +147,8 @@ func TestSortedRunWriteFault(t *testing.T) {
 	smallSortBudgets(t)
 	h.appendEvents(h.newEvents(80)...)
 	tfs.setFault(func(op errorfs.Op) error {
-		if strings.Contains(op.Path, "sort-") && isWriteOp(op.Kind) {
-			return diskFull(op)
+		if strings.Contains(op.Path, "sort-") && faultfs.IsWriteOp(op.Kind) {
+			return faultfs.DiskFull(op)
 		}
 		return nil
 	})

@@ -2,9 +2,7 @@ package mirror
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mirrord/mirrord/eventlog"
+	"github.com/mirrord/mirrord/internal/storetest"
 	"github.com/mirrord/mirrord/internal/synth"
 	"github.com/mirrord/mirrord/kv"
 )
@@ -23,28 +22,6 @@ import (
 // stores are real Pebble directories on disk, because corruption is a
 // matter of bytes in files.
 
-// dirFiles maps every regular file under dir to a hash of its content.
-func dirFiles(t *testing.T, dir string) map[string][32]byte {
-	t.Helper()
-	out := map[string][32]byte{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		out[rel] = sha256.Sum256(b)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // wantFilesKept fails unless every file of before is still in dir with
 // the same content (new files, which Pebble may add while it tries, are
 // allowed: what matters is that nothing was wiped or rewritten). When
@@ -53,12 +30,12 @@ func dirFiles(t *testing.T, dir string) map[string][32]byte {
 // data, and every file that is not Pebble's must still be there.
 func wantFilesKept(t *testing.T, dir string, before map[string][32]byte, opened bool) {
 	t.Helper()
-	after := dirFiles(t, dir)
+	after := storetest.Files(t, dir)
 	for name, sum := range before {
 		if name == "LOCK" {
 			continue // an empty lock file, re-created by every open
 		}
-		if opened && !strings.HasSuffix(name, ".sst") && looksPebble(name) {
+		if opened && !strings.HasSuffix(name, ".sst") && storetest.IsPebbleFile(name) {
 			continue
 		}
 		got, ok := after[name]
@@ -68,15 +45,6 @@ func wantFilesKept(t *testing.T, dir string, before map[string][32]byte, opened 
 			t.Errorf("%s was rewritten", name)
 		}
 	}
-}
-
-func looksPebble(name string) bool {
-	for _, p := range []string{"MANIFEST-", "OPTIONS-", "marker.", "CURRENT"} {
-		if strings.HasPrefix(name, p) {
-			return true
-		}
-	}
-	return strings.HasSuffix(name, ".log")
 }
 
 // mirroredStore writes a log of n events and mirrors it into a new store
@@ -103,45 +71,6 @@ func mirroredStore(t *testing.T, n int) (store, log string) {
 		t.Fatal(err)
 	}
 	return store, log
-}
-
-// putRaw writes keys into a closed store, as another program would.
-func putRaw(t *testing.T, store string, ops ...kv.Op) {
-	t.Helper()
-	db, err := kv.Open(store, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := db.Batch(ops); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// damage rewrites part of every file of the store whose name matches.
-func damage(t *testing.T, store, suffix string, fn func([]byte) []byte) {
-	t.Helper()
-	names, _ := filepath.Glob(filepath.Join(store, "*"+suffix))
-	if len(names) == 0 {
-		t.Fatalf("no *%s file in %s", suffix, store)
-	}
-	for _, p := range names {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, fn(b), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// flip inverts the middle half of b: every checksummed block in it fails.
-func flip(b []byte) []byte {
-	for i := len(b) / 4; i < 3*len(b)/4; i++ {
-		b[i] ^= 0xFF
-	}
-	return b
 }
 
 // notOursCases are the stores of item 3, shared with the command's tests
@@ -183,7 +112,7 @@ var notOursCases = []struct {
 		name: "store written by a newer mirrord",
 		prepare: func(t *testing.T) (string, string) {
 			store, log := mirroredStore(t, 20)
-			putRaw(t, store, kv.PutOp(kv.SchemaKey, map[string]any{"version": SchemaVersion + 1, "future": true}),
+			storetest.Put(t, store, kv.PutOp(kv.SchemaKey, map[string]any{"version": SchemaVersion + 1, "future": true}),
 				kv.PutOp(kv.CheckpointKey, map[string]any{"offset": "a shape this mirrord cannot decode"}))
 			return store, log
 		},
@@ -195,7 +124,7 @@ var notOursCases = []struct {
 		name: "store holding another program's data",
 		prepare: func(t *testing.T) (string, string) {
 			store := filepath.Join(t.TempDir(), "store")
-			putRaw(t, store, kv.PutOp("user:1", map[string]string{"name": "ann"}), kv.PutOp("event:x", 1))
+			storetest.Put(t, store, kv.PutOp("user:1", map[string]string{"name": "ann"}), kv.PutOp("event:x", 1))
 			log := filepath.Join(filepath.Dir(store), "data.json")
 			if err := os.WriteFile(log, eventlog.Format(synth.New(5).Events(5)), 0o644); err != nil {
 				t.Fatal(err)
@@ -210,7 +139,7 @@ var notOursCases = []struct {
 		name: "garbled MANIFEST",
 		prepare: func(t *testing.T) (string, string) {
 			store, log := mirroredStore(t, 20)
-			damage(t, store, "MANIFEST-000001", flip)
+			storetest.Spoil(t, store, "MANIFEST-000001", storetest.InvertMiddle)
 			return store, log
 		},
 		corrupt: true,
@@ -219,7 +148,7 @@ var notOursCases = []struct {
 		name: "garbled sstables",
 		prepare: func(t *testing.T) (string, string) {
 			store, log := mirroredStore(t, 200)
-			damage(t, store, ".sst", flip)
+			storetest.Spoil(t, store, ".sst", storetest.InvertMiddle)
 			return store, log
 		},
 		// Pebble may open the store without reading these tables; then the
@@ -232,7 +161,7 @@ var notOursCases = []struct {
 		name: "truncated sstable",
 		prepare: func(t *testing.T) (string, string) {
 			store, log := mirroredStore(t, 200)
-			damage(t, store, ".sst", func(b []byte) []byte { return b[:len(b)/2] })
+			storetest.Spoil(t, store, ".sst", func(b []byte) []byte { return b[:len(b)/2] })
 			return store, log
 		},
 		corrupt: true,
@@ -243,7 +172,7 @@ func TestStoreThatIsNotOursIsRefusedAndKept(t *testing.T) {
 	for _, tc := range notOursCases {
 		t.Run(tc.name, func(t *testing.T) {
 			store, log := tc.prepare(t)
-			before := dirFiles(t, store)
+			before := storetest.Files(t, store)
 			var keysBefore []string
 			if tc.engineErr != nil {
 				keysBefore = storeKeys(t, store)

@@ -4,18 +4,17 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+	"github.com/mirrord/mirrord/internal/faultfs"
 	"github.com/mirrord/mirrord/internal/synth"
 	"github.com/mirrord/mirrord/kv"
 )
@@ -80,7 +79,7 @@ func (f *testFS) applied(Applied) {
 }
 
 func (f *testFS) inject(op errorfs.Op) error {
-	if f.counting.Load() && isWriteOp(op.Kind) {
+	if f.counting.Load() && faultfs.IsWriteOp(op.Kind) {
 		if n := f.writes.Add(1); f.every > 0 && n%f.every == 0 {
 			f.cut(fmt.Sprintf("before write %d", n))
 		}
@@ -107,29 +106,6 @@ func (f *testFS) restart(powerLoss bool) *vfs.MemFS {
 		pct = 0
 	}
 	return f.mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: pct, RNG: rand.New(rand.NewPCG(1, 2))})
-}
-
-func isWriteOp(k errorfs.OpKind) bool {
-	switch k {
-	case errorfs.OpCreate, errorfs.OpLink, errorfs.OpReuseForWrite, errorfs.OpMkdirAll, errorfs.OpRename,
-		errorfs.OpFileWrite, errorfs.OpFileWriteAt, errorfs.OpFilePreallocate,
-		errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo, errorfs.OpFileFlush:
-		return true
-	}
-	return false
-}
-
-func isSyncOp(k errorfs.OpKind) bool {
-	return k == errorfs.OpFileSync || k == errorfs.OpFileSyncData || k == errorfs.OpFileSyncTo
-}
-
-// diskFull fails creating and writing files with ENOSPC, as a full disk
-// does; removals (which free space) and syncs pass.
-func diskFull(op errorfs.Op) error {
-	if isWriteOp(op.Kind) && !isSyncOp(op.Kind) && op.Kind != errorfs.OpRename {
-		return &fs.PathError{Op: "write", Path: op.Path, Err: syscall.ENOSPC}
-	}
-	return nil
 }
 
 // newHarnessOn is newHarness with the store on the given file system.

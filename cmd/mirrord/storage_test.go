@@ -1,17 +1,16 @@
 package main
 
 import (
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+	"github.com/mirrord/mirrord/internal/faultfs"
 	"github.com/mirrord/mirrord/internal/synth"
 )
 
@@ -24,27 +23,16 @@ import (
 // The child processes of these tests (the test binary run as mirrord) open
 // the store through errorfs when MIRRORDTEST_STORE_FAULT asks for it.
 func init() {
-	var errno syscall.Errno
+	var inject func(errorfs.Op) error
 	switch os.Getenv("MIRRORDTEST_STORE_FAULT") {
 	case "enospc":
-		errno = syscall.ENOSPC
+		inject = faultfs.DiskFull
 	case "erofs":
-		errno = syscall.EROFS
+		inject = faultfs.ReadOnly
 	default:
 		return
 	}
-	testStoreFS = errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
-		switch op.Kind {
-		case errorfs.OpCreate, errorfs.OpLink, errorfs.OpReuseForWrite, errorfs.OpMkdirAll, errorfs.OpFileWrite,
-			errorfs.OpFileWriteAt, errorfs.OpFilePreallocate:
-			return &fs.PathError{Op: "write", Path: op.Path, Err: errno}
-		case errorfs.OpLock, errorfs.OpRemove, errorfs.OpRemoveAll, errorfs.OpRename:
-			if errno == syscall.EROFS { // a full disk still lets these through
-				return &fs.PathError{Op: "open", Path: op.Path, Err: errno}
-			}
-		}
-		return nil
-	}))
+	testStoreFS = errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(inject))
 }
 
 func TestSyncOnAStoreThatCannotBeWritten(t *testing.T) {

@@ -1,15 +1,14 @@
 package main
 
 import (
-	"crypto/sha256"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mirrord/mirrord/internal/storetest"
 	"github.com/mirrord/mirrord/internal/synth"
 	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/mirror"
@@ -19,53 +18,6 @@ import (
 // every command that opens the store exits 1 with one line naming the
 // store and the way out, nothing in the directory is deleted, and the way
 // out named works. (mirror/notours_test.go holds the library's side.)
-
-// treeFiles maps every regular file under dir to a hash of its content.
-func treeFiles(t *testing.T, dir string) map[string][32]byte {
-	t.Helper()
-	out := map[string][32]byte{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		out[rel] = sha256.Sum256(b)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// corruptEach rewrites every file of dir whose name ends in suffix.
-func corruptEach(t *testing.T, dir, suffix string, fn func([]byte) []byte) {
-	t.Helper()
-	names, _ := filepath.Glob(filepath.Join(dir, "*"+suffix))
-	if len(names) == 0 {
-		t.Fatalf("no *%s in %s", suffix, dir)
-	}
-	for _, p := range names {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, fn(b), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-func invertMiddle(b []byte) []byte {
-	for i := len(b) / 4; i < 3*len(b)/4; i++ {
-		b[i] ^= 0xFF
-	}
-	return b
-}
 
 func TestStoreThatIsNotOurs(t *testing.T) {
 	for _, tc := range []struct {
@@ -87,19 +39,19 @@ func TestStoreThatIsNotOurs(t *testing.T) {
 			writeFile(t, filepath.Join(store, "thesis.tex"), "years of work")
 		}, []string{"holds no store", "choose an empty or new directory"}, false},
 		{"newer mirrord", func(t *testing.T, store string) {
-			putKeys(t, store, kv.PutOp(kv.SchemaKey, map[string]int{"version": mirror.SchemaVersion + 1}))
+			storetest.Put(t, store, kv.PutOp(kv.SchemaKey, map[string]int{"version": mirror.SchemaVersion + 1}))
 		}, []string{"newer mirrord", "--resync"}, true},
 		{"another program's data", func(t *testing.T, store string) {
 			if err := os.RemoveAll(store); err != nil {
 				t.Fatal(err)
 			}
-			putKeys(t, store, kv.PutOp("session:42", "x"))
+			storetest.Put(t, store, kv.PutOp("session:42", "x"))
 		}, []string{"did not write", "aside", "--resync"}, true},
 		{"garbled MANIFEST", func(t *testing.T, store string) {
-			corruptEach(t, store, "MANIFEST-000001", invertMiddle)
+			storetest.Spoil(t, store, "MANIFEST-000001", storetest.InvertMiddle)
 		}, []string{"corrupt", "aside"}, false},
 		{"garbled sstables", func(t *testing.T, store string) {
-			corruptEach(t, store, ".sst", invertMiddle)
+			storetest.Spoil(t, store, ".sst", storetest.InvertMiddle)
 		}, []string{"corrupt", "aside"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -111,7 +63,7 @@ func TestStoreThatIsNotOurs(t *testing.T) {
 				t.Fatal(r.err)
 			}
 			tc.spoil(t, store)
-			before := treeFiles(t, store)
+			before := storetest.Files(t, store)
 			var content string
 			if tc.resync { // a store Pebble opens: its keys are the content
 				content = storeContent(t, store)
@@ -149,9 +101,9 @@ func TestStoreThatIsNotOurs(t *testing.T) {
 					t.Errorf("the refused store's keys and values changed")
 				}
 			} else {
-				after := treeFiles(t, store)
+				after := storetest.Files(t, store)
 				for name, sum := range before {
-					if (strings.HasSuffix(name, ".sst") || !isPebbleFile(name)) && after[name] != sum {
+					if (strings.HasSuffix(name, ".sst") || !storetest.IsPebbleFile(name)) && after[name] != sum {
 						t.Errorf("%s was deleted or rewritten", name)
 					}
 				}
@@ -170,7 +122,7 @@ func TestStoreThatIsNotOurs(t *testing.T) {
 				if r := mirrord(t, env, "sync", "--once"); r.code != 0 {
 					t.Fatalf("sync --once after moving the store aside: %v", r.err)
 				}
-				if got := treeFiles(t, aside); len(got) != len(before) {
+				if got := storetest.Files(t, aside); len(got) != len(before) {
 					t.Errorf("the directory moved aside holds %d files, had %d", len(got), len(before))
 				}
 			}
@@ -179,15 +131,6 @@ func TestStoreThatIsNotOurs(t *testing.T) {
 			}
 		})
 	}
-}
-
-func isPebbleFile(name string) bool {
-	for _, p := range []string{"MANIFEST-", "OPTIONS-", "marker.", "CURRENT", "LOCK"} {
-		if strings.HasPrefix(name, p) {
-			return true
-		}
-	}
-	return strings.HasSuffix(name, ".log")
 }
 
 // storeContent is every key and value of a store, read through kv.
@@ -211,18 +154,6 @@ func storeContent(t *testing.T, store string) string {
 	return b.String()
 }
 
-func putKeys(t *testing.T, store string, ops ...kv.Op) {
-	t.Helper()
-	db, err := kv.Open(store, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := db.Batch(ops); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // The real process, on the store that used to crash it: Pebble's default
 // reaction to a checksum mismatch is a fatal log call, which panicked in
 // a background goroutine (exit 2 and a long stack trace). Now the daemon
@@ -234,7 +165,7 @@ func TestCorruptStoreProcessExitsCleanly(t *testing.T) {
 	if r := mirrord(t, map[string]string{"MIRRORD_EVENTLOG": log, "MIRRORD_STORE": store}, "sync", "--once"); r.code != 0 {
 		t.Fatal(r.err)
 	}
-	corruptEach(t, store, ".sst", invertMiddle)
+	storetest.Spoil(t, store, ".sst", storetest.InvertMiddle)
 	c := startChild(t, "run", "--eventlog", log, "--store", store, "--log-format", "text")
 	if code := c.wait(30 * time.Second); code != 1 {
 		t.Fatalf("exit %d, want 1:\n%s", code, c.output())
