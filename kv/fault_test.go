@@ -346,17 +346,7 @@ func TestSecondOpenLeavesALoadInProgressAlone(t *testing.T) {
 // not "locked" (the lock file cannot even be created) and not "corrupt".
 func TestOpenOfAnUnwritableStore(t *testing.T) {
 	t.Run("read-only file system", func(t *testing.T) {
-		dir := filepath.Join(t.TempDir(), "store")
-		db, err := Open(dir, &Options{Logger: quietLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := db.Put("kept", 1); err != nil {
-			t.Fatal(err)
-		}
-		if err := db.Close(); err != nil {
-			t.Fatal(err)
-		}
+		dir := keptStore(t)
 		for _, fresh := range []bool{false, true} {
 			d := dir
 			if fresh {
@@ -372,17 +362,7 @@ func TestOpenOfAnUnwritableStore(t *testing.T) {
 		checkKept(t, dir)
 	})
 	t.Run("directory mode 0500", func(t *testing.T) {
-		dir := filepath.Join(t.TempDir(), "store")
-		db, err := Open(dir, &Options{Logger: quietLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := db.Put("kept", 1); err != nil {
-			t.Fatal(err)
-		}
-		if err := db.Close(); err != nil {
-			t.Fatal(err)
-		}
+		dir := keptStore(t)
 		if err := os.Chmod(dir, 0o500); err != nil {
 			t.Fatal(err)
 		}
@@ -391,7 +371,7 @@ func TestOpenOfAnUnwritableStore(t *testing.T) {
 			os.Remove(probe)
 			t.Skip("chmod does not stop this user writing (root): TestOpenOfAnUnwritableStore/read-only_file_system covers it")
 		}
-		_, err = Open(dir, &Options{Logger: quietLogger()})
+		_, err := Open(dir, &Options{Logger: quietLogger()})
 		if !errors.Is(err, ErrInitialization) || !errors.Is(err, fs.ErrPermission) || errors.Is(err, ErrLocked) ||
 			strings.Contains(err.Error(), "corrupt") {
 			t.Fatalf("Open of a read-only directory: %v", err)
@@ -401,6 +381,24 @@ func TestOpenOfAnUnwritableStore(t *testing.T) {
 		}
 		checkKept(t, dir)
 	})
+}
+
+// keptStore makes a closed store on disk holding the key checkKept looks
+// for.
+func keptStore(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "store")
+	db, err := Open(dir, &Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Put("kept", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 func checkKept(t *testing.T, dir string) {

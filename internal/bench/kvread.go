@@ -17,6 +17,27 @@ const kvGets = 100_000
 // kvHot is the working set of the cached Gets.
 const kvHot = 4096
 
+// timeGets times kvGets Gets of the keys next picks, each of which must be
+// in the store, and returns the durations sorted.
+func timeGets(db *kv.DB, next func() string) ([]time.Duration, error) {
+	lat := make([]time.Duration, kvGets)
+	var v json.RawMessage
+	for i := range lat {
+		k := next()
+		t0 := time.Now()
+		found, err := db.Get(k, &v)
+		lat[i] = time.Since(t0)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			return nil, fmt.Errorf("kv: a scanned key is missing: %s", k)
+		}
+	}
+	slices.Sort(lat)
+	return lat, nil
+}
+
 // kvReads measures (g) on the largest store, as a generator would read
 // it: Get of random events through kv's own API (the value decoded as
 // JSON), a Scan over event:, and the store's size on disk against the
@@ -43,43 +64,26 @@ func (b *runner) kvReads(ctx context.Context) error {
 	row.Scanned = len(keys)
 
 	rng := rand.New(rand.NewPCG(1, 2))
-	lat := make([]time.Duration, kvGets)
-	var v json.RawMessage
-	for i := range lat {
-		k := keys[rng.IntN(len(keys))]
-		t0 := time.Now()
-		found, err := db.Get(k, &v)
-		lat[i] = time.Since(t0)
-		if err != nil {
-			return err
-		}
-		if !found {
-			return fmt.Errorf("kv: a scanned key is missing: %s", k)
-		}
+	lat, err := timeGets(db, func() string { return keys[rng.IntN(len(keys))] })
+	if err != nil {
+		return err
 	}
-	slices.Sort(lat)
 	row.GetP50, row.GetP99 = lat[len(lat)/2], lat[len(lat)*99/100]
 
 	// The same Gets on a working set the block cache holds (4096 events,
 	// about 16 MiB of blocks, read once before): what kv and Pebble cost
 	// when no block has to be read and decompressed.
 	hot := make([]string, kvHot)
+	var v json.RawMessage
 	for i := range hot {
 		hot[i] = keys[rng.IntN(len(keys))]
 		if _, err := db.Get(hot[i], &v); err != nil {
 			return err
 		}
 	}
-	for i := range lat {
-		k := hot[rng.IntN(len(hot))]
-		t0 := time.Now()
-		_, err := db.Get(k, &v)
-		lat[i] = time.Since(t0)
-		if err != nil {
-			return err
-		}
+	if lat, err = timeGets(db, func() string { return hot[rng.IntN(len(hot))] }); err != nil {
+		return err
 	}
-	slices.Sort(lat)
 	row.CachedGetP50 = lat[len(lat)/2]
 	if row.StoreBytes, err = dirSize(b.bigStore()); err != nil {
 		return err
