@@ -169,3 +169,78 @@ func TestSorterSpillsARecordLargerThanABlock(t *testing.T) {
 		t.Fatalf("merged %d records (or different ones), want %d", len(got), len(want))
 	}
 }
+
+// The in-memory sort orders records by key bytes, then seq, whatever the
+// keys: ids that share their first 8 bytes (and tie in the radix sort),
+// keys that end inside those 8 bytes or hold zero bytes there (which the
+// zero padding of the radix key must not confuse), repeated keys, and a
+// buffer with one key outside the common prefix (the comparison sort).
+func TestSortBufOrdersByKeyThenSeq(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	const skip = len("modifier:")
+	alphabet := []byte("ab\x00\xff:")
+	randKey := func() string {
+		k := []byte("modifier:")
+		for range rng.IntN(14) {
+			k = append(k, alphabet[rng.IntN(len(alphabet))])
+		}
+		return string(k)
+	}
+	for _, tc := range []struct {
+		name     string
+		outsider bool
+	}{{"radix", false}, {"comparison", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			for round := range 50 {
+				b := &sortBuf{skip: skip}
+				var want []sortedRec
+				n := 1 + rng.IntN(400)
+				for i := range n {
+					k := randKey()
+					if tc.outsider && i == n/2 {
+						k = "event:" + k
+					}
+					r := sortedRec{k, fmt.Sprint(i), rng.Uint64N(8)}
+					want = append(want, r)
+					off := len(b.arena)
+					b.arena = append(append(b.arena, r.k...), r.v...)
+					b.recs = append(b.recs, sortRec{pfx: keyPrefix([]byte(k), skip), off: uint32(off), klen: uint32(len(r.k)),
+						vlen: uint32(len(r.v)), in: len(k) >= skip && k[:skip] == "modifier:", seq: r.seq})
+				}
+				b.sort(new([]sortRec))
+				slices.SortStableFunc(want, func(a, b sortedRec) int {
+					if c := bytes.Compare([]byte(a.k), []byte(b.k)); c != 0 {
+						return c
+					}
+					return int(a.seq) - int(b.seq)
+				})
+				for i, r := range b.recs {
+					got := sortedRec{string(b.key(r)), string(b.val(r)), r.seq}
+					// Records equal in key and seq may come in any order.
+					if got.k != want[i].k || got.seq != want[i].seq {
+						t.Fatalf("round %d, record %d of %d: got %q seq %d, want %q seq %d", round, i, n, got.k, got.seq, want[i].k, want[i].seq)
+					}
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSortBuf sorts a buffer of modifier-like records: the final
+// in-memory sort a bulk load waits for.
+func BenchmarkSortBuf(b *testing.B) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	src := &sortBuf{skip: len("modifier:")}
+	for i := range 200_000 {
+		k := fmt.Sprintf("modifier:%016x:%d", rng.Uint64(), i%3)
+		off := len(src.arena)
+		src.arena = append(src.arena, k...)
+		src.recs = append(src.recs, sortRec{pfx: keyPrefix([]byte(k), src.skip), off: uint32(off), klen: uint32(len(k)), in: true, seq: uint64(i)})
+	}
+	buf := &sortBuf{skip: src.skip, arena: src.arena}
+	var tmp []sortRec
+	for b.Loop() {
+		buf.recs = append(buf.recs[:0], src.recs...)
+		buf.sort(&tmp)
+	}
+}
