@@ -2,9 +2,11 @@ package kv
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -192,7 +194,7 @@ func TestSortBufOrdersByKeyThenSeq(t *testing.T) {
 	}{{"radix", false}, {"comparison", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			for round := range 50 {
-				b := &sortBuf{skip: skip}
+				b := newSortBuf(64<<10, skip)
 				var want []sortedRec
 				n := 1 + rng.IntN(400)
 				for i := range n {
@@ -200,25 +202,23 @@ func TestSortBufOrdersByKeyThenSeq(t *testing.T) {
 					if tc.outsider && i == n/2 {
 						k = "event:" + k
 					}
-					r := sortedRec{k, fmt.Sprint(i), rng.Uint64N(8)}
+					// Few seqs a key, so that equal keys come in any order.
+					r := sortedRec{k, fmt.Sprint(i), rng.Uint64N(8)<<32 | uint64(i)}
 					want = append(want, r)
-					off := len(b.arena)
-					b.arena = append(append(b.arena, r.k...), r.v...)
-					b.recs = append(b.recs, sortRec{pfx: keyPrefix([]byte(k), skip), off: uint32(off), klen: uint32(len(r.k)),
+					chunk, off := b.add([]byte(r.k), []byte(r.v))
+					b.recs = append(b.recs, sortRec{pfx: keyPrefix([]byte(k), skip), chunk: chunk, off: off, klen: uint32(len(r.k)),
 						vlen: uint32(len(r.v)), in: len(k) >= skip && k[:skip] == "modifier:", seq: r.seq})
 				}
 				b.sort(new([]sortRec))
-				slices.SortStableFunc(want, func(a, b sortedRec) int {
+				slices.SortFunc(want, func(a, b sortedRec) int {
 					if c := bytes.Compare([]byte(a.k), []byte(b.k)); c != 0 {
 						return c
 					}
-					return int(a.seq) - int(b.seq)
+					return cmp.Compare(a.seq, b.seq)
 				})
 				for i, r := range b.recs {
-					got := sortedRec{string(b.key(r)), string(b.val(r)), r.seq}
-					// Records equal in key and seq may come in any order.
-					if got.k != want[i].k || got.seq != want[i].seq {
-						t.Fatalf("round %d, record %d of %d: got %q seq %d, want %q seq %d", round, i, n, got.k, got.seq, want[i].k, want[i].seq)
+					if got := (sortedRec{string(b.key(r)), string(b.val(r)), r.seq}); got != want[i] {
+						t.Fatalf("round %d, record %d of %d: got %+v, want %+v", round, i, n, got, want[i])
 					}
 				}
 			}
@@ -230,17 +230,76 @@ func TestSortBufOrdersByKeyThenSeq(t *testing.T) {
 // in-memory sort a bulk load waits for.
 func BenchmarkSortBuf(b *testing.B) {
 	rng := rand.New(rand.NewPCG(7, 8))
-	src := &sortBuf{skip: len("modifier:")}
+	src := newSortBuf(16<<20, len("modifier:"))
 	for i := range 200_000 {
 		k := fmt.Sprintf("modifier:%016x:%d", rng.Uint64(), i%3)
-		off := len(src.arena)
-		src.arena = append(src.arena, k...)
-		src.recs = append(src.recs, sortRec{pfx: keyPrefix([]byte(k), src.skip), off: uint32(off), klen: uint32(len(k)), in: true, seq: uint64(i)})
+		chunk, off := src.add([]byte(k), nil)
+		src.recs = append(src.recs, sortRec{pfx: keyPrefix([]byte(k), src.skip), chunk: chunk, off: off, klen: uint32(len(k)), in: true, seq: uint64(i)})
 	}
-	buf := &sortBuf{skip: src.skip, arena: src.arena}
+	buf := &sortBuf{skip: src.skip, chunks: src.chunks}
 	var tmp []sortRec
 	for b.Loop() {
 		buf.recs = append(buf.recs[:0], src.recs...)
 		buf.sort(&tmp)
+	}
+}
+
+// Records of every size come back whole through many fills of a sorter's
+// buffers: small ones packed into shared chunks, ones that do not fit what
+// is left of a chunk, and ones larger than a chunk (in chunks of their
+// own, dropped when the buffer is emptied, so that fills do not pile them
+// up).
+func TestSorterChunksHoldRecordsOfEverySize(t *testing.T) {
+	db := openMem(t)
+	const budget = 3 << 20
+	s := db.NewSorter(budget, len("event:"))
+	t.Cleanup(func() { s.Close() })
+	chunk := s.cur.size
+	rng := rand.New(rand.NewPCG(9, 10))
+	var want []sortedRec
+	for i := range 1000 {
+		size := rng.IntN(2000)
+		switch i % 10 {
+		case 3:
+			size = chunk/2 + rng.IntN(chunk/2)
+		case 7:
+			size = chunk + rng.IntN(chunk)
+		}
+		pat := fmt.Sprintf("%d,", i)
+		v := bytes.Repeat([]byte(pat), size/len(pat)+1)[:size]
+		r := sortedRec{fmt.Sprintf("event:%08x", rng.Uint32()), string(v), uint64(i)}
+		want = append(want, r)
+		if err := s.Add([]byte(r.k), v, r.seq); err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range []*sortBuf{s.cur} {
+			var held int
+			for _, c := range b.chunks {
+				held += len(c)
+			}
+			// The budget, and the chunk of one large record past it.
+			if held > budget+2*chunk {
+				t.Fatalf("after %d records the buffer holds %d bytes of chunks, budget %d", i+1, held, budget)
+			}
+		}
+	}
+	if len(s.runs) < 10 {
+		t.Fatalf("%d runs: the test wants many fills", len(s.runs))
+	}
+	slices.SortFunc(want, func(a, b sortedRec) int {
+		if a.k != b.k {
+			return strings.Compare(a.k, b.k)
+		}
+		return cmp.Compare(a.seq, b.seq)
+	})
+	got := collect(t, []*Sorter{s}, nil, nil)
+	if len(got) != len(want) {
+		t.Fatalf("%d records back, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("record %d: got %q (%d bytes) seq %d, want %q (%d bytes) seq %d",
+				i, got[i].k, len(got[i].v), got[i].seq, want[i].k, len(want[i].v), want[i].seq)
+		}
 	}
 }
