@@ -20,7 +20,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
-func openMem(t *testing.T) *DB {
+func openMem(t testing.TB) *DB {
 	t.Helper()
 	db, err := Open("/store", &Options{FS: vfs.NewMem()})
 	if err != nil {

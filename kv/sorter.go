@@ -3,7 +3,6 @@ package kv
 import (
 	"bufio"
 	"bytes"
-	"container/heap"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -505,6 +504,19 @@ type MergeIter struct {
 // NewMergeIter starts a merge of the records with lo <= key < hi. Close it.
 func NewMergeIter(sorters []*Sorter, lo, hi []byte) (*MergeIter, error) {
 	it := &MergeIter{hi: hi}
+	// The cursors order keys by the 8 bytes after the sorters' common
+	// prefix first, as the sorters' buffers do; when the sorters have
+	// different prefixes, by whole keys only.
+	skip, prefix := -1, []byte(nil)
+	for _, s := range sorters {
+		switch {
+		case s.prefix == nil:
+		case prefix == nil:
+			skip, prefix = s.skip, s.prefix
+		case s.skip != skip || !bytes.Equal(s.prefix, prefix):
+			skip, prefix = -1, []byte{}
+		}
+	}
 	var cursors []*runCursor
 	for _, s := range sorters {
 		if err := s.finish(); err != nil {
@@ -513,7 +525,7 @@ func NewMergeIter(sorters []*Sorter, lo, hi []byte) (*MergeIter, error) {
 		}
 		recs := s.cur.recs
 		i, _ := slices.BinarySearchFunc(recs, lo, func(r sortRec, lo []byte) int { return bytes.Compare(s.cur.key(r), lo) })
-		cursors = append(cursors, &runCursor{mem: s.cur, i: i})
+		cursors = append(cursors, &runCursor{mem: s.cur, i: i, skip: skip, prefix: prefix})
 		for _, r := range s.runs {
 			// The last block that starts before lo holds lo's first
 			// records (or the first after it).
@@ -537,7 +549,7 @@ func NewMergeIter(sorters []*Sorter, lo, hi []byte) (*MergeIter, error) {
 			}
 			it.files = append(it.files, f)
 			sr := io.NewSectionReader(f, r.index[b].off, 1<<62)
-			cursors = append(cursors, &runCursor{r: bufio.NewReaderSize(sr, 64<<10)})
+			cursors = append(cursors, &runCursor{r: bufio.NewReaderSize(sr, 64<<10), skip: skip, prefix: prefix})
 		}
 	}
 	for _, c := range cursors {
@@ -556,7 +568,7 @@ func NewMergeIter(sorters []*Sorter, lo, hi []byte) (*MergeIter, error) {
 			}
 		}
 	}
-	heap.Init(&it.h)
+	it.h.init()
 	return it, nil
 }
 
@@ -572,13 +584,13 @@ func (it *MergeIter) Next() bool {
 			return false
 		}
 		if ok && (it.hi == nil || bytes.Compare(it.cur.key, it.hi) < 0) {
-			heap.Fix(&it.h, 0)
+			it.h.down(0)
 		} else {
-			heap.Pop(&it.h)
+			it.h.popTop()
 		}
 	}
 	it.started = true
-	if it.h.Len() == 0 {
+	if len(it.h) == 0 {
 		it.cur = nil
 		return false
 	}
@@ -632,6 +644,13 @@ type runCursor struct {
 	pos      int
 	key, val []byte
 	seq      uint64
+
+	// The merge's common prefix and its length (-1: none), and the
+	// current key's 8 bytes after it, as sortRec has them.
+	skip   int
+	prefix []byte
+	pfx    uint64
+	in     bool
 }
 
 var errBadRun = errors.New("sorter: malformed run file")
@@ -644,6 +663,9 @@ func (c *runCursor) next() (bool, error) {
 		r := c.mem.recs[c.i]
 		c.i++
 		c.key, c.val, c.seq = c.mem.key(r), c.mem.val(r), r.seq
+		// The record's own prefix fields are the merge's (when the merge
+		// uses them at all: skip >= 0 only if every sorter agrees).
+		c.pfx, c.in = r.pfx, r.in && c.skip >= 0
 		return true, nil
 	}
 	if c.pos >= len(c.blk) {
@@ -694,23 +716,60 @@ func (c *runCursor) next() (bool, error) {
 	}
 	c.key, c.val, c.seq = b[h:h+int(klen)], b[h+int(klen):h+int(klen+vlen)], seq
 	c.pos += h + int(klen+vlen)
+	if c.skip >= 0 {
+		c.pfx = keyPrefix(c.key, c.skip)
+		c.in = len(c.key) >= c.skip && string(c.key[:c.skip]) == string(c.prefix)
+	}
 	return true, nil
 }
 
+// runHeap is a min-heap of cursors by (key, seq). It is written out, not
+// container/heap's interface: its calls through the interface were half
+// of a merge's time.
 type runHeap []*runCursor
 
-func (h runHeap) Len() int { return len(h) }
-func (h runHeap) Less(i, j int) bool {
-	if c := bytes.Compare(h[i].key, h[j].key); c != 0 {
+func (h runHeap) less(i, j int) bool {
+	a, b := h[i], h[j]
+	if a.in && b.in && a.pfx != b.pfx {
+		return a.pfx < b.pfx
+	}
+	if c := bytes.Compare(a.key, b.key); c != 0 {
 		return c < 0
 	}
-	return h[i].seq < h[j].seq
+	return a.seq < b.seq
 }
-func (h runHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *runHeap) Push(x any)   { *h = append(*h, x.(*runCursor)) }
-func (h *runHeap) Pop() any {
+
+func (h runHeap) init() {
+	for i := len(h)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+}
+
+// down moves h[i] down to its place.
+func (h runHeap) down(i int) {
+	for {
+		l := 2*i + 1
+		if l >= len(h) {
+			return
+		}
+		m := l
+		if r := l + 1; r < len(h) && h.less(r, l) {
+			m = r
+		}
+		if !h.less(m, i) {
+			return
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
+}
+
+// popTop removes h[0].
+func (h *runHeap) popTop() {
 	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
+	n := len(old) - 1
+	old[0] = old[n]
+	old[n] = nil
+	*h = old[:n]
+	h.down(0)
 }

@@ -226,13 +226,17 @@ func TestSortBufOrdersByKeyThenSeq(t *testing.T) {
 	}
 }
 
-// BenchmarkSortBuf sorts a buffer of modifier-like records: the final
-// in-memory sort a bulk load waits for.
+// BenchmarkSortBuf sorts a buffer of modifier-like records, three an id:
+// the final in-memory sort a bulk load waits for.
 func BenchmarkSortBuf(b *testing.B) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	src := newSortBuf(16<<20, len("modifier:"))
+	var id uint64
 	for i := range 200_000 {
-		k := fmt.Sprintf("modifier:%016x:%d", rng.Uint64(), i%3)
+		if i%3 == 0 { // an id's marker and two modifiers
+			id = rng.Uint64()
+		}
+		k := fmt.Sprintf("modifier:%016x:%d", id, i%3)
 		chunk, off := src.add([]byte(k), nil)
 		src.recs = append(src.recs, sortRec{pfx: keyPrefix([]byte(k), src.skip), chunk: chunk, off: off, klen: uint32(len(k)), in: true, seq: uint64(i)})
 	}
@@ -300,6 +304,66 @@ func TestSorterChunksHoldRecordsOfEverySize(t *testing.T) {
 		if got[i] != want[i] {
 			t.Fatalf("record %d: got %q (%d bytes) seq %d, want %q (%d bytes) seq %d",
 				i, got[i].k, len(got[i].v), got[i].seq, want[i].k, len(want[i].v), want[i].seq)
+		}
+	}
+}
+
+// BenchmarkMerge merges four sorters' records, some spilt to runs: the
+// write phase of a bulk load reads every record this way.
+func BenchmarkMerge(b *testing.B) {
+	db := openMem(b)
+	var ss []*Sorter
+	rng := rand.New(rand.NewPCG(11, 12))
+	val := bytes.Repeat([]byte("v"), 40)
+	for range 4 {
+		s := db.NewSorter(2<<20, len("modifier:"))
+		b.Cleanup(func() { s.Close() })
+		for i := range 60_000 {
+			if err := s.Add(fmt.Appendf(nil, "modifier:%016x:x", rng.Uint64()), val, uint64(i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		ss = append(ss, s)
+	}
+	for b.Loop() {
+		n := 0
+		if err := MergeEach(ss, func(k, v []byte, seq uint64) error { n++; return nil }); err != nil {
+			b.Fatal(err)
+		}
+		if n != 240_000 {
+			b.Fatalf("%d records", n)
+		}
+	}
+}
+
+// Sorters whose keys share different prefixes (or prefixes of different
+// lengths) merge in whole-key order: their 8-byte prefixes do not compare.
+func TestMergeOfSortersWithDifferentPrefixes(t *testing.T) {
+	db := openMem(t)
+	rng := rand.New(rand.NewPCG(13, 14))
+	for _, prefixes := range [][2]string{{"event:", "other:"}, {"event:", "ev:"}, {"event:", "event:x"}} {
+		var ss []*Sorter
+		var want []sortedRec
+		for k, p := range prefixes {
+			s := db.NewSorter(4<<10, len(p)) // small: runs on disk too
+			t.Cleanup(func() { s.Close() })
+			ss = append(ss, s)
+			for i := range 300 {
+				r := sortedRec{fmt.Sprintf("%s%x", p, rng.Uint32()), "v", uint64(k*1000 + i)}
+				want = append(want, r)
+				if err := s.Add([]byte(r.k), []byte(r.v), r.seq); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		slices.SortFunc(want, func(a, b sortedRec) int {
+			if a.k != b.k {
+				return strings.Compare(a.k, b.k)
+			}
+			return cmp.Compare(a.seq, b.seq)
+		})
+		if got := collect(t, ss, nil, nil); !slices.Equal(got, want) {
+			t.Errorf("prefixes %q: the merge is out of order", prefixes)
 		}
 	}
 }
