@@ -367,3 +367,115 @@ func TestMergeOfSortersWithDifferentPrefixes(t *testing.T) {
 		}
 	}
 }
+
+// A sorter told to expect records within twice its budget takes them all
+// in its first fill, since the second buffer is not needed: they are
+// sorted in memory and never written out. When more come after all, the
+// first fill is written out and each fill after it takes the budget, two
+// buffers at most. Told nothing, or to expect more, a sorter spills at
+// its budget from the start.
+func TestSorterExpectingLittleFillsOnce(t *testing.T) {
+	db := openMem(t)
+	const budget = 64 << 10
+	val := bytes.Repeat([]byte("v"), 100)
+	rec := len("event:00000000") + len(val)
+	for _, expect := range []int64{0, 2*budget + 1} {
+		s := db.NewSorter(budget, len("event:"))
+		t.Cleanup(func() { s.Close() })
+		if expect > 0 {
+			s.Expect(expect)
+		}
+		i := 0
+		for ; len(s.runs) == 0; i++ {
+			if err := s.Add(fmt.Appendf(nil, "event:%08d", i), val, uint64(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if i > budget/rec+1 {
+			t.Fatalf("expecting %d bytes, the first run was written after %d records of %d bytes, budget %d", expect, i, rec, budget)
+		}
+	}
+	s := db.NewSorter(budget, len("event:"))
+	t.Cleanup(func() { s.Close() })
+	s.Expect(3 * budget / 2)
+	add := func(i int) {
+		t.Helper()
+		if err := s.Add(fmt.Appendf(nil, "event:%08d", i*7919%100_000), val, uint64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held := func(b *sortBuf) (n int) {
+		for _, c := range b.chunks {
+			n += len(c)
+		}
+		return n
+	}
+	i := 0
+	for ; i < 3*budget/2/rec; i++ {
+		add(i)
+	}
+	if len(s.runs) != 0 {
+		t.Fatalf("%d runs written for records of 1.5 times the budget", len(s.runs))
+	}
+	for len(s.runs) == 0 {
+		add(i)
+		i++
+	}
+	if i < 2*budget/rec*9/10 {
+		t.Fatalf("the first run was written after %d records of %d bytes, budget %d", i, rec, budget)
+	}
+	for range 10 * budget / rec {
+		add(i)
+		i++
+		if h := held(s.cur); h > budget {
+			t.Fatalf("after the first run the buffer holds %d bytes, budget %d", h, budget)
+		}
+	}
+	if len(s.runs) < 8 {
+		t.Fatalf("%d runs after ten budgets' worth of records", len(s.runs))
+	}
+	n := 0
+	prev := ""
+	if err := s.Each(func(k, v []byte, seq uint64) error {
+		if string(k) < prev {
+			t.Fatalf("%q after %q", k, prev)
+		}
+		prev = string(k)
+		n++
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n != i {
+		t.Fatalf("%d records back, %d added", n, i)
+	}
+}
+
+// Records that never left memory (a load within twice the budget) are cut
+// into ranges of about equal size too, as the write phase's parallelism
+// needs.
+func TestSplitKeysOfRecordsInMemory(t *testing.T) {
+	b := runBlock
+	runBlock = 4 << 10
+	t.Cleanup(func() { runBlock = b })
+	db := openMem(t)
+	ss, want := fillSorters(t, db, 2, 20000, 64<<20)
+	for _, s := range ss {
+		if len(s.runs) != 0 {
+			t.Fatalf("%d runs: the test wants the records in memory", len(s.runs))
+		}
+	}
+	splits, err := SplitKeys(ss, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(splits) != 3 {
+		t.Fatalf("SplitKeys gave %d keys, want 3", len(splits))
+	}
+	for j, k := range splits {
+		at, _ := slices.BinarySearchFunc(want, string(k), func(r sortedRec, k string) int { return strings.Compare(r.k, k) })
+		if share := float64(at) / float64(len(want)); share < float64(j+1)/4-0.1 || share > float64(j+1)/4+0.1 {
+			t.Fatalf("split %d falls at %.2f of the records", j, share)
+		}
+	}
+}

@@ -42,7 +42,7 @@ func (e *Engine) bulkLoad(ctx context.Context, f *os.File, st fileStat) (stepRes
 	// peak to the load's. It costs one collection.
 	defer debug.FreeOSMemory()
 	prog := e.newProgress("load", 0, st.Size)
-	d, err := e.decodeLog(ctx, f, st, prog, addEventRecords)
+	d, err := e.decodeLog(ctx, f, st, prog, bulkRecords)
 	if err != nil {
 		return stepResult{}, err
 	}

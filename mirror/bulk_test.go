@@ -1,6 +1,9 @@
 package mirror
 
 import (
+	"fmt"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/mirrord/mirrord/eventlog"
@@ -80,4 +83,37 @@ func TestResyncReplacesOnlyTheMirrorsRange(t *testing.T) {
 	if found, _ := h.db.Get(kv.SchemaKey, nil); !found {
 		t.Fatal("resync lost the schema")
 	}
+}
+
+// A log whose modifiers take more than their expected share (see
+// bulkRecords) overflows the first fill its sorters expected to be the
+// only one: that fill is written out in the decoder's goroutine and the
+// load goes on, losing nothing.
+func TestBulkLoadMoreModifiersThanExpected(t *testing.T) {
+	e, m := eventSortBudget, modifierSortBudget
+	eventSortBudget, modifierSortBudget = 1<<20, 16<<10
+	t.Cleanup(func() { eventSortBudget, modifierSortBudget = e, m })
+	h := newHarness(t, nil)
+	evs := h.newEvents(60)
+	long := strings.Repeat("m", 200)
+	for i, ev := range evs {
+		ev.Modifiers = []eventlog.Modifier{{Name: "a", Value: long}, {Name: "b", Value: long}, {Name: fmt.Sprint("c", i), Value: long}}
+	}
+	h.appendEvents(evs...)
+	st, err := os.Stat(h.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mods := 0
+	for _, ev := range evs {
+		for _, m := range ev.Modifiers {
+			mods += len(kv.ModifierKey(ev.ID, m.Name)) + len(`{"value":""}`) + len(m.Value)
+		}
+	}
+	if expect := float64(st.Size()) * bulkRecords.mods; expect > float64(2*modifierSortBudget) || mods <= 2*modifierSortBudget {
+		t.Fatalf("the log's %d bytes of modifiers, %.0f expected: the test wants an expected first fill that overflows", mods, expect)
+	}
+	h.sync()
+	h.verify()
+	assertModifiers(t, h, evs[7].ID, map[string]string{"a": long, "b": long, "c7": long})
 }

@@ -46,7 +46,7 @@ func (e *Engine) reconcile(ctx context.Context, f *os.File, st fileStat) (stepRe
 		kind = "load"
 	}
 	prog := e.newProgress(kind, 0, st.Size)
-	d, err := e.decodeLog(ctx, f, st, prog, addDigestRecord)
+	d, err := e.decodeLog(ctx, f, st, prog, digestRecords)
 	if err != nil {
 		return stepResult{}, err
 	}
