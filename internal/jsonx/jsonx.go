@@ -19,6 +19,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"unicode/utf8"
 )
 
@@ -371,33 +372,52 @@ const (
 // and returns the index just past its closing quote, and whether it holds
 // any escape sequence (if not, its content is b[i+1:end-1] verbatim).
 //
-// It works in runs: memchr finds the next quote and backslash, and the
-// text before them is checked as a whole (no control character, valid
-// UTF-8), which is several times faster than a byte-by-byte state machine
-// on text that is mostly not ASCII.
+// It reads 8 bytes at a time while none of them needs a look (a quote, a
+// backslash, a control character or a byte of a multi-byte character),
+// and one character at a time otherwise, in a single pass. (It used to
+// find the quote and the backslash with memchr and check the text before
+// them as a whole, with the standard library's UTF-8 validator: four
+// passes over each string, and four calls, which cost more than the
+// checks on the short strings of an event.)
 func ScanString(b []byte, i int) (end int, escaped bool, err error) {
 	return scanString(b, i, true)
 }
 
 func scanString(b []byte, i int, checkUTF8 bool) (end int, escaped bool, err error) {
+	// Without the UTF-8 check, bytes of multi-byte characters are plain.
+	high := uint64(msb)
+	if !checkUTF8 {
+		high = 0
+	}
 	j := i + 1
 	for {
-		rest := b[j:]
-		q := bytes.IndexByte(rest, '"')
-		run := rest
-		if q >= 0 {
-			run = rest[:q]
+		for j+8 <= len(b) {
+			x := binary.LittleEndian.Uint64(b[j:])
+			// A control character: the high bit of each byte of
+			// ((x & 0x7F…) + 0x60…) is set exactly when the byte's low
+			// 7 bits are >= 0x20 (no carry leaves a byte); a byte below
+			// 0x20 has it clear and its own high bit clear too. A quote
+			// or a backslash: a zero byte of x^q or x^bs, and
+			// (v-lsb)&^v&msb is nonzero exactly when v has one. Or a
+			// byte with the high bit set.
+			ctl := ^((x & (lsb * 0x7F)) + lsb*0x60) &^ x & msb
+			q := x ^ (lsb * '"')
+			bs := x ^ (lsb * '\\')
+			if m := ctl | ((q - lsb) &^ q & msb) | ((bs - lsb) &^ bs & msb) | x&high; m != 0 {
+				// The lowest flag is a byte that needs a look (a borrow
+				// can only add flags above one).
+				j += bits.TrailingZeros64(m) >> 3
+				break
+			}
+			j += 8
 		}
-		bs := bytes.IndexByte(run, '\\')
-		if bs >= 0 {
-			run = run[:bs]
+		if j >= len(b) {
+			return j, escaped, ErrShort
 		}
-		if !controlFree(run) || (checkUTF8 && !utf8.Valid(run)) {
-			return checkText(b, j, j+len(run), escaped, checkUTF8)
-		}
-		j += len(run)
-		switch {
-		case bs >= 0:
+		switch c := b[j]; {
+		case c == '"':
+			return j + 1, escaped, nil
+		case c == '\\':
 			escaped = true
 			if j+1 >= len(b) {
 				return j, escaped, ErrShort
@@ -418,45 +438,6 @@ func scanString(b []byte, i int, checkUTF8 bool) (end int, escaped bool, err err
 			default:
 				return j + 1, escaped, syntaxErr(j+1, "invalid escape \\%c in string", b[j+1])
 			}
-		case q >= 0:
-			return j + 1, escaped, nil
-		default:
-			return j, escaped, ErrShort
-		}
-	}
-}
-
-// controlFree reports whether t holds no control character, 8 bytes at a
-// time. (The standard library's UTF-8 validator, which strict callers run
-// next, skips ASCII 8 bytes at a time too.)
-func controlFree(t []byte) bool {
-	k := 0
-	for ; k+8 <= len(t); k += 8 {
-		x := binary.LittleEndian.Uint64(t[k:])
-		// The high bit of each byte of ((x & 0x7F…) + 0x60…) is set
-		// exactly when the byte's low 7 bits are >= 0x20 (no carry leaves
-		// a byte); a byte below 0x20 has it clear and its own high bit
-		// clear too.
-		if ^((x&(lsb*0x7F))+lsb*0x60)&^x&msb != 0 {
-			return false
-		}
-	}
-	for ; k < len(t); k++ {
-		if t[k] < 0x20 {
-			return false
-		}
-	}
-	return true
-}
-
-// checkText finds the first problem in b[from:to], which scanString
-// rejected, byte by byte: a control character or (when checkUTF8) invalid
-// UTF-8 is a syntax error, a character cut by the end of the input is
-// ErrShort.
-func checkText(b []byte, from, to int, escaped, checkUTF8 bool) (int, bool, error) {
-	for j := from; j < to; {
-		c := b[j]
-		switch {
 		case c < 0x20:
 			return j, escaped, syntaxErr(j, "control character 0x%02X in string (must be escaped)", c)
 		case c < 0x80 || !checkUTF8:
@@ -464,26 +445,20 @@ func checkText(b []byte, from, to int, escaped, checkUTF8 bool) (int, bool, erro
 		default:
 			n := utf8Len(b[j:])
 			if n == 0 {
-				r, size := utf8.DecodeRune(b[j:])
-				if r == utf8.RuneError && size <= 1 {
-					if !utf8.FullRune(b[j:]) {
-						return j, escaped, ErrShort
-					}
-					return j, escaped, syntaxErr(j, "invalid UTF-8 in string")
+				if !utf8.FullRune(b[j:]) {
+					return j, escaped, ErrShort // a character cut by the end
 				}
-				n = size
+				return j, escaped, syntaxErr(j, "invalid UTF-8 in string")
 			}
 			j += n
 		}
 	}
-	// Only a character cut by the end of the buffer gets here.
-	return to, escaped, ErrShort
 }
 
 // utf8Len returns the length of the valid multi-byte UTF-8 sequence at
-// the start of b, or 0 when it is not one (invalid, or cut short): the
-// caller then asks utf8.DecodeRune for the details. It is the common case
-// of a non-ASCII character without DecodeRune's generality.
+// the start of b, or 0 when it is not one (invalid, or cut short: the
+// caller tells which with utf8.FullRune). It is the common case of a
+// non-ASCII character without utf8.DecodeRune's generality.
 func utf8Len(b []byte) int {
 	c := b[0]
 	switch {
