@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -91,6 +92,52 @@ func BenchmarkBatch(b *testing.B) {
 		}
 		if err := db.Batch(ops); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// onDiskStore opens the store MIRRORD_BENCH_STORE names (one that
+// `mirrord sync` loaded, say the benchmark's 1M-event store), to profile
+// reads whose blocks are mostly not cached; the benchmark is skipped
+// without it.
+func onDiskStore(b *testing.B) *DB {
+	path := os.Getenv("MIRRORD_BENCH_STORE")
+	if path == "" {
+		b.Skip("MIRRORD_BENCH_STORE names no store")
+	}
+	db, err := Open(path, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	return db
+}
+
+// BenchmarkScanOnDisk: Scan of every event of an on-disk store.
+func BenchmarkScanOnDisk(b *testing.B) {
+	db := onDiskStore(b)
+	n := 0
+	for b.Loop() {
+		if err := db.Scan(PrefixEvent, func(string, json.RawMessage) error { n++; return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "keys/s")
+}
+
+// BenchmarkGetOnDisk: Gets of random events of an on-disk store.
+func BenchmarkGetOnDisk(b *testing.B) {
+	db := onDiskStore(b)
+	keys, err := db.Keys(PrefixEvent)
+	if err != nil || len(keys) == 0 {
+		b.Fatal(len(keys), err)
+	}
+	rng := rand.New(rand.NewPCG(1, 1))
+	var v json.RawMessage
+	b.ResetTimer()
+	for range b.N {
+		if found, err := db.Get(keys[rng.IntN(len(keys))], &v); !found || err != nil {
+			b.Fatal(found, err)
 		}
 	}
 }

@@ -237,3 +237,27 @@ func TestAppendCompactMembers(t *testing.T) {
 		t.Fatalf("members of an array: %v", ms)
 	}
 }
+
+// benchEvent is a compacted event with mixed ASCII and Unicode text and a
+// few escapes, as the mirror stores them.
+var benchEvent = []byte(`{"id":"vtncxvopyqge0939","date":"2024-01-01T08:05:00+0200","original":"reading [duration 45m] [location Київ] [with Київ] walk про погоду evening 🎉 coffee back\\slash rain morning book — coffee sun #family","input":"reading walk про погоду evening 🎉 coffee back\\slash rain morning book — coffee sun #family","modifiers":{"duration":"45m","location":"Київ","with":"Київ"},"type":"reading","description":"walk про погоду evening 🎉 coffee back\\slash rain morning book — coffee sun #family","creator":{"name":"Volodyslav","uuid":"5c8e1f2a-3b4d-4e6f-8a9b-0c1d2e3f4a5b","version":"1.2.3"}}`)
+
+// BenchmarkValid and BenchmarkValidSyntax check a stored event: what a
+// write and a read of the kv API cost.
+func BenchmarkValid(b *testing.B) {
+	b.SetBytes(int64(len(benchEvent)))
+	for b.Loop() {
+		if !Valid(benchEvent) {
+			b.Fatal("not valid")
+		}
+	}
+}
+
+func BenchmarkValidSyntax(b *testing.B) {
+	b.SetBytes(int64(len(benchEvent)))
+	for b.Loop() {
+		if !ValidSyntax(benchEvent) {
+			b.Fatal("not valid")
+		}
+	}
+}
