@@ -54,7 +54,7 @@ func (e *Engine) bulkLoad(ctx context.Context, f *os.File, st fileStat) (stepRes
 
 	tDecoded := time.Now()
 	in := e.db.NewIngest(kv.PrefixEvent, kv.PrefixEnd([]byte(kv.PrefixModifier)))
-	metaFile, schemaFile, modFile := in.File(), in.File(), in.File()
+	metaFile, schemaFile := in.File(), in.File()
 	committed := false
 	defer func() {
 		if !committed {
@@ -71,32 +71,37 @@ func (e *Engine) bulkLoad(ctx context.Context, f *os.File, st fileStat) (stepRes
 		return stepResult{}, err
 	}
 	bounds := append(append([][]byte{nil}, splits...), nil)
+	rep := newRepeatedIDs(bounds)
 	var (
 		wg      sync.WaitGroup
-		nMods   int64
-		modErr  error
-		nEvents = make([]int64, len(bounds)-1)
-		evErrs  = make([]error, len(bounds)-1)
+		nRanges = len(bounds) - 1
+		nEvents = make([]int64, nRanges)
+		nModsAt = make([]int64, nRanges)
+		errs    = make([]error, 2*nRanges)
 	)
-	wg.Add(len(bounds))
-	go func() {
-		defer wg.Done()
-		nMods, modErr = writeModifiers(modSorters, modFile)
-	}()
-	for i := range nEvents {
+	wg.Add(2 * nRanges)
+	for i := range nRanges {
 		evFile, digestFile := in.File(), in.File()
 		go func() {
 			defer wg.Done()
-			nEvents[i], evErrs[i] = writeEvents(evSorters, bounds[i], bounds[i+1], evFile, digestFile)
+			nEvents[i], errs[i] = writeEvents(evSorters, rep, i, evFile, digestFile)
+		}()
+		// The modifiers of the same ids, each range beside its events'
+		// (following them: see repeatedIDs), in a file of its own.
+		modFile := in.File()
+		go func() {
+			defer wg.Done()
+			nModsAt[i], errs[nRanges+i] = writeModifiers(modSorters, rep, modBound(bounds[i]), modBound(bounds[i+1]), modFile)
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(append(evErrs, modErr)...); err != nil {
+	if err := errors.Join(errs...); err != nil {
 		return stepResult{}, err
 	}
-	var nEventsAll int64
-	for _, n := range nEvents {
-		nEventsAll += n
+	var nEventsAll, nMods int64
+	for i := range nRanges {
+		nEventsAll += nEvents[i]
+		nMods += nModsAt[i]
 	}
 
 	cp := Checkpoint{
@@ -150,19 +155,26 @@ func (e *Engine) bulkLoad(ctx context.Context, f *os.File, st fileStat) (stepRes
 	return stepResult{action: actTail, caughtUp: true}, nil
 }
 
-// writeEvents writes the merged event records of [lo, hi) to their
-// sstable, and each event's digest to another. Equal keys (an id that
-// occurs more than once) arrive together, ordered by offset: the last
-// occurrence wins.
-func writeEvents(sorters []*kv.Sorter, lo, hi []byte, evFile, digestFile *kv.IngestFile) (int64, error) {
+// writeEvents writes the merged event records of range i of rep's ranges
+// to their sstable, and each event's digest to another. Equal keys (an id
+// that occurs more than once) arrive together, ordered by offset: the last
+// occurrence wins, and rep learns of it for the modifiers' writer.
+func writeEvents(sorters []*kv.Sorter, rep *repeatedIDs, i int, evFile, digestFile *kv.IngestFile) (int64, error) {
+	defer rep.finish(i)
 	var (
 		n             int64
 		held, heldVal []byte // the event held back, to see whether its key repeats
+		heldSeq       uint64
+		again         bool // held's key came more than once
 		key, val      []byte
 	)
 	emit := func() error {
 		if held == nil {
 			return nil
+		}
+		if again {
+			rep.repeated(held, heldSeq)
+			again = false
 		}
 		n++
 		if err := evFile.Add(held, heldVal); err != nil {
@@ -172,14 +184,22 @@ func writeEvents(sorters []*kv.Sorter, lo, hi []byte, evFile, digestFile *kv.Ing
 		val = appendDigestValue(val[:0], xxhash.Sum64(heldVal))
 		return digestFile.Add(key, val)
 	}
-	err := kv.MergeRange(sorters, lo, hi, func(k, v []byte, seq uint64) error {
+	err := kv.MergeRange(sorters, rep.bounds[i], rep.bounds[i+1], func(k, v []byte, seq uint64) error {
 		if held == nil || string(k) != string(held) {
 			if err := emit(); err != nil {
 				return err
 			}
+			// Every key before k is settled; telling the modifiers'
+			// writer every so often is enough to keep it going.
+			if n%512 == 0 {
+				rep.settle(i, k)
+			}
+		} else {
+			again = true
 		}
 		held = append(held[:0], k...)
 		heldVal = append(heldVal[:0], v...)
+		heldSeq = seq
 		return nil
 	})
 	if err == nil {
@@ -188,28 +208,41 @@ func writeEvents(sorters []*kv.Sorter, lo, hi []byte, evFile, digestFile *kv.Ing
 	return n, err
 }
 
-// writeModifiers writes the merged modifier records to their sstable,
-// only those of each id's winning occurrence. Every occurrence of an
-// event put a marker (key modifier:{id}:, seq its offset, no flag) before
-// its modifiers (seq offset|modifierFlag): the markers of an id sort
-// before all its modifiers, the last of them names the winner, so this
-// stream needs nothing from the events' stream and runs beside it.
-func writeModifiers(sorters []*kv.Sorter, modFile *kv.IngestFile) (int64, error) {
+// modBound returns the modifier key that bounds a range of modifier keys
+// as the event key bound bounds the events' range (nil: unbounded). An
+// id's modifiers can fall in the range after its event's, when the id is
+// a prefix of the bound's; rep.lookup finds the right range for each.
+func modBound(eventBound []byte) []byte {
+	if eventBound == nil {
+		return nil
+	}
+	return append([]byte(kv.PrefixModifier), eventBound[len(kv.PrefixEvent):]...)
+}
+
+// writeModifiers writes the merged modifier records of [lo, hi) (seq: the
+// offset of their event) to their sstable: of an id that occurs once, all
+// of them; of a repeated one, those of its winning occurrence only, which
+// rep tells once the events' writers have got that far.
+func writeModifiers(sorters []*kv.Sorter, rep *repeatedIDs, lo, hi []byte, modFile *kv.IngestFile) (int64, error) {
 	var (
-		n      int64
-		owner  []byte // the marker key of the id whose modifiers follow
-		winner uint64
+		n             int64
+		id, evKey     []byte // the escaped id whose modifiers these are, and its event key
+		winner        uint64
+		repeated, got bool
 	)
-	err := kv.MergeEach(sorters, func(k, v []byte, seq uint64) error {
-		if seq&modifierFlag == 0 {
-			owner = append(owner[:0], k...)
-			winner = seq // markers come in offset order: the last wins
-			return nil
+	err := kv.MergeRange(sorters, lo, hi, func(k, v []byte, seq uint64) error {
+		seg := k[len(kv.PrefixModifier):]
+		end := bytes.IndexByte(seg, ':') // escaped ids hold no ':'
+		if end < 0 {
+			return fmt.Errorf("bulk load: malformed modifier key %q", k)
 		}
-		if !bytes.HasPrefix(k, owner) {
-			return fmt.Errorf("bulk load: modifier %q without its event's marker", k)
+		if !got || string(seg[:end]) != string(id) {
+			id = append(id[:0], seg[:end]...)
+			evKey = append(append(evKey[:0], kv.PrefixEvent...), id...)
+			winner, repeated = rep.lookup(evKey)
+			got = true
 		}
-		if seq&^modifierFlag != winner {
+		if repeated && seq != winner {
 			return nil // a modifier of an occurrence that lost
 		}
 		n++

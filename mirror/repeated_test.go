@@ -1,0 +1,132 @@
+package mirror
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/mirrord/mirrord/kv"
+)
+
+// A lookup waits until the writer of its key's range has settled the key
+// (gone past it, or finished), and then tells whether the id repeats and
+// which offset won.
+func TestRepeatedIDsLookupWaitsForItsRange(t *testing.T) {
+	r := newRepeatedIDs([][]byte{nil, []byte("event:m"), nil})
+	type result struct {
+		off      uint64
+		repeated bool
+	}
+	waitFor := func(key string, settle func()) result {
+		t.Helper()
+		got := make(chan result, 1)
+		before := r.waitingNow()
+		go func() {
+			off, rep := r.lookup([]byte(key))
+			got <- result{off, rep}
+		}()
+		for r.waitingNow() == before {
+			select {
+			case res := <-got:
+				t.Fatalf("lookup(%q) returned %+v before its key was settled", key, res)
+			default:
+				runtime.Gosched()
+			}
+		}
+		settle()
+		return <-got
+	}
+	// Range 1's writer goes past event:x, which repeats, last at 900.
+	if res := waitFor("event:x", func() { r.repeated([]byte("event:x"), 900); r.settle(1, []byte("event:y")) }); res != (result{900, true}) {
+		t.Fatalf("event:x: %+v", res)
+	}
+	// Below what range 1 settled, no wait: and event:p occurs once.
+	if off, rep := r.lookup([]byte("event:p")); rep {
+		t.Fatalf("event:p repeats at %d", off)
+	}
+	// Range 0 has settled nothing: event:b waits until its writer finishes.
+	if res := waitFor("event:b", func() { r.finish(0) }); res != (result{0, false}) {
+		t.Fatalf("event:b: %+v", res)
+	}
+}
+
+func (r *repeatedIDs) waitingNow() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.waiting
+}
+
+// The modifiers of an id that is a prefix of a range's bound (a and the
+// bound a0) sort after the bound's ("modifier:a:" > "modifier:a0"), so
+// they are written by the next range's modifiers writer, which must ask
+// the first range's events writer whether a repeats. Each id keeps the
+// modifiers of its last occurrence only.
+func TestModifiersOfAnIDBeyondItsRange(t *testing.T) {
+	db, err := kv.Open("/store", &kv.Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	events, mods := db.NewSorter(1<<20, len(kv.PrefixEvent)), db.NewSorter(1<<20, len(kv.PrefixModifier))
+	t.Cleanup(func() { events.Close(); mods.Close() })
+	type occurrence struct {
+		id   string
+		off  uint64
+		mods map[string]string
+	}
+	for _, o := range []occurrence{
+		{"a", 10, map[string]string{"x": "1"}},
+		{"a0", 20, map[string]string{"y": "2"}},
+		{"a", 30, map[string]string{"z": "3"}}, // a's winner
+		{"b", 40, map[string]string{"w": "4"}},
+		{"a0", 50, nil}, // a0's winner: no modifiers
+	} {
+		if err := events.Add(kv.AppendEventKey(nil, o.id), []byte(`{}`), o.off); err != nil {
+			t.Fatal(err)
+		}
+		for name, v := range o.mods {
+			if err := mods.Add(kv.AppendModifierKey(nil, o.id, name), fmt.Appendf(nil, `{"value":%q}`, v), o.off); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	bounds := [][]byte{nil, []byte(kv.EventKey("a0")), nil}
+	rep := newRepeatedIDs(bounds)
+	in := db.NewIngest(kv.PrefixEvent, kv.PrefixEnd([]byte(kv.PrefixModifier)))
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range 2 {
+		evFile, digestFile, modFile := in.File(), in.File(), in.File()
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = writeEvents([]*kv.Sorter{events}, rep, i, evFile, digestFile)
+		}()
+		go func() {
+			defer wg.Done()
+			_, errs[2+i] = writeModifiers([]*kv.Sorter{mods}, rep, modBound(bounds[i]), modBound(bounds[i+1]), modFile)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	if err := db.ScanRaw([]byte(kv.PrefixModifier), func(k, v []byte) error {
+		got = append(got, fmt.Sprintf("%s=%s", k, v))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{`modifier:a:z={"value":"3"}`, `modifier:b:w={"value":"4"}`}
+	if !slices.Equal(got, want) {
+		t.Fatalf("modifiers %q, want %q", got, want)
+	}
+}
