@@ -121,18 +121,19 @@ func verifyWithBinary(t *testing.T, log, store string) {
 }
 
 // killAfter starts mirrord with args and SIGKILLs it after d; it reports
-// whether mirrord was still running then.
-func killAfter(t *testing.T, d time.Duration, args ...string) bool {
+// whether mirrord was still running then, and if not how long it ran.
+func killAfter(t *testing.T, d time.Duration, args ...string) (killed bool, ran time.Duration) {
 	t.Helper()
+	start := time.Now()
 	c := startProcess(t, mirrordBinary(t), args...)
 	select {
 	case <-c.done:
-		return false
+		return false, time.Since(start)
 	case <-time.After(d):
 	}
 	c.signal(syscall.SIGKILL)
 	c.wait(30 * time.Second)
-	return true
+	return true, 0
 }
 
 // crashScenario kills mirrord many times during op: after a random number
@@ -166,8 +167,16 @@ func crashScenario(t *testing.T, name string, prepare func(t *testing.T, log, st
 				if killAfterBatches(t, rng, rng.IntN(total-1), op(log, store)...) {
 					kills++
 				}
-			} else if killAfter(t, time.Duration(float64(took)*(0.05+0.9*rng.Float64())), op(log, store)...) {
-				kills++
+			} else {
+				killed, ran := killAfter(t, time.Duration(float64(took)*(0.05+0.9*rng.Float64())), op(log, store)...)
+				if killed {
+					kills++
+				} else {
+					// The calibration ran slower than this run (another
+					// test's load on the machine, say): aim the next
+					// kills within what this one took.
+					took = min(took, ran)
+				}
 			}
 			// Restart: a plain sync finishes whatever was interrupted.
 			runBinary(t, syncArgs(log, store)...)
