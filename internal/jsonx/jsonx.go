@@ -442,6 +442,8 @@ func scanString(b []byte, i int, checkUTF8 bool) (end int, escaped bool, err err
 			return j, escaped, syntaxErr(j, "control character 0x%02X in string (must be escaped)", c)
 		case c < 0x80 || !checkUTF8:
 			j++
+		case c >= 0xC2 && c <= 0xDF && j+1 < len(b) && b[j+1]&0xC0 == 0x80:
+			j += 2 // a two-byte character (Cyrillic, accented Latin): the most common
 		default:
 			n := utf8Len(b[j:])
 			if n == 0 {
