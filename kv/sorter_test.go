@@ -62,13 +62,40 @@ func collect(t *testing.T, ss []*Sorter, lo, hi []byte) []sortedRec {
 	return got
 }
 
+// smallRunBlocks makes runs of many 4 KiB blocks (and SplitKeys sample
+// the records in memory as finely).
+func smallRunBlocks(t *testing.T) {
+	b := runBlock
+	runBlock = 4 << 10
+	t.Cleanup(func() { runBlock = b })
+}
+
+// splitInFour cuts the records of ss with SplitKeys into four ranges and
+// checks that each cut falls at about a quarter more of want (the records
+// in merge order).
+func splitInFour(t *testing.T, ss []*Sorter, want []sortedRec) [][]byte {
+	t.Helper()
+	splits, err := SplitKeys(ss, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(splits) != 3 {
+		t.Fatalf("SplitKeys gave %d keys, want 3", len(splits))
+	}
+	for j, k := range splits {
+		at, _ := slices.BinarySearchFunc(want, string(k), func(r sortedRec, k string) int { return strings.Compare(r.k, k) })
+		if share := float64(at) / float64(len(want)); share < float64(j+1)/4-0.1 || share > float64(j+1)/4+0.1 {
+			t.Fatalf("split %d falls at %.2f of the records", j, share)
+		}
+	}
+	return splits
+}
+
 // Ranges cut at any keys (split keys, keys that are not there, keys with
 // several records) together give exactly the whole merge, also when the
 // ranges are merged at the same time.
 func TestMergeRangePartitionsTheMerge(t *testing.T) {
-	b := runBlock
-	runBlock = 4 << 10
-	t.Cleanup(func() { runBlock = b })
+	smallRunBlocks(t)
 	db := openMem(t)
 	ss, want := fillSorters(t, db, 3, 20000, 64<<10)
 	runs, blocks := 0, 0
@@ -84,13 +111,7 @@ func TestMergeRangePartitionsTheMerge(t *testing.T) {
 	if got := collect(t, ss, nil, nil); !slices.Equal(got, want) {
 		t.Fatalf("the whole merge: %d records, want %d (or out of order)", len(got), len(want))
 	}
-	splits, err := SplitKeys(ss, 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(splits) != 3 {
-		t.Fatalf("SplitKeys gave %d keys, want 3", len(splits))
-	}
+	splits := splitInFour(t, ss, want)
 	for _, k := range splits {
 		if !slices.ContainsFunc(want, func(r sortedRec) bool { return r.k == string(k) }) {
 			t.Fatalf("split key %q is not a key of the records", k)
@@ -124,13 +145,6 @@ func TestMergeRangePartitionsTheMerge(t *testing.T) {
 		}
 		if !slices.Equal(got, want) {
 			t.Fatalf("cut %d: the ranges hold %d records together, want %d (or out of order)", i, len(got), len(want))
-		}
-	}
-	// The splits cut the records into shares of about equal size.
-	for j, k := range splits {
-		at, _ := slices.BinarySearchFunc(want, string(k), func(r sortedRec, k string) int { return bytes.Compare([]byte(r.k), []byte(k)) })
-		if share := float64(at) / float64(len(want)); share < float64(j+1)/4-0.1 || share > float64(j+1)/4+0.1 {
-			t.Fatalf("split %d falls at %.2f of the records", j, share)
 		}
 	}
 }
@@ -455,9 +469,7 @@ func TestSorterExpectingLittleFillsOnce(t *testing.T) {
 // into ranges of about equal size too, as the write phase's parallelism
 // needs.
 func TestSplitKeysOfRecordsInMemory(t *testing.T) {
-	b := runBlock
-	runBlock = 4 << 10
-	t.Cleanup(func() { runBlock = b })
+	smallRunBlocks(t)
 	db := openMem(t)
 	ss, want := fillSorters(t, db, 2, 20000, 64<<20)
 	for _, s := range ss {
@@ -465,17 +477,5 @@ func TestSplitKeysOfRecordsInMemory(t *testing.T) {
 			t.Fatalf("%d runs: the test wants the records in memory", len(s.runs))
 		}
 	}
-	splits, err := SplitKeys(ss, 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(splits) != 3 {
-		t.Fatalf("SplitKeys gave %d keys, want 3", len(splits))
-	}
-	for j, k := range splits {
-		at, _ := slices.BinarySearchFunc(want, string(k), func(r sortedRec, k string) int { return strings.Compare(r.k, k) })
-		if share := float64(at) / float64(len(want)); share < float64(j+1)/4-0.1 || share > float64(j+1)/4+0.1 {
-			t.Fatalf("split %d falls at %.2f of the records", j, share)
-		}
-	}
+	splitInFour(t, ss, want)
 }
