@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	iofs "io/fs"
+	"math"
 	"slices"
 	"sync"
 
@@ -77,7 +78,14 @@ type sortBuf struct {
 const maxChunk = 1 << 20
 
 func newSortBuf(budget, skip int) *sortBuf {
-	return &sortBuf{size: min(maxChunk, max(budget/16, 4<<10)), skip: skip}
+	// A sixteenth of the budget, at least 4 KiB but never more than the
+	// budget (a larger chunk would spill every record: a small budget's
+	// runs would be one a record), and large enough that a fill of twice
+	// the budget cannot count past sortRec's 16-bit chunk index (records
+	// just over half a chunk take one chunk each).
+	size := min(maxChunk, max(budget/16, min(4<<10, budget)))
+	size = max(size, 1, 4*budget/math.MaxUint16+1)
+	return &sortBuf{size: size, skip: skip}
 }
 
 // holdsAfter returns the bytes of chunks the buffer holds once it has

@@ -479,3 +479,26 @@ func TestSplitKeysOfRecordsInMemory(t *testing.T) {
 	}
 	splitInFour(t, ss, want)
 }
+
+// A budget smaller than a chunk still holds many records a run: the chunk
+// is never larger than the budget (a sorter that spilt every record would
+// write thousands of runs, and its merge open them all at once).
+func TestSorterSmallBudgetRuns(t *testing.T) {
+	db := openMem(t)
+	s := db.NewSorter(2<<10, len("event:"))
+	t.Cleanup(func() { s.Close() })
+	const n = 3000
+	for i := range n {
+		if err := s.Add(fmt.Appendf(nil, "event:%08d", i*7919%n), make([]byte, 90), uint64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 104-byte records, 2 KiB a run: about 150 runs.
+	if len(s.runs) > 2*n*104/(2<<10) {
+		t.Fatalf("%d runs for %d records of 104 bytes, budget 2 KiB", len(s.runs), n)
+	}
+	got := 0
+	if err := s.Each(func(k, v []byte, seq uint64) error { got++; return nil }); err != nil || got != n {
+		t.Fatalf("%d records back, %v", got, err)
+	}
+}
