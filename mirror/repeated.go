@@ -19,12 +19,13 @@ type repeatedIDs struct {
 	settled [][]byte  // per range: the key below which all are settled
 	done    []bool    // per range: its writer finished (or failed)
 	winner  map[string]uint64
-	waiting int // lookups waiting, for tests
+	waiting []int // per range: lookups waiting for it (for tests)
 }
 
 func newRepeatedIDs(bounds [][]byte) *repeatedIDs {
 	n := len(bounds) - 1
-	r := &repeatedIDs{bounds: bounds, settled: make([][]byte, n), done: make([]bool, n), winner: map[string]uint64{}}
+	r := &repeatedIDs{bounds: bounds, settled: make([][]byte, n), done: make([]bool, n), winner: map[string]uint64{},
+		waiting: make([]int, n)}
 	r.moved.L = &r.mu
 	return r
 }
@@ -64,9 +65,9 @@ func (r *repeatedIDs) lookup(key []byte) (offset uint64, repeated bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for !r.done[i] && (r.settled[i] == nil || string(key) >= string(r.settled[i])) {
-		r.waiting++
+		r.waiting[i]++
 		r.moved.Wait()
-		r.waiting--
+		r.waiting[i]--
 	}
 	offset, repeated = r.winner[string(key)]
 	return offset, repeated

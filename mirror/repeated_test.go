@@ -21,15 +21,14 @@ func TestRepeatedIDsLookupWaitsForItsRange(t *testing.T) {
 		off      uint64
 		repeated bool
 	}
-	waitFor := func(key string, settle func()) result {
+	waitFor := func(key string, rng int, settle func()) result {
 		t.Helper()
 		got := make(chan result, 1)
-		before := r.waitingNow()
 		go func() {
 			off, rep := r.lookup([]byte(key))
 			got <- result{off, rep}
 		}()
-		for r.waitingNow() == before {
+		for r.waitingFor(rng) == 0 {
 			select {
 			case res := <-got:
 				t.Fatalf("lookup(%q) returned %+v before its key was settled", key, res)
@@ -41,7 +40,7 @@ func TestRepeatedIDsLookupWaitsForItsRange(t *testing.T) {
 		return <-got
 	}
 	// Range 1's writer goes past event:x, which repeats, last at 900.
-	if res := waitFor("event:x", func() { r.repeated([]byte("event:x"), 900); r.settle(1, []byte("event:y")) }); res != (result{900, true}) {
+	if res := waitFor("event:x", 1, func() { r.repeated([]byte("event:x"), 900); r.settle(1, []byte("event:y")) }); res != (result{900, true}) {
 		t.Fatalf("event:x: %+v", res)
 	}
 	// Below what range 1 settled, no wait: and event:p occurs once.
@@ -49,15 +48,23 @@ func TestRepeatedIDsLookupWaitsForItsRange(t *testing.T) {
 		t.Fatalf("event:p repeats at %d", off)
 	}
 	// Range 0 has settled nothing: event:b waits until its writer finishes.
-	if res := waitFor("event:b", func() { r.finish(0) }); res != (result{0, false}) {
+	if res := waitFor("event:b", 0, func() { r.finish(0) }); res != (result{0, false}) {
 		t.Fatalf("event:b: %+v", res)
 	}
 }
 
-func (r *repeatedIDs) waitingNow() int {
+// waitingFor returns how many lookups wait for range i, and
+// rangeDone whether its writer finished.
+func (r *repeatedIDs) waitingFor(i int) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.waiting
+	return r.waiting[i]
+}
+
+func (r *repeatedIDs) rangeDone(i int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.done[i]
 }
 
 // The modifiers of an id that is a prefix of a range's bound (a and the
@@ -99,18 +106,49 @@ func TestModifiersOfAnIDBeyondItsRange(t *testing.T) {
 	in := db.NewIngest(kv.PrefixEvent, kv.PrefixEnd([]byte(kv.PrefixModifier)))
 	var wg sync.WaitGroup
 	errs := make([]error, 4)
-	for i := range 2 {
-		evFile, digestFile, modFile := in.File(), in.File(), in.File()
-		wg.Add(2)
+	start := func(k int, write func() error) <-chan struct{} {
+		done := make(chan struct{})
+		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = writeEvents([]*kv.Sorter{events}, rep, i, evFile, digestFile)
+			defer close(done)
+			errs[k] = write()
 		}()
-		go func() {
-			defer wg.Done()
-			_, errs[2+i] = writeModifiers([]*kv.Sorter{mods}, rep, modBound(bounds[i]), modBound(bounds[i+1]), modFile)
-		}()
+		return done
 	}
+	var files [6]*kv.IngestFile // Ingest.File is not for goroutines
+	for i := range files {
+		files[i] = in.File()
+	}
+	events0 := func() error {
+		_, err := writeEvents([]*kv.Sorter{events}, rep, 0, files[0], files[1])
+		return err
+	}
+	start(1, func() error { _, err := writeEvents([]*kv.Sorter{events}, rep, 1, files[2], files[3]); return err })
+	var mods1 <-chan struct{}
+	for i := range 2 {
+		done := start(2+i, func() error {
+			_, err := writeModifiers([]*kv.Sorter{mods}, rep, modBound(bounds[i]), modBound(bounds[i+1]), files[4+i])
+			return err
+		})
+		if i == 1 {
+			mods1 = done
+		}
+	}
+	// Range 0's events writer starts only once range 1's is done and the
+	// second modifiers writer waits for range 0 (for a), or has finished
+	// without waiting (a lookup that asked the wrong range): a's winner
+	// cannot be known by then.
+	for ready := false; !ready; {
+		select {
+		case <-mods1:
+			ready = true
+		default:
+			ready = rep.rangeDone(1) && rep.waitingFor(0) > 0
+			runtime.Gosched()
+		}
+	}
+	start(0, events0)
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
