@@ -120,19 +120,38 @@ func verifyWithBinary(t *testing.T, log, store string) {
 	}
 }
 
-// killAfter starts mirrord with args and SIGKILLs it after d; it reports
-// whether mirrord was still running then, and if not how long it ran.
-func killAfter(t *testing.T, d time.Duration, args ...string) (killed bool, ran time.Duration) {
+// killAfter starts mirrord with args and SIGKILLs it after d. It reports
+// whether the kill landed inside the load (mirrord had not logged "loaded
+// the log"), and when the load ended first, how long after the start it
+// did. A run that exits before its kill must exit 0.
+func killAfter(t *testing.T, d time.Duration, args ...string) (midway bool, loaded time.Duration) {
 	t.Helper()
 	start := time.Now()
 	c := startProcess(t, mirrordBinary(t), args...)
-	select {
-	case <-c.done:
-		return false, time.Since(start)
-	case <-time.After(d):
+	timer := time.After(d)
+	for waiting := true; waiting; {
+		select {
+		case l := <-c.lines:
+			if loaded == 0 && strings.Contains(l, "loaded the log") {
+				loaded = time.Since(start)
+			}
+		case <-c.done:
+			if code := c.wait(time.Second); code != 0 {
+				t.Fatalf("mirrord %v: exit %d before its kill\n%s", args, code, c.output())
+			}
+			if loaded == 0 {
+				loaded = time.Since(start)
+			}
+			return false, loaded
+		case <-timer:
+			waiting = false
+		}
 	}
 	c.signal(syscall.SIGKILL)
 	c.wait(30 * time.Second)
+	if strings.Contains(c.output(), "loaded the log") {
+		return false, loaded
+	}
 	return true, 0
 }
 
@@ -168,14 +187,14 @@ func crashScenario(t *testing.T, name string, prepare func(t *testing.T, log, st
 					kills++
 				}
 			} else {
-				killed, ran := killAfter(t, time.Duration(float64(took)*(0.05+0.9*rng.Float64())), op(log, store)...)
-				if killed {
+				midway, loaded := killAfter(t, time.Duration(float64(took)*(0.05+0.9*rng.Float64())), op(log, store)...)
+				if midway {
 					kills++
-				} else {
+				} else if loaded > 0 {
 					// The calibration ran slower than this run (another
 					// test's load on the machine, say): aim the next
 					// kills within what this one took.
-					took = min(took, ran)
+					took = min(took, loaded)
 				}
 			}
 			// Restart: a plain sync finishes whatever was interrupted.
