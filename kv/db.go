@@ -76,6 +76,7 @@ type DB struct {
 
 	lock *pebble.Lock // the directory's lock, taken before Pebble opens
 	fail *failure     // set once Pebble has failed a write: see failure
+	wmu  sync.Mutex   // one write into Pebble at a time: see writing
 
 	// The gate: every operation enters while the store is open and leaves
 	// when done; Close waits for the operations in flight, so Pebble is
@@ -278,6 +279,23 @@ func (db *DB) closedError(query string) error {
 	return queryError(db.path, query, ErrClosed)
 }
 
+// writing admits one write into Pebble at a time, and none once the store
+// has failed; defer the release before the recover that records a
+// failure, so that it runs after it. A write that fails leaves Pebble's
+// commit pipeline locked (see failure): a second write already waiting
+// inside Pebble would wait for it forever (two generators committing side
+// by side did, about once in ten test runs). Waiting here instead, the
+// second write sees the failure. Pebble serialises commits itself; this
+// costs nothing measurable.
+func (db *DB) writing(query string) (release func(), err error) {
+	db.wmu.Lock()
+	if ferr := db.fail.get(); ferr != nil {
+		db.wmu.Unlock()
+		return nil, queryError(db.path, query, ferr)
+	}
+	return db.wmu.Unlock, nil
+}
+
 // failure is the first fatal write failure of a store. Pebble treats a
 // failed write or sync of its write-ahead log or manifest as fatal: it
 // panics (or calls Logger.Fatalf) in the middle of the commit, with its
@@ -410,6 +428,11 @@ func (db *DB) Put(key string, value any) (err error) {
 		return db.closedError("PUT " + key)
 	}
 	defer db.leave()
+	release, err := db.writing("PUT " + key)
+	if err != nil {
+		return err
+	}
+	defer release()
 	defer func() {
 		if r := recover(); r != nil {
 			err = db.fatal("PUT "+key, r)
@@ -442,6 +465,11 @@ func (db *DB) Del(key string) (err error) {
 		return db.closedError("DEL " + key)
 	}
 	defer db.leave()
+	release, err := db.writing("DEL " + key)
+	if err != nil {
+		return err
+	}
+	defer release()
 	defer func() {
 		if r := recover(); r != nil {
 			err = db.fatal("DEL "+key, r)
@@ -507,6 +535,11 @@ func (db *DB) Batch(ops []Op) (err error) {
 		return db.closedError(query)
 	}
 	defer db.leave()
+	release, err := db.writing(query)
+	if err != nil {
+		return err
+	}
+	defer release()
 	b := db.pdb.NewBatch()
 	defer func() {
 		if r := recover(); r != nil {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -416,3 +417,64 @@ func checkKept(t *testing.T, dir string) {
 // quietLogger drops the store's messages: the faults make Pebble log
 // errors on purpose.
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// Writes from several goroutines when a WAL write fails: each returns
+// (the failure, or success before it), none waits forever behind the
+// commit pipeline the failed write left locked.
+func TestConcurrentWritesMeetAFaultAndReturn(t *testing.T) {
+	for round := range 20 {
+		ffs := newFaultyFS(walOnly(func(op errorfs.Op) error {
+			if op.Kind == errorfs.OpFileWrite || op.Kind == errorfs.OpFileWriteAt || faultfs.IsSyncOp(op.Kind) {
+				return errInjected
+			}
+			return nil
+		}))
+		db, err := Open("/store", &Options{FS: ffs.fs, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		const writers = 4
+		done := make(chan error, writers)
+		var started sync.WaitGroup
+		started.Add(writers)
+		for w := range writers {
+			go func() {
+				started.Done()
+				val := strings.Repeat("v", 500)
+				for i := 0; ; i++ {
+					var err error
+					switch i % 3 {
+					case 0:
+						err = db.Batch([]Op{PutOp(fmt.Sprintf("w%d:%d", w, i), val)})
+					case 1:
+						err = db.Put(fmt.Sprintf("w%d:%d", w, i), val)
+					default:
+						wb := db.NewWriteBatch()
+						wb.Put(fmt.Sprintf("w%d:%d", w, i), val)
+						err = wb.Commit()
+					}
+					if err != nil {
+						done <- err
+						return
+					}
+					runtime.Gosched() // let Pebble's WAL flusher meet the fault
+				}
+			}()
+		}
+		started.Wait()
+		ffs.on.Store(true)
+		for range writers {
+			select {
+			case err := <-done:
+				if !errors.Is(err, ErrFailed) {
+					t.Fatalf("round %d: a write failed with %v, not the store's failure", round, err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("round %d: a write is stuck after the store failed", round)
+			}
+		}
+		if err := closeWithin(t, db, 10*time.Second); !errors.Is(err, ErrFailed) {
+			t.Fatalf("Close of a failed store: %v", err)
+		}
+	}
+}

@@ -43,6 +43,11 @@ func PruneChanges(db *DB, upTo uint64) (err error) {
 		return db.closedError(query)
 	}
 	defer db.leave()
+	release, err := db.writing(query)
+	if err != nil {
+		return err
+	}
+	defer release()
 	defer func() {
 		if r := recover(); r != nil {
 			err = db.fatal(query, r)

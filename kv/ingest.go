@@ -123,6 +123,12 @@ func (in *Ingest) Commit(ctx context.Context) (err error) {
 		return in.db.closedError(query)
 	}
 	defer in.db.leave()
+	release, err := in.db.writing(query)
+	if err != nil {
+		in.Abort()
+		return err
+	}
+	defer release()
 	defer func() {
 		if r := recover(); r != nil {
 			// Pebble could not record the ingest (its manifest or WAL

@@ -100,6 +100,11 @@ func (w *WriteBatch) Commit() (err error) {
 		return w.db.closedError(query)
 	}
 	defer w.db.leave()
+	release, err := w.db.writing(query)
+	if err != nil {
+		return err
+	}
+	defer release()
 	defer func() {
 		if r := recover(); r != nil {
 			// A write Pebble cannot go on from (see DB.Failure). The
