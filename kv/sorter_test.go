@@ -3,12 +3,19 @@ package kv
 import (
 	"bytes"
 	"cmp"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+	"github.com/mirrord/mirrord/internal/faultfs"
 )
 
 type sortedRec struct {
@@ -500,5 +507,44 @@ func TestSorterSmallBudgetRuns(t *testing.T) {
 	got := 0
 	if err := s.Each(func(k, v []byte, seq uint64) error { got++; return nil }); err != nil || got != n {
 		t.Fatalf("%d records back, %v", got, err)
+	}
+}
+
+// A first fill that overflows what the sorter was told to expect is
+// written out at once; when that write fails (a full disk), Add returns
+// the cause, every later Add does too, and Close leaves no run behind.
+func TestSorterFirstFillWriteFails(t *testing.T) {
+	var full atomic.Bool
+	fs := errorfs.Wrap(vfs.NewMem(), errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if full.Load() {
+			return faultfs.DiskFull(op)
+		}
+		return nil
+	}))
+	db, err := Open("/store", &Options{FS: fs, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	const budget = 16 << 10
+	s := db.NewSorter(budget, len("event:"))
+	s.Expect(budget) // fits, it says
+	full.Store(true)
+	var addErr error
+	for i := 0; i < 3*budget/100 && addErr == nil; i++ {
+		addErr = s.Add(fmt.Appendf(nil, "event:%08d", i), make([]byte, 90), uint64(i))
+	}
+	if !errors.Is(addErr, syscall.ENOSPC) {
+		t.Fatalf("Add past twice the budget on a full disk: %v", addErr)
+	}
+	if err := s.Add([]byte("event:x"), nil, 0); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Add after the failure: %v", err)
+	}
+	full.Store(false)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := fs.List("/store/bulk-tmp"); len(names) != 0 {
+		t.Fatalf("run files left after Close: %q", names)
 	}
 }
