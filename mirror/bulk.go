@@ -62,10 +62,10 @@ func (e *Engine) bulkLoad(ctx context.Context, f *os.File, st fileStat) (stepRes
 		}
 	}()
 	evSorters, modSorters := d.events(), d.mods()
-	// The sorted streams go to their sstables at the same time: the
-	// modifiers, and the events cut in key ranges, one per core (each
-	// range with its events' digests: mirrord:digest:{id} sorts as
-	// event:{id} does, so the ranges' files do not overlap).
+	// The sorted streams go to their sstables at the same time, cut in
+	// key ranges, one per core: each range's events with their digests
+	// (mirrord:digest:{id} sorts as event:{id} does, so the ranges' files
+	// do not overlap), and beside them the same ids' modifiers.
 	splits, err := kv.SplitKeys(evSorters, decoders())
 	if err != nil {
 		return stepResult{}, err
@@ -135,7 +135,7 @@ func (e *Engine) bulkLoad(ctx context.Context, f *os.File, st fileStat) (stepRes
 		return stepResult{}, fmt.Errorf("loading the log into the store: %w", err)
 	}
 	committed = true
-	e.log.Debug("bulk load phases", "parts", len(d.parts), "ranges", len(bounds)-1, "decode", tDecoded.Sub(started),
+	e.log.Debug("bulk load phases", "parts", len(d.parts), "ranges", nRanges, "decode", tDecoded.Sub(started),
 		"write", tWritten.Sub(tDecoded), "ingest", time.Since(tWritten))
 
 	e.cp, e.bulk, e.reconciling, e.held = &cp, false, false, nil
