@@ -279,11 +279,38 @@ func (db *DB) closedError(query string) error {
 	return queryError(db.path, query, ErrClosed)
 }
 
+// write runs fn, a write into Pebble, as query: once the store is open
+// and has not failed, alone (see writing), and with a panic Pebble raises
+// in it (see failure) turned into the store's failure. An error fn
+// returns comes back as the query's error. A panic leaves whatever fn was
+// committing (a batch) with Pebble's failed commit pipeline: fn releases
+// it only on its normal path.
+func (db *DB) write(query string, fn func() error) (err error) {
+	if !db.enter() {
+		return db.closedError(query)
+	}
+	defer db.leave()
+	release, err := db.writing(query)
+	if err != nil {
+		return err
+	}
+	defer release() // after the recover below records the failure
+	defer func() {
+		if r := recover(); r != nil {
+			err = db.fatal(query, r)
+		}
+	}()
+	if err := fn(); err != nil {
+		return queryError(db.path, query, err)
+	}
+	return nil
+}
+
 // writing admits one write into Pebble at a time, and none once the store
-// has failed; defer the release before the recover that records a
-// failure, so that it runs after it. A write that fails leaves Pebble's
-// commit pipeline locked (see failure): a second write already waiting
-// inside Pebble would wait for it forever (two generators committing side
+// has failed (write calls it; the release runs after the recover that
+// records a failure). A write that fails leaves Pebble's commit pipeline
+// locked (see failure): a second write already waiting inside Pebble
+// would wait for it forever (two generators committing side
 // by side did, about once in ten test runs). Waiting here instead, the
 // second write sees the failure. Pebble serialises commits itself; this
 // costs nothing measurable.
@@ -416,7 +443,7 @@ func (db *DB) Close() error {
 }
 
 // Put stores value, encoded as JSON, under key.
-func (db *DB) Put(key string, value any) (err error) {
+func (db *DB) Put(key string, value any) error {
 	if err := checkKey(key); err != nil {
 		return queryError(db.path, "PUT "+key, err)
 	}
@@ -424,24 +451,7 @@ func (db *DB) Put(key string, value any) (err error) {
 	if err != nil {
 		return queryError(db.path, "PUT "+key, fmt.Errorf("encoding value: %w", err))
 	}
-	if !db.enter() {
-		return db.closedError("PUT " + key)
-	}
-	defer db.leave()
-	release, err := db.writing("PUT " + key)
-	if err != nil {
-		return err
-	}
-	defer release()
-	defer func() {
-		if r := recover(); r != nil {
-			err = db.fatal("PUT "+key, r)
-		}
-	}()
-	if err := db.pdb.Set([]byte(key), b, db.wo); err != nil {
-		return queryError(db.path, "PUT "+key, err)
-	}
-	return nil
+	return db.write("PUT "+key, func() error { return db.pdb.Set([]byte(key), b, db.wo) })
 }
 
 // Get decodes the value stored under key into dst (as json.Unmarshal does;
@@ -457,28 +467,11 @@ func (db *DB) Get(key string, dst any) (found bool, err error) {
 }
 
 // Del deletes key. Deleting a missing key is not an error.
-func (db *DB) Del(key string) (err error) {
+func (db *DB) Del(key string) error {
 	if err := checkKey(key); err != nil {
 		return queryError(db.path, "DEL "+key, err)
 	}
-	if !db.enter() {
-		return db.closedError("DEL " + key)
-	}
-	defer db.leave()
-	release, err := db.writing("DEL " + key)
-	if err != nil {
-		return err
-	}
-	defer release()
-	defer func() {
-		if r := recover(); r != nil {
-			err = db.fatal("DEL "+key, r)
-		}
-	}()
-	if err := db.pdb.Delete([]byte(key), db.wo); err != nil {
-		return queryError(db.path, "DEL "+key, err)
-	}
-	return nil
+	return db.write("DEL "+key, func() error { return db.pdb.Delete([]byte(key), db.wo) })
 }
 
 // Keys returns every key that starts with prefix, sorted; "" means every
@@ -521,7 +514,7 @@ func (db *DB) ScanFrom(prefix, start string, fn func(key string, value json.RawM
 
 // Batch applies ops atomically: all of them or none. If any op cannot be
 // encoded or has an empty key, nothing is applied.
-func (db *DB) Batch(ops []Op) (err error) {
+func (db *DB) Batch(ops []Op) error {
 	query := fmt.Sprintf("BATCH %d ops", len(ops))
 	for i, op := range ops {
 		if err := checkKey(op.key); err != nil {
@@ -531,40 +524,24 @@ func (db *DB) Batch(ops []Op) (err error) {
 			return queryError(db.path, query, fmt.Errorf("op %d (PUT %s): encoding value: %w", i, op.key, op.err))
 		}
 	}
-	if !db.enter() {
-		return db.closedError(query)
-	}
-	defer db.leave()
-	release, err := db.writing(query)
-	if err != nil {
+	return db.write(query, func() error {
+		b := db.pdb.NewBatch()
+		for _, op := range ops {
+			var err error
+			if op.del {
+				err = b.Delete([]byte(op.key), nil)
+			} else {
+				err = b.Set([]byte(op.key), op.value, nil)
+			}
+			if err != nil {
+				_ = b.Close()
+				return err
+			}
+		}
+		err := b.Commit(db.wo)
+		_ = b.Close() // not reached after a panic: see write
 		return err
-	}
-	defer release()
-	b := db.pdb.NewBatch()
-	defer func() {
-		if r := recover(); r != nil {
-			// The batch stays with the failed commit pipeline: not
-			// released for reuse.
-			err = db.fatal(query, r)
-			return
-		}
-		_ = b.Close()
-	}()
-	for _, op := range ops {
-		var err error
-		if op.del {
-			err = b.Delete([]byte(op.key), nil)
-		} else {
-			err = b.Set([]byte(op.key), op.value, nil)
-		}
-		if err != nil {
-			return queryError(db.path, query, err)
-		}
-	}
-	if err := b.Commit(db.wo); err != nil {
-		return queryError(db.path, query, err)
-	}
-	return nil
+	})
 }
 
 // Op is one operation of a Batch; build it with PutOp or DelOp.

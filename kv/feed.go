@@ -33,28 +33,11 @@ func Changes(r Reader, after uint64, fn func(Change) error) error {
 
 // PruneChanges deletes the change-feed entries with a sequence number up
 // to and including upTo, with one range tombstone.
-func PruneChanges(db *DB, upTo uint64) (err error) {
+func PruneChanges(db *DB, upTo uint64) error {
 	end := PrefixEnd([]byte(PrefixChanges))
 	if upTo < ^uint64(0) {
 		end = []byte(ChangeKey(upTo + 1))
 	}
 	query := fmt.Sprintf("PRUNE %s..%d", PrefixChanges, upTo)
-	if !db.enter() {
-		return db.closedError(query)
-	}
-	defer db.leave()
-	release, err := db.writing(query)
-	if err != nil {
-		return err
-	}
-	defer release()
-	defer func() {
-		if r := recover(); r != nil {
-			err = db.fatal(query, r)
-		}
-	}()
-	if err := db.pdb.DeleteRange([]byte(PrefixChanges), end, db.wo); err != nil {
-		return queryError(db.path, query, err)
-	}
-	return nil
+	return db.write(query, func() error { return db.pdb.DeleteRange([]byte(PrefixChanges), end, db.wo) })
 }

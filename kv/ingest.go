@@ -101,7 +101,7 @@ func (f *IngestFile) Add(key, value []byte) error {
 // Commit finishes every stream and replaces the range with them,
 // atomically. The sstables become part of the store (or are removed on
 // failure).
-func (in *Ingest) Commit(ctx context.Context) (err error) {
+func (in *Ingest) Commit(ctx context.Context) error {
 	query := fmt.Sprintf("INGEST %s..%s", in.start, in.end)
 	var paths []string
 	for _, f := range in.files {
@@ -118,42 +118,37 @@ func (in *Ingest) Commit(ctx context.Context) (err error) {
 		}
 		paths = append(paths, f.paths...)
 	}
-	if !in.db.enter() {
-		in.Abort()
-		return in.db.closedError(query)
-	}
-	defer in.db.leave()
-	release, err := in.db.writing(query)
-	if err != nil {
-		in.Abort()
-		return err
-	}
-	defer release()
-	defer func() {
-		if r := recover(); r != nil {
-			// Pebble could not record the ingest (its manifest or WAL
-			// write failed): whether it took effect is known only once the
-			// store is reopened, and either state is consistent.
-			err = in.db.fatal(query, r)
+	ran := false
+	err := in.db.write(query, func() error {
+		ran = true
+		// A panic from here on (Pebble could not write its manifest or
+		// WAL) leaves the files: whether the ingest took effect is known
+		// only once the store is reopened, either state is consistent,
+		// and Open removes what is left in bulk-tmp.
+		//
+		// Sync the WAL first: the ingest rotates it, and a WAL that
+		// already failed a write (unsynced batches fail silently until
+		// then) makes that rotation crash the process with an
+		// unrecoverable runtime error (Pebble panics there with its mutex
+		// released). Syncing surfaces the failure as this call's error
+		// instead (see failure); it costs one fsync per bulk load, which
+		// syncs its own files anyway.
+		if err := in.db.pdb.LogData(nil, pebble.Sync); err != nil {
+			in.Abort()
+			return err
 		}
-	}()
-	// Sync the WAL first: the ingest rotates it, and a WAL that already
-	// failed a write (unsynced batches fail silently until then) makes
-	// that rotation crash the process with an unrecoverable runtime error
-	// (Pebble panics there with its mutex released). Syncing surfaces the
-	// failure as this call's error instead (see failure); it costs one
-	// fsync per bulk load, which syncs its own files anyway.
-	if err := in.db.pdb.LogData(nil, pebble.Sync); err != nil {
-		in.Abort()
-		return queryError(in.db.path, query, err)
+		span := pebble.KeyRange{Start: []byte(in.start), End: in.end}
+		if _, err := in.db.pdb.IngestAndExcise(ctx, paths, nil, nil, span); err != nil {
+			in.Abort()
+			return err
+		}
+		in.cleanup(paths) // Pebble linked them; the names we wrote can go
+		return nil
+	})
+	if !ran {
+		in.Abort() // the store is closed or failed: Pebble never saw the files
 	}
-	span := pebble.KeyRange{Start: []byte(in.start), End: in.end}
-	if _, err := in.db.pdb.IngestAndExcise(ctx, paths, nil, nil, span); err != nil {
-		in.Abort()
-		return queryError(in.db.path, query, err)
-	}
-	in.cleanup(paths) // Pebble linked them; the names we wrote can go
-	return nil
+	return err
 }
 
 // Abort removes whatever the ingest wrote.

@@ -87,7 +87,7 @@ func (w *WriteBatch) Size() int { return w.b.Len() }
 
 // Commit applies the batch atomically and releases it. A batch that
 // recorded a failure applies nothing and reports it.
-func (w *WriteBatch) Commit() (err error) {
+func (w *WriteBatch) Commit() error {
 	query := fmt.Sprintf("BATCH %d ops", w.Len())
 	if w.done {
 		return queryError(w.db.path, query, fmt.Errorf("batch already committed or closed"))
@@ -96,28 +96,12 @@ func (w *WriteBatch) Commit() (err error) {
 	if w.err != nil {
 		return queryError(w.db.path, query, w.err)
 	}
-	if !w.db.enter() {
-		return w.db.closedError(query)
-	}
-	defer w.db.leave()
-	release, err := w.db.writing(query)
-	if err != nil {
+	return w.db.write(query, func() error {
+		w.done = true // from here the batch is Pebble's: see write
+		err := w.b.Commit(w.db.wo)
+		_ = w.b.Close()
 		return err
-	}
-	defer release()
-	defer func() {
-		if r := recover(); r != nil {
-			// A write Pebble cannot go on from (see DB.Failure). The
-			// batch stays with the failed commit pipeline: not released
-			// for reuse.
-			w.done = true
-			err = w.db.fatal(query, r)
-		}
-	}()
-	if err := w.b.Commit(w.db.wo); err != nil {
-		return queryError(w.db.path, query, err)
-	}
-	return nil
+	})
 }
 
 // Close discards the batch if it was not committed. It is safe to call more
