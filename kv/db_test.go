@@ -700,3 +700,29 @@ func TestIngestReplacesARangeAtomically(t *testing.T) {
 		t.Fatalf("ingest files left: %v", names)
 	}
 }
+
+// An ingest that Pebble never sees (the store was closed meanwhile) fails
+// as a closed store's call and removes the files it wrote.
+func TestIngestOnAClosedStoreRemovesItsFiles(t *testing.T) {
+	db := openMem(t)
+	in := db.NewIngest("m:", PrefixEnd([]byte("m:")))
+	f := in.File()
+	for _, k := range []string{"m:1", "m:2"} {
+		if err := f.Add([]byte(k), []byte(`"v"`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tmp := db.opts.FS.PathJoin(db.path, "bulk-tmp")
+	if names, _ := db.opts.FS.List(tmp); len(names) == 0 {
+		t.Fatal("the ingest wrote no file before its commit")
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Commit(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("commit on a closed store: %v, want ErrClosed", err)
+	}
+	if names, _ := db.opts.FS.List(tmp); len(names) != 0 {
+		t.Fatalf("ingest files left: %v", names)
+	}
+}
