@@ -43,6 +43,10 @@ type Scope struct {
 	// spill, set by the runner for a rebuild, commits the pending writes
 	// when they grow large (the rebuild stays marked until it completes).
 	spill func() error
+
+	// spilled, in a scope that began cleared (a rebuild), holds every key
+	// committed since: under the prefix the store has nothing else.
+	spilled *spilledKeys
 }
 
 type op struct {
@@ -61,7 +65,17 @@ type op struct {
 const spillSize = 4 << 20
 
 func newScope(name string, live kv.Reader, cleared bool) *Scope {
-	return &Scope{name: name, prefix: kv.GeneratorPrefix(name), live: live, pending: map[string]op{}, cleared: cleared}
+	s := &Scope{name: name, prefix: kv.GeneratorPrefix(name), live: live, pending: map[string]op{}, cleared: cleared}
+	if cleared {
+		s.spilled = &spilledKeys{}
+	}
+	return s
+}
+
+// unstored reports a key the store certainly does not hold: everything
+// under the prefix is being deleted, or this rebuild never committed it.
+func (s *Scope) unstored(full string) bool {
+	return s.cleared || full == s.missed || (s.spilled != nil && !s.spilled.mayHave(full))
 }
 
 // Name returns the generator's name.
@@ -83,7 +97,7 @@ func (s *Scope) Put(key string, value any) error {
 func (s *Scope) Delete(key string) error {
 	full := s.Key(key)
 	stored := false
-	if !s.cleared && full != s.missed {
+	if !s.unstored(full) {
 		var err error
 		if stored, err = s.live.Get(full, nil); err != nil {
 			return err
@@ -126,7 +140,8 @@ func (s *Scope) Get(key string, dst any) (bool, error) {
 		}
 		return true, json.Unmarshal(o.value, dst)
 	}
-	if s.cleared {
+	if s.unstored(full) {
+		s.missed = full
 		return false, nil
 	}
 	found, err := s.live.Get(full, dst)
@@ -244,6 +259,9 @@ func (s *Scope) commitTo(wb *kv.WriteBatch) {
 			}
 		} else {
 			wb.PutRaw([]byte(k), o.value)
+			if s.spilled != nil {
+				s.spilled.add(k)
+			}
 		}
 	}
 }

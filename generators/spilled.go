@@ -1,0 +1,94 @@
+package generators
+
+import (
+	"math/bits"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// spilledKeys is a Bloom filter of the keys a rebuild has committed so
+// far. A rebuild's scope starts by deleting everything under its prefix,
+// so afterwards the store holds there only what the rebuild itself
+// committed: a key the filter has never seen is certainly not stored, and
+// Get and Delete need not ask Pebble. They asked for nearly every key: a
+// rebuild reads each event's index entry before writing it, and each of
+// those reads of a key that is not there walked Pebble's memtables and
+// levels (3.4 µs; 8 of the 53 CPU-seconds of rebuilding both default
+// generators for 1M events).
+//
+// The filter grows as a chain of parts, each twice the size of the one
+// before, so that it needs no count of the keys in advance: about 10 bits
+// a key (2.5 MiB for the two million keys of summary's rebuild of 1M
+// events) and under 2% false positives, each of which costs only the
+// read it would have cost anyway.
+type spilledKeys struct {
+	parts []*bloomPart
+}
+
+// bloomPart is one Bloom filter sized for capacity keys.
+type bloomPart struct {
+	bits     []uint64
+	mask     uint64 // len(bits)*64 - 1
+	n        int
+	capacity int
+}
+
+const (
+	// firstPartKeys is the capacity of the first part: 80 KiB of bits.
+	firstPartKeys = 64 << 10
+	// bitsPerKey and probes give a false-positive rate near 1% for a
+	// full part.
+	bitsPerKey = 10
+	probes     = 7
+)
+
+func newBloomPart(capacity int) *bloomPart {
+	m := uint64(1) << bits.Len64(uint64(capacity*bitsPerKey-1)) // a power of two
+	return &bloomPart{bits: make([]uint64, m/64), mask: m - 1, capacity: capacity}
+}
+
+// The positions of a key in a part: h1 + i·h2 (double hashing), with h2
+// odd so that they differ.
+func (p *bloomPart) add(h uint64) {
+	h1, h2 := h, bits.RotateLeft64(h, 32)|1
+	for i := range uint64(probes) {
+		pos := (h1 + i*h2) & p.mask
+		p.bits[pos/64] |= 1 << (pos % 64)
+	}
+	p.n++
+}
+
+func (p *bloomPart) has(h uint64) bool {
+	h1, h2 := h, bits.RotateLeft64(h, 32)|1
+	for i := range uint64(probes) {
+		pos := (h1 + i*h2) & p.mask
+		if p.bits[pos/64]&(1<<(pos%64)) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// add records a key that is being committed.
+func (f *spilledKeys) add(key string) {
+	h := xxhash.Sum64String(key)
+	if len(f.parts) == 0 || f.parts[len(f.parts)-1].n >= f.parts[len(f.parts)-1].capacity {
+		capacity := firstPartKeys
+		if len(f.parts) > 0 {
+			capacity = 2 * f.parts[len(f.parts)-1].capacity
+		}
+		f.parts = append(f.parts, newBloomPart(capacity))
+	}
+	f.parts[len(f.parts)-1].add(h)
+}
+
+// mayHave is false only for a key that add never saw.
+func (f *spilledKeys) mayHave(key string) bool {
+	h := xxhash.Sum64String(key)
+	for _, p := range f.parts {
+		if p.has(h) {
+			return true
+		}
+	}
+	return false
+}
