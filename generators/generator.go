@@ -55,7 +55,7 @@ func (in *Input) Events(fn func(id string, ev *eventlog.Event) error) error {
 		return nil
 	}
 	if in.Rebuild {
-		return in.View.Scan(kv.PrefixEvent, func(key string, raw json.RawMessage) error {
+		each := func(key string, raw []byte) error {
 			k, err := kv.ParseKey(key)
 			if err != nil {
 				return err
@@ -65,7 +65,14 @@ func (in *Input) Events(fn func(id string, ev *eventlog.Event) error) error {
 				return WithEvent(k.ID, fmt.Errorf("stored event is not valid: %w", err))
 			}
 			return call(k.ID, ev)
-		})
+		}
+		// ParseEvent checks each value strictly, so the views that can
+		// skip Scan's own check of the grammar do: a second pass over
+		// every event, a tenth of the CPU of a rebuild.
+		if v, ok := in.View.(rawScanner); ok {
+			return v.ScanRaw([]byte(kv.PrefixEvent), func(key, raw []byte) error { return each(string(key), raw) })
+		}
+		return in.View.Scan(kv.PrefixEvent, func(key string, raw json.RawMessage) error { return each(key, raw) })
 	}
 	for _, id := range in.IDs {
 		ev, err := in.Event(id)
@@ -77,6 +84,12 @@ func (in *Input) Events(fn func(id string, ev *eventlog.Event) error) error {
 		}
 	}
 	return nil
+}
+
+// rawScanner is what kv.DB and kv.Snapshot offer beyond kv.Reader: a Scan
+// that hands values over unchecked.
+type rawScanner interface {
+	ScanRaw(prefix []byte, fn func(key, value []byte) error) error
 }
 
 // Event returns the event as it stands in the mirror, or nil when there is

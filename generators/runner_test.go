@@ -465,3 +465,40 @@ func equalMaps(a, b map[string]string) bool {
 	}
 	return true
 }
+
+// A rebuild that meets a stored event that is not JSON (written around
+// mirrord) fails naming it, and writes nothing; the store's other events
+// are still there to be rebuilt from once it is gone.
+func TestRebuildOverAnEventThatIsNotJSONNamesIt(t *testing.T) {
+	e := newEnv(t, Options{Enabled: []string{"test-counter"}})
+	evs := synth.New(5).Events(4)
+	e.appendEvents(evs...)
+	if err := e.eng.Sync(e.ctx()); err != nil {
+		t.Fatal(err)
+	}
+	w := e.db.NewWriteBatch()
+	w.PutRaw([]byte(kv.EventKey("zz-bad")), []byte(`{"id": "zz-bad", "date": `))
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	err := e.run.CatchUp(e.ctx(), 1)
+	if err == nil {
+		t.Fatal("a rebuild over an event that is not JSON succeeded")
+	}
+	s := e.status("test-counter")
+	if s.State != "failing" || s.LastEvent != "zz-bad" || !strings.Contains(s.LastError, "not valid JSON") {
+		t.Fatalf("status: %+v", s)
+	}
+	if got := len(e.generated("test-counter")); got != 0 {
+		t.Fatalf("a failed rebuild left %d values", got)
+	}
+	if err := e.db.Del(kv.EventKey("zz-bad")); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.run.CatchUp(e.ctx(), 1); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(e.generated("test-counter")); got != len(evs) {
+		t.Fatalf("after the bad event went the counter holds %d values, want %d", got, len(evs))
+	}
+}

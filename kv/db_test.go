@@ -456,6 +456,14 @@ func TestSnapshotIsConsistent(t *testing.T) {
 	if err != nil || len(vals) != 1 {
 		t.Fatalf("snapshot GetAll = %s %v", vals, err)
 	}
+	var raw []string
+	err = snap.ScanRaw([]byte("event:"), func(k, v []byte) error {
+		raw = append(raw, string(k)+"="+string(v))
+		return nil
+	})
+	if err != nil || !reflect.DeepEqual(raw, []string{"event:a=1"}) {
+		t.Fatalf("snapshot ScanRaw = %q, %v", raw, err)
+	}
 	now, _ := db.Keys("")
 	if !reflect.DeepEqual(now, []string{"event:b"}) {
 		t.Fatalf("db keys = %q", now)
@@ -468,6 +476,9 @@ func TestSnapshotIsConsistent(t *testing.T) {
 	}
 	if _, err := snap.Get("event:a", nil); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Get on closed snapshot: %v", err)
+	}
+	if err := snap.ScanRaw(nil, func(_, _ []byte) error { return nil }); !errors.Is(err, ErrClosed) {
+		t.Fatalf("ScanRaw on closed snapshot: %v", err)
 	}
 }
 

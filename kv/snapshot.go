@@ -2,6 +2,7 @@ package kv
 
 import (
 	"encoding/json"
+	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -106,4 +107,13 @@ func (s *Snapshot) ScanFrom(prefix, start string, fn func(key string, value json
 	}
 	defer s.db.leave()
 	return scan(s.snap, s.db.path, prefix, start, fn)
+}
+
+// ScanRaw is DB.ScanRaw on the snapshot: values as stored, not checked.
+func (s *Snapshot) ScanRaw(prefix []byte, fn func(key, value []byte) error) error {
+	if !s.enter() {
+		return s.db.closedError(fmt.Sprintf("SCAN %s*", prefix))
+	}
+	defer s.db.leave()
+	return scanRaw(s.snap, s.db.path, prefix, fn)
 }
