@@ -109,6 +109,34 @@ func BenchmarkDecoder(b *testing.B) {
 	}
 }
 
+// BenchmarkParseEvent: ParseEvent of stored (compacted) events, what each
+// generator does for every event of a rebuild.
+func BenchmarkParseEvent(b *testing.B) {
+	d := NewDecoder(bytes.NewReader(syntheticLog(b)), nil)
+	var stored [][]byte
+	size := 0
+	for {
+		e, err := d.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		stored = append(stored, bytes.Clone(e.Raw))
+		size += len(e.Raw)
+	}
+	b.SetBytes(int64(size / len(stored)))
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := ParseEvent(stored[i%len(stored)]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
 // TestSyntheticLog keeps the benchmark's input honest: 10,000 valid
 // events of about 680 bytes with 0 to 3 modifiers and non-ASCII text.
 func TestSyntheticLog(t *testing.T) {

@@ -77,7 +77,9 @@ func ParseEvent(b []byte) (*Event, error) {
 	if !jsonx.Valid(b) {
 		return nil, &FieldError{Reason: "not valid JSON"}
 	}
-	p := parsed{collect: true}
+	// The key order is kept by the Event: room for the contract's fields
+	// and a few more, allocated once.
+	p := parsed{collect: true, order: make([]string, 0, nFields+4)}
 	if err := p.parse(b[jsonx.SkipSpace(b, 0):]); err != nil {
 		return nil, err
 	}
@@ -269,15 +271,17 @@ func (p *parsed) event() (*Event, error) {
 		Description: p.str(fDescription),
 		order:       p.order,
 	}
+	if len(p.mods) > 0 {
+		e.Modifiers = make([]Modifier, 0, len(p.mods))
+	}
 	for _, m := range p.mods {
-		v := jsonx.AppendUnquoteLossy(nil, m.Value)
-		e.Modifiers = append(e.Modifiers, Modifier{Name: string(m.Name), Value: string(v)})
+		e.Modifiers = append(e.Modifiers, Modifier{Name: string(m.Name), Value: p.unquote(m.Value)})
 	}
 	for _, f := range p.extra {
 		e.Extra = append(e.Extra, Field{Name: f.name, Value: append(json.RawMessage(nil), f.value...)})
 	}
 	e.Extra = dedupFields(e.Extra)
-	var cp parsed
+	cp := parsed{order: make([]string, 0, len(creatorOrder)+1), extra: make([]rawField, 0, len(creatorOrder)+1)}
 	if err := cp.parseCreator(p.span[fCreator]); err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
@@ -215,6 +216,9 @@ func checkParseEvent(t *testing.T, in []byte) {
 	if ValidDate(e.Date) != "" || e.ID == "" {
 		t.Fatalf("accepted id %q date %q", e.ID, e.Date)
 	}
+	if d := refDiff(e, in); d != "" {
+		t.Fatalf("ParseEvent and encoding/json disagree on %s for %q", d, in)
+	}
 	out, err := e.MarshalJSON()
 	if err != nil || !json.Valid(out) {
 		t.Fatalf("MarshalJSON: %q, %v", out, err)
@@ -235,6 +239,56 @@ func checkParseEvent(t *testing.T, in []byte) {
 	if len(es) != 1 || es[0].Kind != KindEvent || es[0].ID != e.ID || es[0].Raw != string(out) || es[0].End != int64(len(js)-1) {
 		t.Errorf("Format output decodes as %v", es)
 	}
+}
+
+// refDiff compares the strings ParseEvent decoded with what
+// encoding/json decodes from the same object (the last of repeated names,
+// escapes decoded, a lone surrogate as U+FFFD), and names the first that
+// differs.
+func refDiff(e *Event, in []byte) string {
+	var top, creator map[string]json.RawMessage
+	if err := json.Unmarshal(in, &top); err != nil {
+		return "the object: " + err.Error()
+	}
+	if err := json.Unmarshal(top["creator"], &creator); err != nil {
+		return "creator: " + err.Error()
+	}
+	str := func(m map[string]json.RawMessage, k string) string {
+		var s string
+		if err := json.Unmarshal(m[k], &s); err != nil {
+			return "(" + err.Error() + ")"
+		}
+		return s
+	}
+	for _, f := range []struct{ name, got, want string }{
+		{"id", e.ID, str(top, "id")},
+		{"date", e.Date, str(top, "date")},
+		{"original", e.Original, str(top, "original")},
+		{"input", e.Input, str(top, "input")},
+		{"type", e.Type, str(top, "type")},
+		{"description", e.Description, str(top, "description")},
+		{"creator.name", e.Creator.Name, str(creator, "name")},
+		{"creator.uuid", e.Creator.UUID, str(creator, "uuid")},
+		{"creator.version", e.Creator.Version, str(creator, "version")},
+	} {
+		if f.got != f.want {
+			return fmt.Sprintf("%s: %q against %q", f.name, f.got, f.want)
+		}
+	}
+	mods := map[string]string{}
+	if raw, ok := top["modifiers"]; ok {
+		if err := json.Unmarshal(raw, &mods); err != nil {
+			return "modifiers: " + err.Error()
+		}
+	}
+	got := map[string]string{}
+	for _, m := range e.Modifiers {
+		got[m.Name] = m.Value
+	}
+	if !reflect.DeepEqual(got, mods) || len(got) != len(e.Modifiers) {
+		return fmt.Sprintf("modifiers: %q against %q", e.Modifiers, mods)
+	}
+	return ""
 }
 
 func sampleEventsFromFile(f *testing.F) []*Event {

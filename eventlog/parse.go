@@ -201,7 +201,23 @@ func (p *parsed) noteOrder(name string) {
 }
 
 func (p *parsed) str(f int) string {
-	return string(jsonx.AppendUnquoteLossy(nil, p.span[f]))
+	return p.unquote(p.span[f])
+}
+
+// unquote decodes a string token of a valid object (a lone surrogate
+// escape becomes U+FFFD) with one allocation: most strings hold no escape
+// and are their own bytes; the others are decoded in p.buf's spare room
+// first.
+func (p *parsed) unquote(tok []byte) string {
+	s := tok[1 : len(tok)-1]
+	if bytes.IndexByte(s, '\\') < 0 {
+		return string(s)
+	}
+	start := len(p.buf)
+	p.buf = jsonx.AppendUnquoteLossy(p.buf, tok)
+	out := string(p.buf[start:])
+	p.buf = p.buf[:start]
+	return out
 }
 
 // validate checks the rules of DESIGN §1 in field order and decodes the id
@@ -312,17 +328,28 @@ func (p *parsed) parseCreator(b []byte) error {
 	p.reset()
 	p.collect = true
 	return walkObject(b, func(key, val []byte) error {
-		n := string(p.keyNameLossy(key))
+		n := creatorKey(p.keyNameLossy(key))
 		p.noteOrder(n)
 		p.extra = append(p.extra, rawField{n, val})
 		return nil
 	})
 }
 
+// creatorKey is the key as a string, without allocating one for the
+// names every creator has.
+func creatorKey(b []byte) string {
+	for _, n := range creatorOrder {
+		if string(b) == n {
+			return n
+		}
+	}
+	return string(b)
+}
+
 func (p *parsed) cstr(name string) string {
 	for i := len(p.extra) - 1; i >= 0; i-- {
 		if p.extra[i].name == name {
-			return string(jsonx.AppendUnquoteLossy(nil, p.extra[i].value))
+			return p.unquote(p.extra[i].value)
 		}
 	}
 	return ""

@@ -577,11 +577,12 @@ func appendUnquote(dst, raw []byte, lossy bool) ([]byte, error) {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c != '\\' {
-			start := i
-			for i < len(s) && s[i] != '\\' {
-				i++
+			n := bytes.IndexByte(s[i:], '\\')
+			if n < 0 {
+				n = len(s) - i
 			}
-			dst = append(dst, s[start:i]...)
+			dst = append(dst, s[i:i+n]...)
+			i += n
 			continue
 		}
 		switch s[i+1] {
