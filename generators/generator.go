@@ -22,6 +22,8 @@ import (
 //
 // Update must be idempotent per event: after a failure or a crash the same
 // ids are handed over again. It is called from one goroutine at a time.
+// in and out are valid only until Update returns: a Scope kept for later
+// reads what that run knew, not the store.
 type Generator interface {
 	Update(ctx context.Context, in *Input, out *Scope) error
 }

@@ -95,6 +95,11 @@ type genRunner struct {
 // generators that are no longer enabled are dropped, with their values,
 // so that they never hold the change feed back; enabling one again
 // rebuilds it.
+//
+// A store has one Runner at a time, and nothing else writes under
+// generated:: a rebuild trusts that the store holds under its
+// generator's prefix only what the rebuild itself committed (see
+// spilledKeys), and would otherwise keep a value it should delete.
 func NewRunner(db *kv.DB, opts *Options) (*Runner, error) {
 	var o Options
 	if opts != nil {

@@ -17,10 +17,11 @@ import (
 // generators for 1M events).
 //
 // The filter grows as a chain of parts, each twice the size of the one
-// before, so that it needs no count of the keys in advance: about 10 bits
-// a key (2.5 MiB for the two million keys of summary's rebuild of 1M
-// events) and under 2% false positives, each of which costs only the
-// read it would have cost anyway.
+// before, so that it needs no count of the keys in advance: 10 bits a key
+// (3 MiB for the two million keys of summary's rebuild of 1M events) and
+// about 1% false positives in a full part, each of which costs only the
+// read it would have cost anyway. A key committed again (a value put in
+// two spills) is counted once.
 type spilledKeys struct {
 	parts []*bloomPart
 }
@@ -34,17 +35,19 @@ type bloomPart struct {
 }
 
 const (
-	// firstPartKeys is the capacity of the first part: 80 KiB of bits.
-	firstPartKeys = 64 << 10
+	// firstPartBits is the size of the first part: 128 KiB, for about
+	// 100,000 keys.
+	firstPartBits = 1 << 20
 	// bitsPerKey and probes give a false-positive rate near 1% for a
 	// full part.
 	bitsPerKey = 10
 	probes     = 7
 )
 
-func newBloomPart(capacity int) *bloomPart {
-	m := uint64(1) << bits.Len64(uint64(capacity*bitsPerKey-1)) // a power of two
-	return &bloomPart{bits: make([]uint64, m/64), mask: m - 1, capacity: capacity}
+// newBloomPart makes a part of m bits, a power of two (positions are
+// masked, not divided), for m/bitsPerKey keys.
+func newBloomPart(m uint64) *bloomPart {
+	return &bloomPart{bits: make([]uint64, m/64), mask: m - 1, capacity: int(m / bitsPerKey)}
 }
 
 // The positions of a key in a part: h1 + i·h2 (double hashing), with h2
@@ -72,19 +75,25 @@ func (p *bloomPart) has(h uint64) bool {
 // add records a key that is being committed.
 func (f *spilledKeys) add(key string) {
 	h := xxhash.Sum64String(key)
+	if f.has(h) {
+		return // already there (or a false positive: reported either way)
+	}
 	if len(f.parts) == 0 || f.parts[len(f.parts)-1].n >= f.parts[len(f.parts)-1].capacity {
-		capacity := firstPartKeys
+		m := uint64(firstPartBits)
 		if len(f.parts) > 0 {
-			capacity = 2 * f.parts[len(f.parts)-1].capacity
+			m = 2 * (f.parts[len(f.parts)-1].mask + 1)
 		}
-		f.parts = append(f.parts, newBloomPart(capacity))
+		f.parts = append(f.parts, newBloomPart(m))
 	}
 	f.parts[len(f.parts)-1].add(h)
 }
 
 // mayHave is false only for a key that add never saw.
 func (f *spilledKeys) mayHave(key string) bool {
-	h := xxhash.Sum64String(key)
+	return f.has(xxhash.Sum64String(key))
+}
+
+func (f *spilledKeys) has(h uint64) bool {
 	for _, p := range f.parts {
 		if p.has(h) {
 			return true
