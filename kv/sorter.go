@@ -257,7 +257,12 @@ func radixSort(recs, tmp []sortRec) []sortRec {
 }
 
 // NewSorter returns a sorter holding at most about 2 × budget bytes of
-// records in memory (budget must exceed the largest record). skip is the
+// keys and values in memory (budget must exceed the largest record), plus
+// 32 bytes a record held for its index entry and as much again for the
+// radix sort's scratch space, which the budget does not count: for the
+// modifiers' small records (about 50 bytes) that index is larger than the
+// records themselves. The bulk load's budgets were set by the peak RSS
+// they measured with it (mirror's eventSortBudget, modifierSortBudget). skip is the
 // length of a prefix most keys share (such as "event:"): comparing the 8
 // bytes after it as integers settles most comparisons.
 func (db *DB) NewSorter(budget, skip int) *Sorter {
