@@ -261,10 +261,11 @@ func radixSort(recs, tmp []sortRec) []sortRec {
 // 32 bytes a record held for its index entry and as much again for the
 // radix sort's scratch space, which the budget does not count: for the
 // modifiers' small records (about 50 bytes) that index is larger than the
-// records themselves. The bulk load's budgets were set by the peak RSS
-// they measured with it (mirror's eventSortBudget, modifierSortBudget). skip is the
-// length of a prefix most keys share (such as "event:"): comparing the 8
-// bytes after it as integers settles most comparisons.
+// records themselves. The bulk load's budgets (mirror's eventSortBudget
+// and modifierSortBudget) were set by the peak RSS measured with it.
+//
+// skip is the length of a prefix most keys share (such as "event:"):
+// comparing the 8 bytes after it as integers settles most comparisons.
 func (db *DB) NewSorter(budget, skip int) *Sorter {
 	s := &Sorter{fs: db.opts.FS, dir: db.opts.FS.PathJoin(db.path, "bulk-tmp"), budget: budget, free: make(chan *sortBuf, 1),
 		id: db.tmpSeq.Add(1), skip: skip, firstFill: budget}
