@@ -112,18 +112,10 @@ func BenchmarkDecoder(b *testing.B) {
 // BenchmarkParseEvent: ParseEvent of stored (compacted) events, what each
 // generator does for every event of a rebuild.
 func BenchmarkParseEvent(b *testing.B) {
-	d := NewDecoder(bytes.NewReader(syntheticLog(b)), nil)
 	var stored [][]byte
 	size := 0
-	for {
-		e, err := d.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			b.Fatal(err)
-		}
-		stored = append(stored, bytes.Clone(e.Raw))
+	for _, e := range decodeBytes(b, syntheticLog(b), nil) {
+		stored = append(stored, []byte(e.Raw))
 		size += len(e.Raw)
 	}
 	b.SetBytes(int64(size / len(stored)))
