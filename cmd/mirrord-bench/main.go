@@ -9,7 +9,7 @@
 // full resync by mirrord, by a naive Go pipeline and by the original
 // Node.js module (when node is installed); append-to-visible latency; a
 // rewrite reconcile; a following daemon's idle CPU and memory; kv reads.
-// See package internal/bench.
+// See package bench beside it.
 package main
 
 import (
@@ -24,7 +24,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/mirrord/mirrord/internal/bench"
+	"github.com/mirrord/mirrord/cmd/mirrord-bench/bench"
 )
 
 func main() {

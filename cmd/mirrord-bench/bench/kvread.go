@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // kvGets is how many random Gets are timed.
@@ -53,7 +54,7 @@ func (b *runner) kvReads(ctx context.Context) error {
 
 	var keys []string
 	start := time.Now()
-	err = db.Scan(kv.PrefixEvent, func(key string, value json.RawMessage) error {
+	err = db.Scan(schema.PrefixEvent, func(key string, value json.RawMessage) error {
 		keys = append(keys, key)
 		return ctx.Err()
 	})

@@ -10,7 +10,7 @@ import (
 	"os"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // naiveEvent is the application's event as a naive Go program declares
@@ -68,12 +68,12 @@ func naiveLoad(logPath, store string) (int, error) {
 			db.Close()
 			return events, fmt.Errorf("%s: %w", logPath, err)
 		}
-		if err := put(kv.AppendEventKey(nil, ev.ID), &ev); err != nil {
+		if err := put(schema.AppendEventKey(nil, ev.ID), &ev); err != nil {
 			db.Close()
 			return events, err
 		}
 		for name, value := range ev.Modifiers {
-			if err := put(kv.AppendModifierKey(nil, ev.ID, name), struct {
+			if err := put(schema.AppendModifierKey(nil, ev.ID, name), struct {
 				Value string `json:"value"`
 			}{value}); err != nil {
 				db.Close()

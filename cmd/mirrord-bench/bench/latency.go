@@ -14,6 +14,7 @@ import (
 	"github.com/mirrord/mirrord/internal/synth"
 	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/mirror"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // appendGap separates the timed appends. A person appends events seconds
@@ -102,7 +103,7 @@ func appendLatency(ctx context.Context, logPath, store string, appends int) (Lat
 	for range appends {
 		ev := gen.Event()
 		buf = append(ev.AppendJS(buf[:0]), '\n')
-		key = kv.AppendEventKey(key[:0], ev.ID)
+		key = schema.AppendEventKey(key[:0], ev.ID)
 		select {
 		case <-applied: // a stale signal
 		default:
