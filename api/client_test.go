@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/mirrord/mirrord/api"
-	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // every client call, for the error paths they share.
@@ -161,7 +161,7 @@ func TestClientStreamStops(t *testing.T) {
 	if _, found, err := f.client.Get(testCtx(t, 5*time.Second), fmt.Sprintf("generated:bulk:%06d", 4999)); !found || err != nil {
 		t.Errorf("Get after the cancelled stream: %v %v", found, err)
 	}
-	if _, found, _ := f.client.Get(testCtx(t, 5*time.Second), kv.EventKey(f.events[0].ID)); !found {
+	if _, found, _ := f.client.Get(testCtx(t, 5*time.Second), schema.EventKey(f.events[0].ID)); !found {
 		t.Error("event missing")
 	}
 }

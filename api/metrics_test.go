@@ -16,7 +16,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/mirrord/mirrord/eventlog"
-	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 type families map[string]*dto.MetricFamily
@@ -260,7 +260,7 @@ func TestMetricsBeforeFirstSync(t *testing.T) {
 func TestMetricsFailingGenerator(t *testing.T) {
 	f := newFixture(t, fixtureOptions{events: 6, generators: []string{"summary", "hashtags"}})
 	// A stored event the generators cannot read (valid JSON, not an event).
-	if err := f.db.Put(kv.EventKey("bogus"), map[string]int{"id": 5}); err != nil {
+	if err := f.db.Put(schema.EventKey("bogus"), map[string]int{"id": 5}); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.runner.Rebuild("summary"); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/generators"
 	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 func jsonEqual(t *testing.T, a, b []byte) bool {
@@ -40,7 +41,7 @@ func TestGet(t *testing.T) {
 	ctx := testCtx(t, 10*time.Second)
 	ev := f.events[3]
 
-	v, found, err := f.client.Get(ctx, kv.EventKey(ev.ID))
+	v, found, err := f.client.Get(ctx, schema.EventKey(ev.ID))
 	if err != nil || !found {
 		t.Fatalf("Get event: found %v, err %v", found, err)
 	}
@@ -49,7 +50,7 @@ func TestGet(t *testing.T) {
 		t.Errorf("Get event = %s, want %s", v, want)
 	}
 	var stored json.RawMessage
-	if _, err := f.db.Get(kv.EventKey(ev.ID), &stored); err != nil || !bytes.Equal(stored, v) {
+	if _, err := f.db.Get(schema.EventKey(ev.ID), &stored); err != nil || !bytes.Equal(stored, v) {
 		t.Errorf("Get returned %s, the store holds %s (%v)", v, stored, err)
 	}
 
@@ -57,7 +58,7 @@ func TestGet(t *testing.T) {
 		ev = f.events[slices.IndexFunc(f.events, func(e *eventlog.Event) bool { return len(e.Modifiers) > 0 })]
 	}
 	m := ev.Modifiers[0]
-	v, found, err = f.client.Get(ctx, kv.ModifierKey(ev.ID, m.Name))
+	v, found, err = f.client.Get(ctx, schema.ModifierKey(ev.ID, m.Name))
 	if err != nil || !found {
 		t.Fatalf("Get modifier: found %v, err %v", found, err)
 	}
@@ -65,7 +66,7 @@ func TestGet(t *testing.T) {
 		t.Errorf("Get modifier = %s, want %s", v, wantMod)
 	}
 
-	v, found, err = f.client.Get(ctx, kv.EventKey("no-such-event"))
+	v, found, err = f.client.Get(ctx, schema.EventKey("no-such-event"))
 	if err != nil || found || v != nil {
 		t.Errorf("Get of a missing key: %q, found %v, err %v; want nothing, false, nil", v, found, err)
 	}
@@ -83,10 +84,10 @@ func TestGet(t *testing.T) {
 		t.Errorf("GET of a missing key: %d %q, want 404 naming the key", code, body)
 	}
 	// Keys with characters that need escaping in a URL.
-	if err := f.db.Put(kv.GeneratedKey("t", "a b&c=d?#é:%"), map[string]int{"n": 1}); err != nil {
+	if err := f.db.Put(schema.GeneratedKey("t", "a b&c=d?#é:%"), map[string]int{"n": 1}); err != nil {
 		t.Fatal(err)
 	}
-	v, found, err = f.client.Get(ctx, kv.GeneratedKey("t", "a b&c=d?#é:%"))
+	v, found, err = f.client.Get(ctx, schema.GeneratedKey("t", "a b&c=d?#é:%"))
 	if err != nil || !found || string(v) != `{"n":1}` {
 		t.Errorf("Get of an awkward key: %s, %v, %v", v, found, err)
 	}
@@ -114,9 +115,9 @@ func storeKeys(t *testing.T, db *kv.DB, prefix string) ([]string, map[string]jso
 
 func TestStreamKeysAndDump(t *testing.T) {
 	f := newFixture(t, fixtureOptions{events: 30, generators: []string{"summary", "hashtags"}})
-	for _, prefix := range []string{"", kv.PrefixEvent, kv.PrefixModifier, kv.PrefixGenerated, "generated:summary:", "event:" + f.events[0].ID[:1], "nothing-here:"} {
+	for _, prefix := range []string{"", schema.PrefixEvent, schema.PrefixModifier, schema.PrefixGenerated, "generated:summary:", "event:" + f.events[0].ID[:1], "nothing-here:"} {
 		wantKeys, wantVals := storeKeys(t, f.db, prefix)
-		if prefix == kv.PrefixEvent && len(wantKeys) != 30 {
+		if prefix == schema.PrefixEvent && len(wantKeys) != 30 {
 			t.Fatalf("store holds %d events, want 30", len(wantKeys))
 		}
 
@@ -198,7 +199,7 @@ func page(t *testing.T, sock, endpoint, prefix, after string, limit int) []strin
 func TestPaging(t *testing.T) {
 	f := newFixture(t, fixtureOptions{events: 23})
 	for _, endpoint := range []string{"/v1/keys", "/v1/dump"} {
-		for _, prefix := range []string{kv.PrefixEvent, kv.PrefixModifier, ""} {
+		for _, prefix := range []string{schema.PrefixEvent, schema.PrefixModifier, ""} {
 			whole, _ := storeKeys(t, f.db, prefix)
 			for _, limit := range []int{1, 4, 7, len(whole), len(whole) + 5} {
 				var all []string
@@ -227,23 +228,23 @@ func TestPaging(t *testing.T) {
 		}
 	}
 
-	events, _ := storeKeys(t, f.db, kv.PrefixEvent)
+	events, _ := storeKeys(t, f.db, schema.PrefixEvent)
 	// after a key that is not stored: the page starts at the next one.
 	between := events[4] + "\x00"
-	if got := page(t, f.sock, "/v1/keys", kv.PrefixEvent, between, 2); !slices.Equal(got, events[5:7]) {
+	if got := page(t, f.sock, "/v1/keys", schema.PrefixEvent, between, 2); !slices.Equal(got, events[5:7]) {
 		t.Errorf("page after %q = %q, want %q", between, got, events[5:7])
 	}
 	// after before the prefix: the whole range; after past it: nothing.
-	if got := page(t, f.sock, "/v1/keys", kv.PrefixEvent, "a", 0); !slices.Equal(got, events) {
+	if got := page(t, f.sock, "/v1/keys", schema.PrefixEvent, "a", 0); !slices.Equal(got, events) {
 		t.Errorf("after before the prefix: %d keys, want %d", len(got), len(events))
 	}
 	for _, after := range []string{"event;", "f", events[len(events)-1], "event:\U0010FFFF"} {
-		if got := page(t, f.sock, "/v1/keys", kv.PrefixEvent, after, 0); len(got) != 0 {
+		if got := page(t, f.sock, "/v1/keys", schema.PrefixEvent, after, 0); len(got) != 0 {
 			t.Errorf("after %q (past the range): %q, want nothing", after, got)
 		}
 	}
 	// limit 0 means everything.
-	if got := page(t, f.sock, "/v1/dump", kv.PrefixEvent, "", 0); !slices.Equal(got, events) {
+	if got := page(t, f.sock, "/v1/dump", schema.PrefixEvent, "", 0); !slices.Equal(got, events) {
 		t.Errorf("limit 0: %d keys, want %d", len(got), len(events))
 	}
 	for _, bad := range []string{"-1", "x", "1.5"} {
@@ -429,13 +430,13 @@ func TestVerify(t *testing.T) {
 	var changed string
 	for _, ev := range f.events {
 		if len(ev.Modifiers) > 0 && ev.ID != gone {
-			changed = kv.ModifierKey(ev.ID, ev.Modifiers[0].Name)
+			changed = schema.ModifierKey(ev.ID, ev.Modifiers[0].Name)
 			break
 		}
 	}
-	extra := kv.EventKey("zzz-not-in-the-log")
+	extra := schema.EventKey("zzz-not-in-the-log")
 	err = f.db.Batch([]kv.Op{
-		kv.DelOp(kv.EventKey(gone)),
+		kv.DelOp(schema.EventKey(gone)),
 		kv.PutOp(changed, map[string]string{"value": "tampered"}),
 		kv.PutOp(extra, map[string]string{"id": "zzz-not-in-the-log"}),
 	})
@@ -449,8 +450,8 @@ func TestVerify(t *testing.T) {
 	if rep.OK() {
 		t.Fatalf("a damaged store verifies: %+v", rep)
 	}
-	if !slices.Contains(rep.MissingKeys, kv.EventKey(gone)) || !slices.Contains(rep.DifferKeys, changed) || !slices.Contains(rep.ExtraKeys, extra) {
-		t.Errorf("report %+v; want missing %s, differing %s, extra %s", rep, kv.EventKey(gone), changed, extra)
+	if !slices.Contains(rep.MissingKeys, schema.EventKey(gone)) || !slices.Contains(rep.DifferKeys, changed) || !slices.Contains(rep.ExtraKeys, extra) {
+		t.Errorf("report %+v; want missing %s, differing %s, extra %s", rep, schema.EventKey(gone), changed, extra)
 	}
 	if rep.Missing != 1 || rep.Differ != 1 || rep.Extra != 1 {
 		t.Errorf("missing %d differ %d extra %d, want 1 each", rep.Missing, rep.Differ, rep.Extra)
@@ -612,7 +613,7 @@ func TestServerDefaults(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	code, body := get("/v1/get?key=" + url.QueryEscape(kv.EventKey(f.events[0].ID)))
+	code, body := get("/v1/get?key=" + url.QueryEscape(schema.EventKey(f.events[0].ID)))
 	if code != 200 || !strings.Contains(body, f.events[0].ID) {
 		t.Errorf("get through httptest: %d %.80q", code, body)
 	}

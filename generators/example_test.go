@@ -12,6 +12,7 @@ import (
 	"github.com/mirrord/mirrord/generators"
 	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/mirror"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // BEGIN README EXAMPLE
@@ -87,7 +88,7 @@ func Example_writingAGenerator() {
 
 	for _, typ := range []string{"food", "sleep"} {
 		var n int
-		_, _ = db.Get(kv.GeneratedKey("types", typ), &n)
+		_, _ = db.Get(schema.GeneratedKey("types", typ), &n)
 		fmt.Printf("%s: %d\n", typ, n)
 	}
 	// Output:

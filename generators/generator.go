@@ -11,6 +11,7 @@ import (
 
 	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // Generator computes derived values from the mirrored events. Update is
@@ -58,7 +59,7 @@ func (in *Input) Events(fn func(id string, ev *eventlog.Event) error) error {
 	}
 	if in.Rebuild {
 		each := func(key string, raw []byte) error {
-			k, err := kv.ParseKey(key)
+			k, err := schema.ParseKey(key)
 			if err != nil {
 				return err
 			}
@@ -72,9 +73,9 @@ func (in *Input) Events(fn func(id string, ev *eventlog.Event) error) error {
 		// skip Scan's own check of the grammar do: a second pass over
 		// every event, a tenth of the CPU of a rebuild.
 		if v, ok := in.View.(rawScanner); ok {
-			return v.ScanRaw([]byte(kv.PrefixEvent), func(key, raw []byte) error { return each(string(key), raw) })
+			return v.ScanRaw([]byte(schema.PrefixEvent), func(key, raw []byte) error { return each(string(key), raw) })
 		}
-		return in.View.Scan(kv.PrefixEvent, func(key string, raw json.RawMessage) error { return each(key, raw) })
+		return in.View.Scan(schema.PrefixEvent, func(key string, raw json.RawMessage) error { return each(key, raw) })
 	}
 	for _, id := range in.IDs {
 		ev, err := in.Event(id)
@@ -98,7 +99,7 @@ type rawScanner interface {
 // none.
 func (in *Input) Event(id string) (*eventlog.Event, error) {
 	var raw json.RawMessage
-	found, err := in.View.Get(kv.EventKey(id), &raw)
+	found, err := in.View.Get(schema.EventKey(id), &raw)
 	if err != nil || !found {
 		return nil, err
 	}

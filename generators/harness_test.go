@@ -13,6 +13,7 @@ import (
 	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/mirror"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // env is a log, a store, the mirror engine and a runner: the generators'
@@ -113,8 +114,8 @@ func (e *env) winners() map[string]*eventlog.Event {
 func (e *env) generated(name string) map[string]json.RawMessage {
 	e.t.Helper()
 	out := map[string]json.RawMessage{}
-	err := e.db.Scan(kv.GeneratorPrefix(name), func(k string, v json.RawMessage) error {
-		p, err := kv.ParseKey(k)
+	err := e.db.Scan(schema.GeneratorPrefix(name), func(k string, v json.RawMessage) error {
+		p, err := schema.ParseKey(k)
 		if err != nil {
 			return err
 		}
@@ -134,7 +135,7 @@ func (e *env) generated(name string) map[string]json.RawMessage {
 func (e *env) all(name string) map[string]string {
 	e.t.Helper()
 	out := map[string]string{}
-	err := e.db.Scan(kv.GeneratorPrefix(name), func(k string, v json.RawMessage) error {
+	err := e.db.Scan(schema.GeneratorPrefix(name), func(k string, v json.RawMessage) error {
 		out[k] = string(v)
 		return nil
 	})
@@ -157,7 +158,7 @@ func (e *env) status(name string) Status {
 func (e *env) feedLen() int {
 	e.t.Helper()
 	n := 0
-	if err := kv.Changes(e.db, 0, func(kv.Change) error { n++; return nil }); err != nil {
+	if err := schema.Changes(e.db, 0, func(schema.Change) error { n++; return nil }); err != nil {
 		e.t.Fatal(err)
 	}
 	return n

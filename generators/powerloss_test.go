@@ -16,6 +16,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/mirrord/mirrord/internal/synth"
 	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // Generators under power loss and storage faults: a generator's output and
@@ -195,7 +196,7 @@ func TestGeneratorCommitFault(t *testing.T) {
 		img := c.mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: pct, RNG: rand.New(rand.NewPCG(1, 1))})
 		r := newEnvOn(t, img, path)
 		head := uint64(0)
-		if err := kv.Changes(r.db, 0, func(ch kv.Change) error { head = ch.Seq; return nil }); err != nil {
+		if err := schema.Changes(r.db, 0, func(ch schema.Change) error { head = ch.Seq; return nil }); err != nil {
 			t.Fatal(err)
 		}
 		for _, s := range r.run.Statuses() {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // Options configures a Runner. A nil *Options means every default below.
@@ -153,8 +154,8 @@ func NewRunner(db *kv.DB, opts *Options) (*Runner, error) {
 
 func (r *Runner) dropDisabled(enabled map[string]bool) error {
 	var stale []string
-	err := r.db.Scan(kv.PrefixGeneratorState, func(key string, _ json.RawMessage) error {
-		name, err := kv.UnescapeSegment(key[len(kv.PrefixGeneratorState):])
+	err := r.db.Scan(schema.PrefixGeneratorState, func(key string, _ json.RawMessage) error {
+		name, err := schema.UnescapeSegment(key[len(schema.PrefixGeneratorState):])
 		if err != nil {
 			return err
 		}
@@ -168,8 +169,8 @@ func (r *Runner) dropDisabled(enabled map[string]bool) error {
 	}
 	for _, name := range stale {
 		wb := r.db.NewWriteBatch()
-		wb.Delete([]byte(kv.GeneratorStateKey(name)))
-		wb.DeletePrefix(kv.GeneratorPrefix(name))
+		wb.Delete([]byte(schema.GeneratorStateKey(name)))
+		wb.DeletePrefix(schema.GeneratorPrefix(name))
 		if err := wb.Commit(); err != nil {
 			return err
 		}
@@ -182,7 +183,7 @@ func (r *Runner) dropDisabled(enabled map[string]bool) error {
 // for a rebuild.
 func (r *Runner) position(name string) (position, error) {
 	var p position
-	found, err := r.db.Get(kv.GeneratorStateKey(name), &p)
+	found, err := r.db.Get(schema.GeneratorStateKey(name), &p)
 	if err != nil {
 		return p, err
 	}
@@ -300,11 +301,11 @@ func MarkRebuild(db *kv.DB, name string) error {
 		return fmt.Errorf("%w %q (registered: %v)", ErrUnknown, name, Names())
 	}
 	var p position
-	if _, err := db.Get(kv.GeneratorStateKey(name), &p); err != nil {
+	if _, err := db.Get(schema.GeneratorStateKey(name), &p); err != nil {
 		return err
 	}
 	p.Rebuild = true
-	return db.Put(kv.GeneratorStateKey(name), p)
+	return db.Put(schema.GeneratorStateKey(name), p)
 }
 
 // Statuses returns the status of every enabled generator.
@@ -329,8 +330,8 @@ func ReadStatuses(db kv.Reader) ([]Status, error) {
 	if err := f.read(db); err != nil {
 		return nil, err
 	}
-	err := db.Scan(kv.PrefixGeneratorState, func(key string, v json.RawMessage) error {
-		name, err := kv.UnescapeSegment(key[len(kv.PrefixGeneratorState):])
+	err := db.Scan(schema.PrefixGeneratorState, func(key string, v json.RawMessage) error {
+		name, err := schema.UnescapeSegment(key[len(schema.PrefixGeneratorState):])
 		if err != nil {
 			return err
 		}
@@ -358,8 +359,8 @@ type feedState struct{ seqs []uint64 }
 
 func (f *feedState) read(r kv.Reader) error {
 	f.seqs = f.seqs[:0]
-	return r.Scan(kv.PrefixChanges, func(key string, _ json.RawMessage) error {
-		seq, err := kv.ParseChangeKey(key)
+	return r.Scan(schema.PrefixChanges, func(key string, _ json.RawMessage) error {
+		seq, err := schema.ParseChangeKey(key)
 		if err == nil {
 			f.seqs = append(f.seqs, seq)
 		}
@@ -382,7 +383,7 @@ func (r *Runner) head() feedState {
 // prune deletes the change-feed entries every enabled generator is past.
 func (r *Runner) prune() error {
 	if len(r.gens) == 0 {
-		return kv.PruneChanges(r.db, ^uint64(0))
+		return schema.PruneChanges(r.db, ^uint64(0))
 	}
 	low := ^uint64(0)
 	for _, g := range r.gens {
@@ -392,7 +393,7 @@ func (r *Runner) prune() error {
 		}
 		low = min(low, p.Seq)
 	}
-	return kv.PruneChanges(r.db, low)
+	return schema.PruneChanges(r.db, low)
 }
 
 func (g *genRunner) setStatus(fn func(*Status)) {
@@ -469,7 +470,7 @@ func (g *genRunner) runOnce(ctx context.Context) (more bool, err error) {
 	in := &Input{View: snap, Rebuild: p.Rebuild}
 	upTo := p.Seq
 	ids := map[string]bool{}
-	err = kv.Changes(snap, p.Seq, func(c kv.Change) error {
+	err = schema.Changes(snap, p.Seq, func(c schema.Change) error {
 		if !in.Rebuild && len(ids) > 0 && len(ids)+len(c.IDs) > r.opts.MaxIDs {
 			more = true
 			return errStop
@@ -557,7 +558,7 @@ func (g *genRunner) commit(out *Scope, p position) error {
 	defer wb.Close()
 	out.commitTo(wb)
 	p.Updated = g.r.opts.Now().UTC()
-	wb.Put(kv.GeneratorStateKey(g.name), p)
+	wb.Put(schema.GeneratorStateKey(g.name), p)
 	if err := wb.Commit(); err != nil {
 		return err
 	}
@@ -585,7 +586,7 @@ func (g *genRunner) fail(err error, id string) error {
 	// Record the failure beside the position (which does not move).
 	if p, perr := g.r.position(g.name); perr == nil {
 		p.LastError, p.LastEvent, p.Retries, p.FailedAt = firstLine(err.Error()), id, retries, g.r.opts.Now().UTC()
-		if perr := g.r.db.Put(kv.GeneratorStateKey(g.name), p); perr != nil {
+		if perr := g.r.db.Put(schema.GeneratorStateKey(g.name), p); perr != nil {
 			g.r.log.Warn("recording a generator's failure", "generator", g.name, "err", perr)
 		}
 	}

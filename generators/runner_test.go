@@ -13,6 +13,7 @@ import (
 	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/internal/synth"
 	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // Test generators, controlled by the tests through these variables.
@@ -198,13 +199,13 @@ func TestScopeCannotEscape(t *testing.T) {
 	own := 0
 	for _, k := range written {
 		switch {
-		case strings.HasPrefix(k, kv.GeneratorPrefix("test-evil")):
-			p, err := kv.ParseKey(k)
-			if err != nil || p.Kind != kv.KeyGenerated || p.Generator != "test-evil" {
+		case strings.HasPrefix(k, schema.GeneratorPrefix("test-evil")):
+			p, err := schema.ParseKey(k)
+			if err != nil || p.Kind != schema.KeyGenerated || p.Generator != "test-evil" {
 				t.Errorf("key %q parses as %+v, %v", k, p, err)
 			}
 			own++
-		case k == kv.GeneratorStateKey("test-evil"):
+		case k == schema.GeneratorStateKey("test-evil"):
 		default:
 			t.Errorf("the generator wrote %q, outside its scope", k)
 		}
@@ -213,10 +214,10 @@ func TestScopeCannotEscape(t *testing.T) {
 		t.Fatalf("wrote %d keys in its scope, want %d: %q", own, wantOwn, written)
 	}
 	var v string
-	if found, _ := e.db.Get(kv.CheckpointKey, nil); !found {
+	if found, _ := e.db.Get(schema.CheckpointKey, nil); !found {
 		t.Fatal("the checkpoint is gone")
 	}
-	if found, _ := e.db.Get(kv.GeneratedKey("test-evil", "../event:x"), &v); !found || v != "owned" {
+	if found, _ := e.db.Get(schema.GeneratedKey("test-evil", "../event:x"), &v); !found || v != "owned" {
 		t.Fatalf("the escaped key was not stored as a generated value: %q %v", v, found)
 	}
 }
@@ -224,10 +225,10 @@ func TestScopeCannotEscape(t *testing.T) {
 func TestScopeReadsItsOwnWrites(t *testing.T) {
 	e := newEnv(t, Options{Enabled: []string{}})
 	if err := e.db.Batch([]kv.Op{
-		kv.PutOp(kv.GeneratedKey("g", "a"), 1),
-		kv.PutOp(kv.GeneratedKey("g", "b"), 2),
-		kv.PutOp(kv.GeneratedKey("g", "d"), 4),
-		kv.PutOp(kv.GeneratedKey("other", "a"), 9),
+		kv.PutOp(schema.GeneratedKey("g", "a"), 1),
+		kv.PutOp(schema.GeneratedKey("g", "b"), 2),
+		kv.PutOp(schema.GeneratedKey("g", "d"), 4),
+		kv.PutOp(schema.GeneratedKey("other", "a"), 9),
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -403,7 +404,7 @@ func TestDisabledGeneratorIsDroppedAndRebuiltWhenEnabledAgain(t *testing.T) {
 	// Disable summary.
 	e.opts.Enabled = []string{"test-counter"}
 	e.open()
-	if found, _ := e.db.Get(kv.GeneratorStateKey("summary"), nil); found {
+	if found, _ := e.db.Get(schema.GeneratorStateKey("summary"), nil); found {
 		t.Fatal("the disabled generator's position was kept")
 	}
 	if n := len(e.all("summary")); n != 0 {
@@ -427,7 +428,7 @@ func TestRebuildAndResync(t *testing.T) {
 	e.sync()
 	before := e.all("summary")
 	// Damage a value, then rebuild: it is recomputed from the mirror.
-	if err := e.db.Put(kv.GeneratedKey("summary", "1999-01"), 1); err != nil {
+	if err := e.db.Put(schema.GeneratedKey("summary", "1999-01"), 1); err != nil {
 		t.Fatal(err)
 	}
 	if err := MarkRebuild(e.db, "summary"); err != nil {
@@ -477,7 +478,7 @@ func TestRebuildOverAnEventThatIsNotJSONNamesIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := e.db.NewWriteBatch()
-	w.PutRaw([]byte(kv.EventKey("zz-bad")), []byte(`{"id": "zz-bad", "date": `))
+	w.PutRaw([]byte(schema.EventKey("zz-bad")), []byte(`{"id": "zz-bad", "date": `))
 	if err := w.Commit(); err != nil {
 		t.Fatal(err)
 	}
@@ -492,7 +493,7 @@ func TestRebuildOverAnEventThatIsNotJSONNamesIt(t *testing.T) {
 	if got := len(e.generated("test-counter")); got != 0 {
 		t.Fatalf("a failed rebuild left %d values", got)
 	}
-	if err := e.db.Del(kv.EventKey("zz-bad")); err != nil {
+	if err := e.db.Del(schema.EventKey("zz-bad")); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.run.CatchUp(e.ctx(), 1); err != nil {

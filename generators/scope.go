@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // Scope is a generator's window on its own values. Every key it takes is
@@ -65,7 +66,7 @@ type op struct {
 const spillSize = 4 << 20
 
 func newScope(name string, live kv.Reader, cleared bool) *Scope {
-	s := &Scope{name: name, prefix: kv.GeneratorPrefix(name), live: live, pending: map[string]op{}, cleared: cleared}
+	s := &Scope{name: name, prefix: schema.GeneratorPrefix(name), live: live, pending: map[string]op{}, cleared: cleared}
 	if cleared {
 		s.spilled = &spilledKeys{}
 	}
@@ -82,7 +83,7 @@ func (s *Scope) unstored(full string) bool {
 func (s *Scope) Name() string { return s.name }
 
 // Key returns the full store key of a relative key.
-func (s *Scope) Key(key string) string { return kv.GeneratedKey(s.name, key) }
+func (s *Scope) Key(key string) string { return schema.GeneratedKey(s.name, key) }
 
 // Put stores value, encoded as JSON, under the relative key.
 func (s *Scope) Put(key string, value any) error {
@@ -172,7 +173,7 @@ func (s *Scope) scan(prefix string, fn func(key string, value json.RawMessage) e
 	full := s.Key(prefix)
 	mine := s.pendingUnder(full)
 	emit := func(k string, v []byte) error {
-		p, err := kv.ParseKey(k)
+		p, err := schema.ParseKey(k)
 		if err != nil {
 			return err
 		}

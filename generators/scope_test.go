@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // TestScopeScanMatchesAModel drives a scope with random puts, deletes,
@@ -28,7 +29,7 @@ func TestScopeScanMatchesAModel(t *testing.T) {
 			var ops []kv.Op
 			for i := range 300 {
 				k := fmt.Sprintf("%c%03d", 'a'+rune(rng.IntN(4)), rng.IntN(500))
-				ops = append(ops, kv.PutOp(kv.GeneratedKey(name, k), i))
+				ops = append(ops, kv.PutOp(schema.GeneratedKey(name, k), i))
 				if !cleared {
 					model[k] = i
 				}
@@ -167,7 +168,7 @@ func TestScopeSpillWaitsForTheScan(t *testing.T) {
 		t.Fatalf("%d spills, want 1, once the Scan was done", spills)
 	}
 	var v string
-	if found, err := e.db.Get(kv.GeneratedKey("spill", "za099"), &v); err != nil || !found || v != big {
+	if found, err := e.db.Get(schema.GeneratedKey("spill", "za099"), &v); err != nil || !found || v != big {
 		t.Fatalf("the spill did not commit the writes made during the Scan: %v %v", found, err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // Every key added is reported, across several parts of the chain, and
@@ -53,7 +54,7 @@ func (c *countingReader) Get(key string, dst any) (bool, error) {
 func TestRebuildDoesNotAskTheStoreForKeysItNeverWrote(t *testing.T) {
 	e := newEnv(t, Options{Enabled: []string{}})
 	// A value from before the rebuild, which the rebuild deletes.
-	if err := e.db.Put(kv.GeneratedKey("count", "old"), 1); err != nil {
+	if err := e.db.Put(schema.GeneratedKey("count", "old"), 1); err != nil {
 		t.Fatal(err)
 	}
 	live := &countingReader{Reader: e.db}

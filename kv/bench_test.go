@@ -12,6 +12,9 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
+// benchPrefix is the prefix of the bench store's keys.
+const benchPrefix = "event:"
+
 // benchStore is an in-memory store of n events of about 550 bytes (the
 // size of a compacted event), loaded through an ingest as a resync does.
 func benchStore(b *testing.B, n int) (*DB, []string) {
@@ -26,7 +29,7 @@ func benchStore(b *testing.B, n int) (*DB, []string) {
 		keys[i] = fmt.Sprintf("event:%016x", uint64(i)*0x9e3779b97f4a7c15)
 	}
 	sorted := slices.Sorted(slices.Values(keys))
-	in := db.NewIngest(PrefixEvent, PrefixEnd([]byte(PrefixEvent)))
+	in := db.NewIngest(benchPrefix, PrefixEnd([]byte(benchPrefix)))
 	f := in.File()
 	value := []byte(`{"id":"x","description":"` + strings.Repeat("ü word ", 70) + `"}`)
 	for _, k := range sorted {
@@ -65,7 +68,7 @@ func BenchmarkScan(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		n := 0
-		if err := db.Scan(PrefixEvent, func(string, json.RawMessage) error { n++; return nil }); err != nil || n != len(keys) {
+		if err := db.Scan(benchPrefix, func(string, json.RawMessage) error { n++; return nil }); err != nil || n != len(keys) {
 			b.Fatal(n, err)
 		}
 	}
@@ -78,7 +81,7 @@ func BenchmarkScanRaw(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		n := 0
-		if err := db.ScanRaw([]byte(PrefixEvent), func(_, _ []byte) error { n++; return nil }); err != nil || n != len(keys) {
+		if err := db.ScanRaw([]byte(benchPrefix), func(_, _ []byte) error { n++; return nil }); err != nil || n != len(keys) {
 			b.Fatal(n, err)
 		}
 	}
@@ -123,7 +126,7 @@ func BenchmarkScanOnDisk(b *testing.B) {
 	db := onDiskStore(b)
 	n := 0
 	for b.Loop() {
-		if err := db.Scan(PrefixEvent, func(string, json.RawMessage) error { n++; return nil }); err != nil {
+		if err := db.Scan(benchPrefix, func(string, json.RawMessage) error { n++; return nil }); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -133,7 +136,7 @@ func BenchmarkScanOnDisk(b *testing.B) {
 // BenchmarkGetOnDisk: Gets of random events of an on-disk store.
 func BenchmarkGetOnDisk(b *testing.B) {
 	db := onDiskStore(b)
-	keys, err := db.Keys(PrefixEvent)
+	keys, err := db.Keys(benchPrefix)
 	if err != nil || len(keys) == 0 {
 		b.Fatal(len(keys), err)
 	}

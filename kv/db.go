@@ -72,7 +72,7 @@ type DB struct {
 	popts *pebble.Options // with Pebble's defaults filled in
 	wo    *pebble.WriteOptions
 
-	tmpSeq atomic.Uint64 // names of temporary files (sorted runs, sstables to ingest)
+	tmpSeq atomic.Uint64 // names of the sstables to ingest
 
 	lock *pebble.Lock // the directory's lock, taken before Pebble opens
 	fail *failure     // set once Pebble has failed a write: see failure
@@ -124,7 +124,7 @@ func Open(path string, opts *Options) (*DB, error) {
 		return nil, initError(path, fmt.Errorf("%w: %v", ErrLocked, err))
 	}
 	// Temporary files of a bulk load a crash interrupted.
-	_ = o.FS.RemoveAll(o.FS.PathJoin(path, "bulk-tmp"))
+	_ = o.FS.RemoveAll(o.FS.PathJoin(path, tempDirName))
 	cache := pebble.NewCache(o.CacheSize)
 	defer cache.Unref()
 	fail := &failure{ch: make(chan struct{})}
@@ -239,7 +239,7 @@ func openPebble(path string, popts *pebble.Options, fail *failure, lock *pebble.
 // files, so that Open never creates a store among unrelated files.
 func looksLikeStore(names []string) bool {
 	for _, n := range names {
-		if n == "LOCK" || n == "CURRENT" || n == "bulk-tmp" || strings.HasPrefix(n, "MANIFEST-") ||
+		if n == "LOCK" || n == "CURRENT" || n == tempDirName || strings.HasPrefix(n, "MANIFEST-") ||
 			strings.HasPrefix(n, "OPTIONS-") || strings.HasPrefix(n, "marker.") {
 			return true
 		}
@@ -632,4 +632,14 @@ func inKVCall() bool {
 			return false
 		}
 	}
+}
+
+// DeleteRange deletes every key in [start, end) with one range tombstone
+// (the change feed's pruning: many keys, one write).
+func (db *DB) DeleteRange(start, end []byte) error {
+	query := fmt.Sprintf("DELRANGE %s..%s", start, end)
+	if len(start) == 0 || string(end) <= string(start) {
+		return queryError(db.path, query, errors.New("empty range"))
+	}
+	return db.write(query, func() error { return db.pdb.DeleteRange(start, end, db.wo) })
 }

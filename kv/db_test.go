@@ -612,54 +612,6 @@ func (h *recordingHandler) count(component string) int {
 	return n
 }
 
-func TestSorterSpillsAndMerges(t *testing.T) {
-	db := openMem(t)
-	s := db.NewSorter(1<<10, 1) // tiny: many runs
-	defer s.Close()
-	type rec struct {
-		k   string
-		seq uint64
-	}
-	var want []rec
-	for i := 0; i < 3000; i++ {
-		k := string(rune('a'+(i*7919)%26)) + string(rune('a'+(i*104729)%26)) + strings.Repeat("x", i%5)
-		seq := uint64(i)
-		want = append(want, rec{k, seq})
-		if err := s.Add([]byte(k), []byte(k+"-value"), seq); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if len(s.runs) < 10 {
-		t.Fatalf("only %d runs with a 1 KiB budget", len(s.runs))
-	}
-	slices.SortFunc(want, func(a, b rec) int {
-		if c := strings.Compare(a.k, b.k); c != 0 {
-			return c
-		}
-		return int(a.seq) - int(b.seq)
-	})
-	var got []rec
-	err := s.Each(func(k, v []byte, seq uint64) error {
-		if string(v) != string(k)+"-value" {
-			t.Fatalf("value %q for key %q", v, k)
-		}
-		got = append(got, rec{string(k), seq})
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(got, want) {
-		t.Fatalf("merged %d records out of order or incomplete (want %d)", len(got), len(want))
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if names, _ := db.opts.FS.List(db.opts.FS.PathJoin(db.path, "bulk-tmp")); len(names) != 0 {
-		t.Fatalf("run files left: %v", names)
-	}
-}
-
 func TestIngestReplacesARangeAtomically(t *testing.T) {
 	db := openMem(t)
 	mustPut(t, db, "a:keep", 1)

@@ -16,12 +16,9 @@
 //
 // # Keys
 //
-// Keys are strings made of colon-separated segments. This package owns every
-// key shape mirrord uses (event:, modifier:, generated:, mirrord:) and the
-// escaping that keeps the mapping from ids to keys injective: inside a
-// segment '%' becomes "%25", ':' becomes "%3A" and bytes below 0x20 become
-// "%XX". No other package formats a key by hand; see EventKey, ModifierKey,
-// GeneratedKey and ParseKey.
+// Keys are strings; kv gives them no shape. mirrord's key schema (event:,
+// modifier:, generated:, mirrord:, and the escaping of segments) is package
+// schema's.
 //
 // Prefix operations (Keys, GetAll, Scan) bound their range with the true
 // successor of the prefix, so every key that starts with the prefix is

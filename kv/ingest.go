@@ -56,10 +56,10 @@ func (f *IngestFile) roll() error {
 		f.w = nil
 	}
 	db := in.db
-	if err := db.opts.FS.MkdirAll(db.opts.FS.PathJoin(db.path, "bulk-tmp"), 0o755); err != nil {
+	if err := db.opts.FS.MkdirAll(db.opts.FS.PathJoin(db.path, tempDirName), 0o755); err != nil {
 		return err
 	}
-	path := db.opts.FS.PathJoin(db.path, "bulk-tmp", fmt.Sprintf("ingest-%d.sst", db.tmpSeq.Add(1)))
+	path := db.opts.FS.PathJoin(db.path, tempDirName, fmt.Sprintf("ingest-%d.sst", db.tmpSeq.Add(1)))
 	file, err := db.opts.FS.Create(path, vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return err
@@ -168,5 +168,16 @@ func (in *Ingest) cleanup(paths []string) {
 	for _, p := range paths {
 		_ = in.db.opts.FS.Remove(p)
 	}
-	_ = in.db.opts.FS.Remove(in.db.opts.FS.PathJoin(in.db.path, "bulk-tmp"))
+	_ = in.db.opts.FS.Remove(in.db.opts.FS.PathJoin(in.db.path, tempDirName))
+}
+
+// tempDirName is the directory inside the store that holds a bulk load's
+// temporary files.
+const tempDirName = "bulk-tmp"
+
+// TempDir returns the file system and directory where a bulk load keeps
+// its temporary files (an external sort's runs, say): inside the store, so
+// on its disk, and removed by the next Open if a crash leaves any behind.
+func (db *DB) TempDir() (vfs.FS, string) {
+	return db.opts.FS, db.opts.FS.PathJoin(db.path, tempDirName)
 }

@@ -6,7 +6,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/mirrord/mirrord/eventlog"
-	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // upsert is an event to store as it stands in the log.
@@ -44,7 +44,7 @@ func (e *Engine) commit(b *batch) (Applied, error) {
 	)
 	for _, u := range b.upserts {
 		digest := xxhash.Sum64(u.raw)
-		dkey = kv.AppendDigestKey(dkey[:0], u.id)
+		dkey = schema.AppendDigestKey(dkey[:0], u.id)
 		old, found, err := e.db.GetBytes(dkey, scratch[:0])
 		if err != nil {
 			return Applied{}, err
@@ -63,12 +63,12 @@ func (e *Engine) commit(b *batch) (Applied, error) {
 		} else {
 			dEvents++
 		}
-		key = kv.AppendEventKey(key[:0], u.id)
+		key = schema.AppendEventKey(key[:0], u.id)
 		wb.PutRaw(key, u.raw)
 		val = appendDigestValue(val[:0], digest)
 		wb.PutRaw(dkey, val)
 		for _, m := range u.mods {
-			key = kv.AppendModifierKey(key[:0], u.id, m.Name)
+			key = schema.AppendModifierKey(key[:0], u.id, m.Name)
 			val = append(append(append(val[:0], `{"value":`...), m.Value...), '}')
 			wb.PutRaw(key, val)
 			if oldMods[string(key)] {
@@ -84,7 +84,7 @@ func (e *Engine) commit(b *batch) (Applied, error) {
 		changed = append(changed, string(u.id))
 	}
 	for _, id := range b.deletes {
-		dkey = kv.AppendDigestKey(dkey[:0], id)
+		dkey = schema.AppendDigestKey(dkey[:0], id)
 		_, found, err := e.db.GetBytes(dkey, scratch[:0])
 		if err != nil {
 			return Applied{}, err
@@ -99,7 +99,7 @@ func (e *Engine) commit(b *batch) (Applied, error) {
 		for k := range mods {
 			wb.Delete([]byte(k))
 		}
-		wb.Delete(kv.AppendEventKey(key[:0], id))
+		wb.Delete(schema.AppendEventKey(key[:0], id))
 		wb.Delete(dkey)
 		dEvents--
 		dMods -= int64(len(mods))
@@ -115,21 +115,21 @@ func (e *Engine) commit(b *batch) (Applied, error) {
 	if len(changed) > 0 && !e.bulk {
 		cp.Seq++
 		seq = cp.Seq
-		wb.Put(kv.ChangeKey(seq), kv.Change{IDs: changed})
+		wb.Put(schema.ChangeKey(seq), schema.Change{IDs: changed})
 	}
 	if b.finishBulk {
 		cp.Seq++
 		seq = cp.Seq
-		wb.Put(kv.ChangeKey(seq), kv.Change{Reset: true})
-		wb.Delete([]byte(kv.ResyncMarkerKey))
+		wb.Put(schema.ChangeKey(seq), schema.Change{Reset: true})
+		wb.Delete([]byte(schema.ResyncMarkerKey))
 	}
 	if b.setReconcileMarker {
-		wb.Put(kv.ReconcileMarkerKey, markerRecord{Started: cp.AppliedAt, Reason: "reconcile spanning several batches"})
+		wb.Put(schema.ReconcileMarkerKey, markerRecord{Started: cp.AppliedAt, Reason: "reconcile spanning several batches"})
 	}
 	if b.clearReconcileMarker {
-		wb.Delete([]byte(kv.ReconcileMarkerKey))
+		wb.Delete([]byte(schema.ReconcileMarkerKey))
 	}
-	wb.Put(kv.CheckpointKey, &cp)
+	wb.Put(schema.CheckpointKey, &cp)
 	puts, dels := wb.Puts(), wb.Deletes()
 	if err := wb.Commit(); err != nil {
 		return Applied{}, fmt.Errorf("applying %d events to the store: %w", len(b.upserts)+len(b.deletes), err)
@@ -162,7 +162,7 @@ func (e *Engine) commit(b *batch) (Applied, error) {
 // modifierKeys returns the keys of the stored modifiers of event id.
 func (e *Engine) modifierKeys(id []byte) (map[string]bool, error) {
 	var keys map[string]bool
-	err := e.db.ScanKeys(kv.AppendModifiersOf(nil, id), func(k []byte) error {
+	err := e.db.ScanKeys(schema.AppendModifiersOf(nil, id), func(k []byte) error {
 		if keys == nil {
 			keys = map[string]bool{}
 		}

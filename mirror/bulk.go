@@ -7,12 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime/debug"
 	"sync"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/mirrord/mirrord/internal/extsort"
 	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // bulkLoad mirrors the whole log into the store in one atomic step: the
@@ -28,19 +29,9 @@ import (
 // next start loads again) or the new one.
 func (e *Engine) bulkLoad(ctx context.Context, f *os.File, st fileStat) (stepResult, error) {
 	started := time.Now()
-	// The load's buffers are most of the heap; the collector's default
-	// headroom (GOGC=100: as much again as is live) lifted the peak RSS of
-	// a 1M-event load from 231 to 294 MiB. A lower setting is kept.
-	if old := debug.SetGCPercent(50); old >= 0 && old < 50 {
-		debug.SetGCPercent(old)
-	} else {
-		defer debug.SetGCPercent(old)
+	if e.opts.BulkMemory != nil {
+		defer e.opts.BulkMemory()()
 	}
-	// And they are garbage once it is done: hand them back to the system
-	// at once, not over the scavenger's minutes, so that what runs next
-	// (the generators' rebuild, a daemon's following) does not add its
-	// peak to the load's. It costs one collection.
-	defer debug.FreeOSMemory()
 	prog := e.newProgress("load", 0, st.Size)
 	d, err := e.decodeLog(ctx, f, st, prog, bulkRecords)
 	if err != nil {
@@ -53,7 +44,7 @@ func (e *Engine) bulkLoad(ctx context.Context, f *os.File, st fileStat) (stepRes
 	}
 
 	tDecoded := time.Now()
-	in := e.db.NewIngest(kv.PrefixEvent, kv.PrefixEnd([]byte(kv.PrefixModifier)))
+	in := e.db.NewIngest(schema.PrefixEvent, kv.PrefixEnd([]byte(schema.PrefixModifier)))
 	metaFile, schemaFile := in.File(), in.File()
 	committed := false
 	defer func() {
@@ -66,7 +57,7 @@ func (e *Engine) bulkLoad(ctx context.Context, f *os.File, st fileStat) (stepRes
 	// key ranges, one per core: each range's events with their digests
 	// (mirrord:digest:{id} sorts as event:{id} does, so the ranges' files
 	// do not overlap), and beside them the same ids' modifiers.
-	splits, err := kv.SplitKeys(evSorters, decoders())
+	splits, err := extsort.SplitKeys(evSorters, decoders())
 	if err != nil {
 		return stepResult{}, err
 	}
@@ -118,9 +109,9 @@ func (e *Engine) bulkLoad(ctx context.Context, f *os.File, st fileStat) (stepRes
 		key  string
 		v    any
 	}{
-		{metaFile, kv.ChangeKey(cp.Seq), kv.Change{Reset: true}},
-		{metaFile, kv.CheckpointKey, &cp},
-		{schemaFile, kv.SchemaKey, schemaRecord{Version: SchemaVersion}},
+		{metaFile, schema.ChangeKey(cp.Seq), schema.Change{Reset: true}},
+		{metaFile, schema.CheckpointKey, &cp},
+		{schemaFile, schema.SchemaKey, schemaRecord{Version: SchemaVersion}},
 	} {
 		b, err := json.Marshal(kv2.v)
 		if err != nil {
@@ -159,7 +150,7 @@ func (e *Engine) bulkLoad(ctx context.Context, f *os.File, st fileStat) (stepRes
 // to their sstable, and each event's digest to another. Equal keys (an id
 // that occurs more than once) arrive together, ordered by offset: the last
 // occurrence wins, and rep learns of it for the modifiers' writer.
-func writeEvents(sorters []*kv.Sorter, rep *repeatedIDs, i int, evFile, digestFile *kv.IngestFile) (int64, error) {
+func writeEvents(sorters []*extsort.Sorter, rep *repeatedIDs, i int, evFile, digestFile *kv.IngestFile) (int64, error) {
 	defer rep.finish(i)
 	var (
 		n             int64
@@ -180,11 +171,11 @@ func writeEvents(sorters []*kv.Sorter, rep *repeatedIDs, i int, evFile, digestFi
 		if err := evFile.Add(held, heldVal); err != nil {
 			return err
 		}
-		key = kv.AppendDigestKeyOf(key[:0], held)
+		key = schema.AppendDigestKeyOf(key[:0], held)
 		val = appendDigestValue(val[:0], xxhash.Sum64(heldVal))
 		return digestFile.Add(key, val)
 	}
-	err := kv.MergeRange(sorters, rep.bounds[i], rep.bounds[i+1], func(k, v []byte, seq uint64) error {
+	err := extsort.MergeRange(sorters, rep.bounds[i], rep.bounds[i+1], func(k, v []byte, seq uint64) error {
 		if held == nil || string(k) != string(held) {
 			if err := emit(); err != nil {
 				return err
@@ -216,29 +207,29 @@ func modBound(eventBound []byte) []byte {
 	if eventBound == nil {
 		return nil
 	}
-	return append([]byte(kv.PrefixModifier), eventBound[len(kv.PrefixEvent):]...)
+	return append([]byte(schema.PrefixModifier), eventBound[len(schema.PrefixEvent):]...)
 }
 
 // writeModifiers writes the merged modifier records of [lo, hi) (seq: the
 // offset of their event) to their sstable: of an id that occurs once, all
 // of them; of a repeated one, those of its winning occurrence only, which
 // rep tells once the events' writers have got that far.
-func writeModifiers(sorters []*kv.Sorter, rep *repeatedIDs, lo, hi []byte, modFile *kv.IngestFile) (int64, error) {
+func writeModifiers(sorters []*extsort.Sorter, rep *repeatedIDs, lo, hi []byte, modFile *kv.IngestFile) (int64, error) {
 	var (
 		n             int64
 		id, evKey     []byte // the escaped id whose modifiers these are, and its event key
 		winner        uint64
 		repeated, got bool
 	)
-	err := kv.MergeRange(sorters, lo, hi, func(k, v []byte, seq uint64) error {
-		seg := k[len(kv.PrefixModifier):]
+	err := extsort.MergeRange(sorters, lo, hi, func(k, v []byte, seq uint64) error {
+		seg := k[len(schema.PrefixModifier):]
 		end := bytes.IndexByte(seg, ':') // escaped ids hold no ':'
 		if end < 0 {
 			return fmt.Errorf("bulk load: malformed modifier key %q", k)
 		}
 		if !got || string(seg[:end]) != string(id) {
 			id = append(id[:0], seg[:end]...)
-			evKey = append(append(evKey[:0], kv.PrefixEvent...), id...)
+			evKey = append(append(evKey[:0], schema.PrefixEvent...), id...)
 			winner, repeated = rep.lookup(evKey)
 			got = true
 		}

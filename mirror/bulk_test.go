@@ -8,6 +8,7 @@ import (
 
 	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // smallSortBudgets makes the bulk load spill many sorted runs to disk.
@@ -41,7 +42,7 @@ func TestBulkLoadRepeatedIDsAcrossRuns(t *testing.T) {
 	h.verify()
 	assertModifiers(t, h, first.ID, map[string]string{})
 	var got eventlog.Event
-	if _, err := h.db.Get(kv.EventKey(first.ID), &got); err != nil || got.Description != "third" {
+	if _, err := h.db.Get(schema.EventKey(first.ID), &got); err != nil || got.Description != "third" {
 		t.Fatalf("repeated id: %q %v", got.Description, err)
 	}
 	// And the same id's second version as the last one (with modifiers).
@@ -64,7 +65,7 @@ func TestResyncReplacesOnlyTheMirrorsRange(t *testing.T) {
 	h.sync()
 	if err := h.db.Batch([]kv.Op{
 		kv.PutOp("aaa:not-ours", 1), kv.PutOp("zzz:not-ours", 2),
-		kv.PutOp(kv.GeneratedKey("g", "x"), 3), kv.PutOp(kv.EventKey("stray"), map[string]string{"id": "stray"}),
+		kv.PutOp(schema.GeneratedKey("g", "x"), 3), kv.PutOp(schema.EventKey("stray"), map[string]string{"id": "stray"}),
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -77,10 +78,10 @@ func TestResyncReplacesOnlyTheMirrorsRange(t *testing.T) {
 			t.Fatalf("resync removed %s, outside the mirror's range", k)
 		}
 	}
-	if found, _ := h.db.Get(kv.GeneratedKey("g", "x"), nil); found {
+	if found, _ := h.db.Get(schema.GeneratedKey("g", "x"), nil); found {
 		t.Fatal("resync kept a generated value")
 	}
-	if found, _ := h.db.Get(kv.SchemaKey, nil); !found {
+	if found, _ := h.db.Get(schema.SchemaKey, nil); !found {
 		t.Fatal("resync lost the schema")
 	}
 }
@@ -107,7 +108,7 @@ func TestBulkLoadMoreModifiersThanExpected(t *testing.T) {
 	mods := 0
 	for _, ev := range evs {
 		for _, m := range ev.Modifiers {
-			mods += len(kv.ModifierKey(ev.ID, m.Name)) + len(`{"value":""}`) + len(m.Value)
+			mods += len(schema.ModifierKey(ev.ID, m.Name)) + len(`{"value":""}`) + len(m.Value)
 		}
 	}
 	if expect := float64(st.Size()) * bulkRecords.mods; expect > float64(2*modifierSortBudget) || mods <= 2*modifierSortBudget {

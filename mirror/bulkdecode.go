@@ -12,7 +12,9 @@ import (
 	"sync/atomic"
 
 	"github.com/mirrord/mirrord/eventlog"
+	"github.com/mirrord/mirrord/internal/extsort"
 	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // The memory the bulk load's sorters may hold, shared by the decoders:
@@ -36,7 +38,7 @@ var (
 // log, and what it found there.
 type part struct {
 	from, to     int64
-	events, mods *kv.Sorter
+	events, mods *extsort.Sorter
 	fp           *eventlog.Fingerprint // the first part's: of the whole prefix, once checked
 
 	invalid  []eventlog.Entry // the first maxInvalidReports, copied: reported once all parts agree
@@ -159,15 +161,15 @@ func (e *Engine) decodeLog(ctx context.Context, f *os.File, st fileStat, prog *p
 }
 
 // events and mods are the parts' sorters of each kind.
-func (d *decodedLog) events() []*kv.Sorter {
-	return d.sorters(func(p *part) *kv.Sorter { return p.events })
+func (d *decodedLog) events() []*extsort.Sorter {
+	return d.sorters(func(p *part) *extsort.Sorter { return p.events })
 }
-func (d *decodedLog) mods() []*kv.Sorter {
-	return d.sorters(func(p *part) *kv.Sorter { return p.mods })
+func (d *decodedLog) mods() []*extsort.Sorter {
+	return d.sorters(func(p *part) *extsort.Sorter { return p.mods })
 }
 
-func (d *decodedLog) sorters(of func(*part) *kv.Sorter) []*kv.Sorter {
-	out := make([]*kv.Sorter, len(d.parts))
+func (d *decodedLog) sorters(of func(*part) *extsort.Sorter) []*extsort.Sorter {
+	out := make([]*extsort.Sorter, len(d.parts))
 	for i, p := range d.parts {
 		out[i] = of(p)
 	}
@@ -194,8 +196,8 @@ func (e *Engine) decodeParts(ctx context.Context, f *os.File, size int64, starts
 		parts[k] = &part{
 			from:   from,
 			to:     to,
-			events: e.db.NewSorter(eventSortBudget/len(starts), len(kv.PrefixEvent)),
-			mods:   e.db.NewSorter(modifierSortBudget/len(starts), len(kv.PrefixModifier)),
+			events: newSorter(e.db, eventSortBudget/len(starts), len(schema.PrefixEvent)),
+			mods:   newSorter(e.db, modifierSortBudget/len(starts), len(schema.PrefixModifier)),
 		}
 	}
 	for k, p := range parts {
@@ -257,7 +259,7 @@ func (e *Engine) reportInvalid(parts []*part) int {
 // records is what a decoder makes of the events for the sorters: add adds
 // one event's records to its part's, and events and mods estimate the
 // bytes of records each sorter gets per byte of log, so that the sorters
-// can expect them (kv.Sorter.Expect: a share that fits is sorted in
+// can expect them (extsort.Sorter.Expect: a share that fits is sorted in
 // memory). Over-estimates cost a spill; under-estimates a first fill
 // written out in the decoder's goroutine.
 type records struct {
@@ -280,12 +282,12 @@ var digestRecords = records{add: addDigestRecord, events: 1.0 / 16}
 // all with the event's offset as seq.
 func addEventRecords(p *part, ent *eventlog.Entry) error {
 	seq := uint64(ent.Offset)
-	p.key = kv.AppendEventKey(p.key[:0], ent.ID)
+	p.key = schema.AppendEventKey(p.key[:0], ent.ID)
 	if err := p.events.Add(p.key, ent.Raw, seq); err != nil {
 		return err
 	}
 	for _, m := range ent.Modifiers {
-		p.key = kv.AppendModifierKey(p.key[:0], ent.ID, m.Name)
+		p.key = schema.AppendModifierKey(p.key[:0], ent.ID, m.Name)
 		p.val = append(append(append(p.val[:0], `{"value":`...), m.Value...), '}')
 		if err := p.mods.Add(p.key, p.val, seq); err != nil {
 			return err
@@ -335,4 +337,11 @@ func (e *Engine) decodePart(ctx context.Context, f *os.File, p *part, add func(*
 	}
 	p.end, p.endLine = dec.Consumed()
 	return nil
+}
+
+// newSorter returns an external sorter whose runs go to the store's
+// temporary directory.
+func newSorter(db *kv.DB, budget, skip int) *extsort.Sorter {
+	fs, dir := db.TempDir()
+	return extsort.New(fs, dir, budget, skip)
 }

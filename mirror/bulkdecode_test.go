@@ -13,7 +13,7 @@ import (
 
 	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/internal/synth"
-	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // splitInto makes bulk loads split any log into n parts.
@@ -67,7 +67,7 @@ func (r *lineRecorder) Handle(_ context.Context, rec slog.Record) error {
 func mirrorState(t *testing.T, h *harness) string {
 	t.Helper()
 	var b strings.Builder
-	for _, prefix := range []string{kv.PrefixEvent, kv.PrefixModifier, kv.PrefixInternal + "digest:"} {
+	for _, prefix := range []string{schema.PrefixEvent, schema.PrefixModifier, schema.PrefixInternal + "digest:"} {
 		err := h.db.ScanRaw([]byte(prefix), func(k, v []byte) error {
 			fmt.Fprintf(&b, "%s=%s\n", k, v)
 			return nil

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // SchemaVersion is the layout of the store this mirrord writes. A store
@@ -129,7 +130,7 @@ func (cp *Checkpoint) sameFile(st fileStat) bool {
 
 func loadCheckpoint(db *kv.DB) (*Checkpoint, error) {
 	var cp Checkpoint
-	found, err := db.Get(kv.CheckpointKey, &cp)
+	found, err := db.Get(schema.CheckpointKey, &cp)
 	if err != nil || !found {
 		return nil, err
 	}

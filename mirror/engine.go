@@ -12,6 +12,7 @@ import (
 
 	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // Options configures an Engine. A nil *Options is invalid: EventLog is
@@ -62,6 +63,14 @@ type Options struct {
 	// watchdog relies on that). Default: no heartbeat.
 	Heartbeat   time.Duration
 	OnHeartbeat func()
+
+	// BulkMemory, when set, is called as a bulk load (a first load or a
+	// resync) starts, and the function it returns as the load ends: the
+	// place for process-wide memory settings, which a library must not
+	// make itself (the collector's target while the load's buffers are
+	// most of the heap; returning them to the system once it is done).
+	// Default: none.
+	BulkMemory func() (done func())
 
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
@@ -298,10 +307,10 @@ func Open(db *kv.DB, opts *Options) (*Engine, error) {
 	if e.cp, err = loadCheckpoint(db); err != nil {
 		return nil, err
 	}
-	if e.bulk, err = db.Get(kv.ResyncMarkerKey, nil); err != nil {
+	if e.bulk, err = db.Get(schema.ResyncMarkerKey, nil); err != nil {
 		return nil, err
 	}
-	if e.reconciling, err = db.Get(kv.ReconcileMarkerKey, nil); err != nil {
+	if e.reconciling, err = db.Get(schema.ReconcileMarkerKey, nil); err != nil {
 		return nil, err
 	}
 	e.updateStatus(func(s *Status) {})
@@ -312,7 +321,7 @@ func Open(db *kv.DB, opts *Options) (*Engine, error) {
 // data without a schema (not ours), and stamps an empty store.
 func (e *Engine) checkSchema() error {
 	var rec schemaRecord
-	found, err := e.db.Get(kv.SchemaKey, &rec)
+	found, err := e.db.Get(schema.SchemaKey, &rec)
 	if err != nil {
 		return err
 	}
@@ -329,9 +338,9 @@ func (e *Engine) checkSchema() error {
 		return err
 	}
 	if any {
-		return fmt.Errorf("%w (no %s key): move %s aside, or rebuild it with --resync", ErrForeignStore, kv.SchemaKey, e.db.Path())
+		return fmt.Errorf("%w (no %s key): move %s aside, or rebuild it with --resync", ErrForeignStore, schema.SchemaKey, e.db.Path())
 	}
-	return e.db.Put(kv.SchemaKey, schemaRecord{Version: SchemaVersion})
+	return e.db.Put(schema.SchemaKey, schemaRecord{Version: SchemaVersion})
 }
 
 var errStop = errors.New("stop")

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
-	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // running is an engine following its log in a goroutine.
@@ -82,13 +82,13 @@ func (h *harness) storedIDs() []string {
 		h.t.Fatal(err)
 	}
 	defer snap.Close()
-	keys, err := snap.Keys(kv.PrefixEvent)
+	keys, err := snap.Keys(schema.PrefixEvent)
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	ids := make([]string, len(keys))
 	for i, k := range keys {
-		p, _ := kv.ParseKey(k)
+		p, _ := schema.ParseKey(k)
 		ids[i] = p.ID
 	}
 	return ids

@@ -14,6 +14,7 @@ import (
 	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/internal/synth"
 	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 var bigTests = flag.Bool("mirrord.big", os.Getenv("MIRRORD_BIG_TESTS") != "", "run the tests on full-size logs (a 1,000,000-event log); slow")
@@ -122,13 +123,13 @@ func (h *harness) verify() *Report {
 // wantIDs checks that the store holds exactly these event ids.
 func (h *harness) wantIDs(ids ...string) {
 	h.t.Helper()
-	keys, err := h.db.Keys(kv.PrefixEvent)
+	keys, err := h.db.Keys(schema.PrefixEvent)
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	var got []string
 	for _, k := range keys {
-		p, err := kv.ParseKey(k)
+		p, err := schema.ParseKey(k)
 		if err != nil {
 			h.t.Fatal(err)
 		}

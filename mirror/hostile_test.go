@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // Hostile input at the engine's level (issue 7, item 4). The decoder's
@@ -120,9 +120,9 @@ func checkHostileStore(t *testing.T, h *harness, evs []hostileEvent, invalid int
 		if !e.valid {
 			continue
 		}
-		wantEvents[kv.EventKey(e.wantID)] = true
+		wantEvents[schema.EventKey(e.wantID)] = true
 		for _, m := range e.wantMods {
-			wantMods[kv.ModifierKey(e.wantID, m)] = true
+			wantMods[schema.ModifierKey(e.wantID, m)] = true
 		}
 	}
 	if r.Invalid != invalid {
@@ -131,7 +131,7 @@ func checkHostileStore(t *testing.T, h *harness, evs []hostileEvent, invalid int
 	if got := h.e.Checkpoint().Invalid; got != int64(invalid) {
 		t.Errorf("checkpoint counts %d invalid entries, want %d", got, invalid)
 	}
-	evKeys, err := h.db.Keys(kv.PrefixEvent)
+	evKeys, err := h.db.Keys(schema.PrefixEvent)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,8 +140,8 @@ func checkHostileStore(t *testing.T, h *harness, evs []hostileEvent, invalid int
 		t.Errorf("store holds %d events, the log %d distinct valid ids", len(evKeys), len(wantEvents))
 	}
 	for _, k := range evKeys {
-		p, err := kv.ParseKey(k)
-		if err != nil || !wantEvents[k] || kv.EventKey(p.ID) != k {
+		p, err := schema.ParseKey(k)
+		if err != nil || !wantEvents[k] || schema.EventKey(p.ID) != k {
 			t.Errorf("event key %.80q: parsed %.80q, %v; expected %v", k, p.ID, err, wantEvents[k])
 			continue
 		}
@@ -150,7 +150,7 @@ func checkHostileStore(t *testing.T, h *harness, evs []hostileEvent, invalid int
 			t.Errorf("event key %.80q holds the event %.80q (%v)", k, stored.ID, err)
 		}
 	}
-	modKeys, err := h.db.Keys(kv.PrefixModifier)
+	modKeys, err := h.db.Keys(schema.PrefixModifier)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,8 +158,8 @@ func checkHostileStore(t *testing.T, h *harness, evs []hostileEvent, invalid int
 		t.Errorf("store holds %d modifiers, want %d", len(modKeys), len(wantMods))
 	}
 	for _, k := range modKeys {
-		p, err := kv.ParseKey(k)
-		if err != nil || !wantMods[k] || kv.ModifierKey(p.ID, p.Name) != k {
+		p, err := schema.ParseKey(k)
+		if err != nil || !wantMods[k] || schema.ModifierKey(p.ID, p.Name) != k {
 			t.Errorf("modifier key %.80q: parsed (%.40q, %.40q), %v", k, p.ID, p.Name, err)
 		}
 	}
@@ -228,7 +228,7 @@ func TestHostileIDsInTheChangeFeed(t *testing.T) {
 	h.appendRaw(all)
 	h.sync()
 	var got []string
-	if err := kv.Changes(h.db, seq, func(c kv.Change) error { got = append(got, c.IDs...); return nil }); err != nil {
+	if err := schema.Changes(h.db, seq, func(c schema.Change) error { got = append(got, c.IDs...); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	var want []string

@@ -13,6 +13,7 @@ import (
 	"github.com/mirrord/mirrord/internal/storetest"
 	"github.com/mirrord/mirrord/internal/synth"
 	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // Tests of a store that is not ours (issue 7, item 3): a directory that
@@ -112,8 +113,8 @@ var notOursCases = []struct {
 		name: "store written by a newer mirrord",
 		prepare: func(t *testing.T) (string, string) {
 			store, log := mirroredStore(t, 20)
-			storetest.Put(t, store, kv.PutOp(kv.SchemaKey, map[string]any{"version": SchemaVersion + 1, "future": true}),
-				kv.PutOp(kv.CheckpointKey, map[string]any{"offset": "a shape this mirrord cannot decode"}))
+			storetest.Put(t, store, kv.PutOp(schema.SchemaKey, map[string]any{"version": SchemaVersion + 1, "future": true}),
+				kv.PutOp(schema.CheckpointKey, map[string]any{"offset": "a shape this mirrord cannot decode"}))
 			return store, log
 		},
 		engineErr: ErrNewerStore,
@@ -262,7 +263,7 @@ func resyncForeign(t *testing.T, store, log string, refused error) {
 		t.Fatalf("after the resync: %v %+v", err, r)
 	}
 	var rec schemaRecord
-	if found, err := db.Get(kv.SchemaKey, &rec); !found || err != nil || rec.Version != SchemaVersion {
+	if found, err := db.Get(schema.SchemaKey, &rec); !found || err != nil || rec.Version != SchemaVersion {
 		t.Fatalf("schema after the resync: %+v %v %v", rec, found, err)
 	}
 	// And the store now opens normally.

@@ -17,6 +17,7 @@ import (
 	"github.com/mirrord/mirrord/internal/faultfs"
 	"github.com/mirrord/mirrord/internal/synth"
 	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // Power loss: the store lives on Pebble's crashable in-memory file system,
@@ -138,7 +139,7 @@ func (h *harness) reopenOn(fsys vfs.FS) {
 // with). versions are files holding the log as it stood at some time.
 func checkConsistent(t *testing.T, db *kv.DB, versions ...string) string {
 	t.Helper()
-	for _, m := range []string{kv.ResyncMarkerKey, kv.ReconcileMarkerKey} {
+	for _, m := range []string{schema.ResyncMarkerKey, schema.ReconcileMarkerKey} {
 		if found, err := db.Get(m, nil); err != nil {
 			t.Fatal(err)
 		} else if found {

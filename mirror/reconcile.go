@@ -11,7 +11,8 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/mirrord/mirrord/eventlog"
-	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/internal/extsort"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // desired is the last valid occurrence of an event in the log.
@@ -111,7 +112,7 @@ func (e *Engine) reconcile(ctx context.Context, f *os.File, st fileStat) (stepRe
 
 // unescapedID returns the event id of a digest key.
 func unescapedID(digestKey []byte) ([]byte, error) {
-	id, err := kv.UnescapeSegment(string(digestKey[len(kv.PrefixDigest):]))
+	id, err := schema.UnescapeSegment(string(digestKey[len(schema.PrefixDigest):]))
 	if err != nil {
 		return nil, fmt.Errorf("bookkeeping key %q: %w", digestKey, err)
 	}
@@ -122,7 +123,7 @@ func unescapedID(digestKey []byte) ([]byte, error) {
 // (as event:{id}), and its digest, extent and modifier count; seq is its
 // offset, so that of a repeated id the last occurrence comes last.
 func addDigestRecord(p *part, ent *eventlog.Entry) error {
-	p.key = kv.AppendEventKey(p.key[:0], ent.ID)
+	p.key = schema.AppendEventKey(p.key[:0], ent.ID)
 	p.val = binary.BigEndian.AppendUint64(p.val[:0], xxhash.Sum64(ent.Raw))
 	p.val = binary.AppendUvarint(p.val, uint64(ent.End-ent.Offset))
 	p.val = binary.AppendUvarint(p.val, uint64(len(ent.Modifiers)))
@@ -134,8 +135,8 @@ func addDigestRecord(p *part, ent *eventlog.Entry) error {
 // an event the store lacks or holds with another digest is a put, a
 // stored id the log lacks a delete. Memory: the sorters' budget and the
 // diff itself, whatever the size of the log.
-func (e *Engine) diff(sorters []*kv.Sorter) (puts []desired, deletes [][]byte, events, mods int64, err error) {
-	it, err := kv.NewMergeIter(sorters, nil, nil)
+func (e *Engine) diff(sorters []*extsort.Sorter) (puts []desired, deletes [][]byte, events, mods int64, err error) {
+	it, err := extsort.NewMergeIter(sorters, nil, nil)
 	if err != nil {
 		return nil, nil, 0, 0, err
 	}
@@ -164,12 +165,12 @@ func (e *Engine) diff(sorters []*kv.Sorter) (puts []desired, deletes [][]byte, e
 		if !more {
 			return false
 		}
-		cur = append(cur[:0], it.Key()[len(kv.PrefixEvent):]...)
+		cur = append(cur[:0], it.Key()[len(schema.PrefixEvent):]...)
 		if curD, lastErr = decode(); lastErr != nil {
 			return false
 		}
 		for more = it.Next(); more; more = it.Next() {
-			nxt = it.Key()[len(kv.PrefixEvent):]
+			nxt = it.Key()[len(schema.PrefixEvent):]
 			if string(nxt) != string(cur) {
 				break
 			}
@@ -184,8 +185,8 @@ func (e *Engine) diff(sorters []*kv.Sorter) (puts []desired, deletes [][]byte, e
 		events++
 		mods += int64(curD.mods)
 	}
-	err = e.db.ScanRaw([]byte(kv.PrefixDigest), func(k, v []byte) error {
-		esc := k[len(kv.PrefixDigest):]
+	err = e.db.ScanRaw([]byte(schema.PrefixDigest), func(k, v []byte) error {
+		esc := k[len(schema.PrefixDigest):]
 		for have && string(cur) < string(esc) {
 			puts = append(puts, curD) // an event the store lacks
 			want()

@@ -9,7 +9,9 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/mirrord/mirrord/internal/extsort"
 	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // A lookup waits until the writer of its key's range has settled the key
@@ -78,7 +80,7 @@ func TestModifiersOfAnIDBeyondItsRange(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	events, mods := db.NewSorter(1<<20, len(kv.PrefixEvent)), db.NewSorter(1<<20, len(kv.PrefixModifier))
+	events, mods := newSorter(db, 1<<20, len(schema.PrefixEvent)), newSorter(db, 1<<20, len(schema.PrefixModifier))
 	t.Cleanup(func() { events.Close(); mods.Close() })
 	type occurrence struct {
 		id   string
@@ -92,18 +94,18 @@ func TestModifiersOfAnIDBeyondItsRange(t *testing.T) {
 		{"b", 40, map[string]string{"w": "4"}},
 		{"a0", 50, nil}, // a0's winner: no modifiers
 	} {
-		if err := events.Add(kv.AppendEventKey(nil, o.id), []byte(`{}`), o.off); err != nil {
+		if err := events.Add(schema.AppendEventKey(nil, o.id), []byte(`{}`), o.off); err != nil {
 			t.Fatal(err)
 		}
 		for name, v := range o.mods {
-			if err := mods.Add(kv.AppendModifierKey(nil, o.id, name), fmt.Appendf(nil, `{"value":%q}`, v), o.off); err != nil {
+			if err := mods.Add(schema.AppendModifierKey(nil, o.id, name), fmt.Appendf(nil, `{"value":%q}`, v), o.off); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	bounds := [][]byte{nil, []byte(kv.EventKey("a0")), nil}
+	bounds := [][]byte{nil, []byte(schema.EventKey("a0")), nil}
 	rep := newRepeatedIDs(bounds)
-	in := db.NewIngest(kv.PrefixEvent, kv.PrefixEnd([]byte(kv.PrefixModifier)))
+	in := db.NewIngest(schema.PrefixEvent, kv.PrefixEnd([]byte(schema.PrefixModifier)))
 	var wg sync.WaitGroup
 	errs := make([]error, 4)
 	start := func(k int, write func() error) <-chan struct{} {
@@ -121,14 +123,14 @@ func TestModifiersOfAnIDBeyondItsRange(t *testing.T) {
 		files[i] = in.File()
 	}
 	events0 := func() error {
-		_, err := writeEvents([]*kv.Sorter{events}, rep, 0, files[0], files[1])
+		_, err := writeEvents([]*extsort.Sorter{events}, rep, 0, files[0], files[1])
 		return err
 	}
-	start(1, func() error { _, err := writeEvents([]*kv.Sorter{events}, rep, 1, files[2], files[3]); return err })
+	start(1, func() error { _, err := writeEvents([]*extsort.Sorter{events}, rep, 1, files[2], files[3]); return err })
 	var mods1 <-chan struct{}
 	for i := range 2 {
 		done := start(2+i, func() error {
-			_, err := writeModifiers([]*kv.Sorter{mods}, rep, modBound(bounds[i]), modBound(bounds[i+1]), files[4+i])
+			_, err := writeModifiers([]*extsort.Sorter{mods}, rep, modBound(bounds[i]), modBound(bounds[i+1]), files[4+i])
 			return err
 		})
 		if i == 1 {
@@ -157,7 +159,7 @@ func TestModifiersOfAnIDBeyondItsRange(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []string
-	if err := db.ScanRaw([]byte(kv.PrefixModifier), func(k, v []byte) error {
+	if err := db.ScanRaw([]byte(schema.PrefixModifier), func(k, v []byte) error {
 		got = append(got, fmt.Sprintf("%s=%s", k, v))
 		return nil
 	}); err != nil {

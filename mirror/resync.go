@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // A bulk load (a resync, or the first load of an empty store) runs behind
@@ -21,12 +21,12 @@ func (e *Engine) beginBulk(reason string) error {
 	wb := e.db.NewWriteBatch()
 	defer wb.Close()
 	now := e.opts.Now().UTC()
-	wb.Put(kv.ResyncMarkerKey, markerRecord{Started: now, Reason: reason})
+	wb.Put(schema.ResyncMarkerKey, markerRecord{Started: now, Reason: reason})
 	cp := Checkpoint{Line: 1, AppliedAt: now}
 	if e.cp != nil {
 		cp.Seq = e.cp.Seq // sequence numbers never go back
 	}
-	wb.Put(kv.CheckpointKey, &cp)
+	wb.Put(schema.CheckpointKey, &cp)
 	if err := wb.Commit(); err != nil {
 		return err
 	}
@@ -57,12 +57,12 @@ func (e *Engine) Resync(ctx context.Context) error {
 	wb := e.db.NewWriteBatch()
 	defer wb.Close()
 	now := e.opts.Now().UTC()
-	wb.Put(kv.ResyncMarkerKey, markerRecord{Started: now, Reason: "--resync"})
+	wb.Put(schema.ResyncMarkerKey, markerRecord{Started: now, Reason: "--resync"})
 	cp := Checkpoint{Line: 1, AppliedAt: now}
 	if e.cp != nil {
 		cp.Seq = e.cp.Seq
 	}
-	wb.Put(kv.CheckpointKey, &cp)
+	wb.Put(schema.CheckpointKey, &cp)
 	if err := wb.Commit(); err != nil {
 		return err
 	}

@@ -9,12 +9,13 @@ import (
 	"testing"
 
 	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
-func feed(t *testing.T, db *kv.DB) []kv.Change {
+func feed(t *testing.T, db *kv.DB) []schema.Change {
 	t.Helper()
-	var cs []kv.Change
-	if err := kv.Changes(db, 0, func(c kv.Change) error { cs = append(cs, c); return nil }); err != nil {
+	var cs []schema.Change
+	if err := schema.Changes(db, 0, func(c schema.Change) error { cs = append(cs, c); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	return cs
@@ -26,10 +27,10 @@ func TestResyncRebuildsFromScratch(t *testing.T) {
 	h.sync()
 	// Damage: an extra event, a wrong value, a generated value.
 	if err := h.db.Batch([]kv.Op{
-		kv.PutOp(kv.EventKey("stray"), map[string]string{"id": "stray"}),
-		kv.PutOp(kv.EventKey(h.evs[0].ID), map[string]string{"id": "wrong"}),
-		kv.PutOp(kv.GeneratedKey("summary", "2025-01"), 1),
-		kv.PutOp(kv.GeneratorStateKey("summary"), 1),
+		kv.PutOp(schema.EventKey("stray"), map[string]string{"id": "stray"}),
+		kv.PutOp(schema.EventKey(h.evs[0].ID), map[string]string{"id": "wrong"}),
+		kv.PutOp(schema.GeneratedKey("summary", "2025-01"), 1),
+		kv.PutOp(schema.GeneratorStateKey("summary"), 1),
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -38,12 +39,12 @@ func TestResyncRebuildsFromScratch(t *testing.T) {
 	}
 	h.verify()
 	h.wantIDs(h.modelIDs()...)
-	for _, p := range []string{kv.PrefixGenerated, kv.PrefixGeneratorState} {
+	for _, p := range []string{schema.PrefixGenerated, schema.PrefixGeneratorState} {
 		if keys, _ := h.db.Keys(p); len(keys) != 0 {
 			t.Fatalf("resync left %q", keys)
 		}
 	}
-	if found, _ := h.db.Get(kv.ResyncMarkerKey, nil); found {
+	if found, _ := h.db.Get(schema.ResyncMarkerKey, nil); found {
 		t.Fatal("the resync marker remains after a complete resync")
 	}
 	cs := feed(t, h.db)
@@ -59,21 +60,21 @@ func TestInterruptedResyncIsCompletedOnNextStart(t *testing.T) {
 	h := newHarness(t, nil)
 	h.appendEvents(h.newEvents(100)...)
 	h.sync()
-	before, _ := h.db.Keys(kv.PrefixEvent)
+	before, _ := h.db.Keys(schema.PrefixEvent)
 	h.rewrite(without(h.evs, 5)) // the resync will have something to change
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // interrupted right after the marker is written
 	if err := h.e.Resync(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted Resync: %v", err)
 	}
-	if found, _ := h.db.Get(kv.ResyncMarkerKey, nil); !found {
+	if found, _ := h.db.Get(schema.ResyncMarkerKey, nil); !found {
 		t.Fatal("an interrupted resync removed its marker")
 	}
 	st, err := ReadStatus(h.db, h.path)
 	if err != nil || !st.Resyncing {
 		t.Fatalf("status of an interrupted resync: %+v %v", st, err)
 	}
-	if keys, _ := h.db.Keys(kv.PrefixEvent); !slices.Equal(keys, before) {
+	if keys, _ := h.db.Keys(schema.PrefixEvent); !slices.Equal(keys, before) {
 		t.Fatalf("an interrupted resync changed the events: %d before, %d after", len(before), len(keys))
 	}
 
@@ -82,7 +83,7 @@ func TestInterruptedResyncIsCompletedOnNextStart(t *testing.T) {
 	h.open()
 	h.sync()
 	h.verify()
-	if found, _ := h.db.Get(kv.ResyncMarkerKey, nil); found {
+	if found, _ := h.db.Get(schema.ResyncMarkerKey, nil); found {
 		t.Fatal("marker remains after the resync was completed")
 	}
 	cs := feed(t, h.db)
@@ -102,8 +103,8 @@ func TestChangeFeedRecordsChangedIDs(t *testing.T) {
 	gone := h.evs[1]
 	h.rewrite(without(h.evs, 1))
 	h.sync()
-	var got []kv.Change
-	if err := kv.Changes(h.db, first, func(c kv.Change) error { got = append(got, c); return nil }); err != nil {
+	var got []schema.Change
+	if err := schema.Changes(h.db, first, func(c schema.Change) error { got = append(got, c); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 2 {
@@ -121,13 +122,13 @@ func TestSchemaChecks(t *testing.T) {
 	h := newHarness(t, nil)
 	h.appendEvents(h.newEvents(2)...)
 	h.sync()
-	if err := h.db.Put(kv.SchemaKey, schemaRecord{Version: SchemaVersion + 1}); err != nil {
+	if err := h.db.Put(schema.SchemaKey, schemaRecord{Version: SchemaVersion + 1}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Open(h.db, &h.opts); !errors.Is(err, ErrNewerStore) {
 		t.Fatalf("Open on a newer store: %v", err)
 	}
-	if err := h.db.Del(kv.SchemaKey); err != nil {
+	if err := h.db.Del(schema.SchemaKey); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Open(h.db, &h.opts); !errors.Is(err, ErrForeignStore) {
@@ -136,7 +137,7 @@ func TestSchemaChecks(t *testing.T) {
 	// An empty store is stamped.
 	h2 := newHarness(t, nil)
 	var rec json.RawMessage
-	if found, _ := h2.db.Get(kv.SchemaKey, &rec); !found || string(rec) != `{"version":1}` {
+	if found, _ := h2.db.Get(schema.SchemaKey, &rec); !found || string(rec) != `{"version":1}` {
 		t.Fatalf("schema of a new store: %s", rec)
 	}
 }
@@ -154,7 +155,7 @@ func TestResyncOfAMissingLogKeepsTheStore(t *testing.T) {
 		t.Fatalf("Resync of a missing log: %v", err)
 	}
 	h.wantIDs(h.modelIDs()...)
-	if found, _ := h.db.Get(kv.ResyncMarkerKey, nil); found {
+	if found, _ := h.db.Get(schema.ResyncMarkerKey, nil); found {
 		t.Fatal("a refused resync left its marker")
 	}
 	if err := os.Chmod(h.path+".away", 0); err != nil {

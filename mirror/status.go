@@ -7,6 +7,7 @@ import (
 
 	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // Status is what the engine reports about itself (mirrord status, the
@@ -98,7 +99,7 @@ func (e *Engine) setError(err error) {
 func ReadStatus(db kv.Reader, path string) (Status, error) {
 	s := Status{Path: path, Updated: time.Now()}
 	var cp Checkpoint
-	found, err := db.Get(kv.CheckpointKey, &cp)
+	found, err := db.Get(schema.CheckpointKey, &cp)
 	if err != nil {
 		return s, err
 	}
@@ -106,10 +107,10 @@ func ReadStatus(db kv.Reader, path string) (Status, error) {
 		cp.State = nil
 		s.Checkpoint = &cp
 	}
-	if s.Resyncing, err = db.Get(kv.ResyncMarkerKey, nil); err != nil {
+	if s.Resyncing, err = db.Get(schema.ResyncMarkerKey, nil); err != nil {
 		return s, err
 	}
-	if s.Reconciling, err = db.Get(kv.ReconcileMarkerKey, nil); err != nil {
+	if s.Reconciling, err = db.Get(schema.ReconcileMarkerKey, nil); err != nil {
 		return s, err
 	}
 	f, err := openLog(path)

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/mirrord/mirrord/eventlog"
-	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 func TestFirstLoadAndAppends(t *testing.T) {
@@ -100,10 +100,10 @@ func TestRewriteDeletes(t *testing.T) {
 			h.sync()
 			h.verify()
 			h.wantIDs(h.modelIDs()...)
-			if found, _ := h.db.Get(kv.EventKey(gone.ID), nil); found {
+			if found, _ := h.db.Get(schema.EventKey(gone.ID), nil); found {
 				t.Fatalf("deleted event %s still stored", gone.ID)
 			}
-			if keys, _ := h.db.Keys(kv.ModifiersOf(gone.ID)); len(keys) != 0 {
+			if keys, _ := h.db.Keys(schema.ModifiersOf(gone.ID)); len(keys) != 0 {
 				t.Fatalf("modifiers of the deleted event remain: %q", keys)
 			}
 			// Only the difference was written.
@@ -137,7 +137,7 @@ func TestApplicationSamples(t *testing.T) {
 	h.writeRaw(appended)
 	h.sync()
 	before := h.verify()
-	keysBefore, _ := h.db.Keys(kv.PrefixEvent)
+	keysBefore, _ := h.db.Keys(schema.PrefixEvent)
 
 	h.writeRaw(after)
 	h.sync()
@@ -146,11 +146,11 @@ func TestApplicationSamples(t *testing.T) {
 	if before.Events-r.Events != len(deleted) {
 		t.Fatalf("lost %d events, want %d", before.Events-r.Events, len(deleted))
 	}
-	keysAfter, _ := h.db.Keys(kv.PrefixEvent)
+	keysAfter, _ := h.db.Keys(schema.PrefixEvent)
 	var lost []string
 	for _, k := range keysBefore {
 		if !slices.Contains(keysAfter, k) {
-			lost = append(lost, strings.TrimPrefix(k, kv.PrefixEvent))
+			lost = append(lost, strings.TrimPrefix(k, schema.PrefixEvent))
 		}
 	}
 	slices.Sort(lost)
@@ -160,7 +160,7 @@ func TestApplicationSamples(t *testing.T) {
 	}
 	// The stored event is the object as it stands in the log.
 	var stored json.RawMessage
-	if _, err := h.db.Get(kv.EventKey("xcjs1jsautxz43i4"), &stored); err != nil {
+	if _, err := h.db.Get(schema.EventKey("xcjs1jsautxz43i4"), &stored); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(stored), `said \"hello\" to \\ everyone`) {
@@ -184,7 +184,7 @@ func TestReplaceByRename(t *testing.T) {
 	h.verify()
 	h.wantIDs(h.modelIDs()...)
 	var got eventlog.Event
-	if _, err := h.db.Get(kv.EventKey(changed.ID), &got); err != nil || got.Description != changed.Description {
+	if _, err := h.db.Get(schema.EventKey(changed.ID), &got); err != nil || got.Description != changed.Description {
 		t.Fatalf("changed event: %+v %v", got, err)
 	}
 	// Identical content under a new inode: nothing but the checkpoint.
@@ -310,7 +310,7 @@ func TestDuplicateIDsLastValidWins(t *testing.T) {
 	h.appendRaw([]byte(`{"id": "` + edit.ID + `", "date": "not a date"}` + "\n"))
 	h.sync()
 	var got eventlog.Event
-	if _, err := h.db.Get(kv.EventKey(edit.ID), &got); err != nil || got.Description != "third version" {
+	if _, err := h.db.Get(schema.EventKey(edit.ID), &got); err != nil || got.Description != "third version" {
 		t.Fatalf("after an invalid duplicate: %q %v", got.Description, err)
 	}
 	// The same through a reconcile: rewrite with all occurrences.
@@ -323,8 +323,8 @@ func TestDuplicateIDsLastValidWins(t *testing.T) {
 func assertModifiers(t *testing.T, h *harness, id string, want map[string]string) {
 	t.Helper()
 	got := map[string]string{}
-	err := h.db.Scan(kv.ModifiersOf(id), func(k string, v json.RawMessage) error {
-		p, err := kv.ParseKey(k)
+	err := h.db.Scan(schema.ModifiersOf(id), func(k string, v json.RawMessage) error {
+		p, err := schema.ParseKey(k)
 		if err != nil {
 			return err
 		}
@@ -395,7 +395,7 @@ func TestEditBeforeOffsetWhileStopped(t *testing.T) {
 	h.sync()
 	h.verify()
 	var got eventlog.Event
-	if _, err := h.db.Get(kv.EventKey(evs[1].ID), &got); err != nil || got.Description != "bbbb" {
+	if _, err := h.db.Get(schema.EventKey(evs[1].ID), &got); err != nil || got.Description != "bbbb" {
 		t.Fatalf("edit while stopped not mirrored: %q %v", got.Description, err)
 	}
 }
@@ -443,7 +443,7 @@ func TestEscapedIDsNeverCollide(t *testing.T) {
 	h.sync()
 	h.verify()
 	h.wantIDs(ids...)
-	keys, _ := h.db.Keys(kv.PrefixModifier)
+	keys, _ := h.db.Keys(schema.PrefixModifier)
 	if len(keys) != 4 {
 		t.Fatalf("modifier keys %q, want 4 distinct", keys)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // Report is the outcome of Verify: what the store holds that the log does
@@ -95,13 +96,13 @@ func Verify(ctx context.Context, db kv.Reader, path string, maxValueSize int) (*
 // growing. The prefix must still hash as the checkpoint says; if it does
 // not (the log was rewritten since), the result is ErrLogChanged.
 func VerifyCheckpoint(ctx context.Context, db kv.Reader, path string, maxValueSize int) (*Report, error) {
-	if resyncing, err := db.Get(kv.ResyncMarkerKey, nil); err != nil {
+	if resyncing, err := db.Get(schema.ResyncMarkerKey, nil); err != nil {
 		return nil, err
 	} else if resyncing {
 		return nil, ErrResyncing
 	}
 	var cp Checkpoint
-	found, err := db.Get(kv.CheckpointKey, &cp)
+	found, err := db.Get(schema.CheckpointKey, &cp)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +148,7 @@ func verify(ctx context.Context, db kv.Reader, path string, maxValueSize int, cp
 		}
 		switch ent.Kind {
 		case eventlog.KindEvent:
-			esc := string(kv.AppendEventKey(nil, ent.ID)[len(kv.PrefixEvent):])
+			esc := string(schema.AppendEventKey(nil, ent.ID)[len(schema.PrefixEvent):])
 			winners[esc] = winner{desired{digest: xxhash.Sum64(ent.Raw), off: ent.Offset, n: ent.End - ent.Offset, mods: len(ent.Modifiers)}}
 		case eventlog.KindInvalid:
 			r.Invalid++
@@ -177,17 +178,17 @@ func verify(ctx context.Context, db kv.Reader, path string, maxValueSize int, cp
 
 	// Each range of the store is walked once, in key order, alongside the
 	// sorted expectations: a merge join, no point lookups.
-	err = mergeJoin(db, kv.PrefixEvent, escs, func(esc string, v []byte) error {
+	err = mergeJoin(db, schema.PrefixEvent, escs, func(esc string, v []byte) error {
 		switch {
 		case v == nil:
-			note(&r.Missing, &r.MissingKeys, kv.PrefixEvent+esc)
+			note(&r.Missing, &r.MissingKeys, schema.PrefixEvent+esc)
 		default:
 			u, err := expected(esc)
 			if err != nil {
 				return err
 			}
 			if !jsonEqual(v, u.raw) {
-				note(&r.Differ, &r.DifferKeys, kv.PrefixEvent+esc)
+				note(&r.Differ, &r.DifferKeys, schema.PrefixEvent+esc)
 			}
 		}
 		return nil
@@ -195,9 +196,9 @@ func verify(ctx context.Context, db kv.Reader, path string, maxValueSize int, cp
 	if err != nil {
 		return nil, err
 	}
-	err = mergeJoin(db, kv.PrefixDigest, escs, func(esc string, v []byte) error {
+	err = mergeJoin(db, schema.PrefixDigest, escs, func(esc string, v []byte) error {
 		if h, ok := parseDigestValue(v); v == nil || !ok || h != winners[esc].digest {
-			note(&r.Bookkeeping, &r.BookkeepingKeys, kv.PrefixDigest+esc)
+			note(&r.Bookkeeping, &r.BookkeepingKeys, schema.PrefixDigest+esc)
 		}
 		return nil
 	}, func(k string) { note(&r.Bookkeeping, &r.BookkeepingKeys, k) })
@@ -234,8 +235,8 @@ func verify(ctx context.Context, db kv.Reader, path string, maxValueSize int, cp
 		compareModifiers(r, want, got)
 		return nil
 	}
-	err = db.Scan(kv.PrefixModifier, func(k string, v json.RawMessage) error {
-		esc, _, _ := strings.Cut(k[len(kv.PrefixModifier):], ":")
+	err = db.Scan(schema.PrefixModifier, func(k string, v json.RawMessage) error {
+		esc, _, _ := strings.Cut(k[len(schema.PrefixModifier):], ":")
 		if esc != cur {
 			if err := flushGroup(); err != nil {
 				return err
@@ -312,7 +313,7 @@ func mergeJoin(db kv.Reader, prefix string, escs []string, fn func(esc string, v
 func modifierValues(u upsert) map[string][]byte {
 	want := map[string][]byte{}
 	for _, m := range u.mods {
-		want[string(kv.AppendModifierKey(nil, u.id, m.Name))] = append(append([]byte(`{"value":`), m.Value...), '}')
+		want[string(schema.AppendModifierKey(nil, u.id, m.Name))] = append(append([]byte(`{"value":`), m.Value...), '}')
 	}
 	return want
 }

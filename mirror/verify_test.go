@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // Verify must fail on every kind of divergence, and only on those.
@@ -13,28 +14,30 @@ func TestVerifyFindsEveryDivergence(t *testing.T) {
 		damage func(h *harness) []kv.Op
 		check  func(r *Report) bool
 	}{
-		{"missing event", func(h *harness) []kv.Op { return []kv.Op{kv.DelOp(kv.EventKey(h.evs[2].ID))} },
-			func(r *Report) bool { return r.Missing == 1 && r.MissingKeys[0] == kv.EventKey(r2id) }},
-		{"extra event", func(h *harness) []kv.Op { return []kv.Op{kv.PutOp(kv.EventKey("zzz"), map[string]string{"id": "zzz"})} },
+		{"missing event", func(h *harness) []kv.Op { return []kv.Op{kv.DelOp(schema.EventKey(h.evs[2].ID))} },
+			func(r *Report) bool { return r.Missing == 1 && r.MissingKeys[0] == schema.EventKey(r2id) }},
+		{"extra event", func(h *harness) []kv.Op {
+			return []kv.Op{kv.PutOp(schema.EventKey("zzz"), map[string]string{"id": "zzz"})}
+		},
 			func(r *Report) bool { return r.Extra == 1 && r.ExtraKeys[0] == "event:zzz" }},
 		{"different event", func(h *harness) []kv.Op {
-			return []kv.Op{kv.PutOp(kv.EventKey(h.evs[2].ID), map[string]string{"id": h.evs[2].ID})}
+			return []kv.Op{kv.PutOp(schema.EventKey(h.evs[2].ID), map[string]string{"id": h.evs[2].ID})}
 		}, func(r *Report) bool { return r.Differ == 1 }},
 		{"extra modifier", func(h *harness) []kv.Op {
-			return []kv.Op{kv.PutOp(kv.ModifierKey(h.evs[2].ID, "zzz"), map[string]string{"value": "x"})}
-		}, func(r *Report) bool { return r.Extra == 1 && r.ExtraKeys[0] == kv.ModifierKey(r2id, "zzz") }},
+			return []kv.Op{kv.PutOp(schema.ModifierKey(h.evs[2].ID, "zzz"), map[string]string{"value": "x"})}
+		}, func(r *Report) bool { return r.Extra == 1 && r.ExtraKeys[0] == schema.ModifierKey(r2id, "zzz") }},
 		{"orphan modifier", func(h *harness) []kv.Op {
-			return []kv.Op{kv.PutOp(kv.ModifierKey("nobody", "a"), map[string]string{"value": "x"})}
+			return []kv.Op{kv.PutOp(schema.ModifierKey("nobody", "a"), map[string]string{"value": "x"})}
 		}, func(r *Report) bool { return r.Extra == 1 }},
 		{"different modifier", func(h *harness) []kv.Op {
-			return []kv.Op{kv.PutOp(kv.ModifierKey(h.evs[2].ID, "location"), map[string]string{"value": "elsewhere"})}
+			return []kv.Op{kv.PutOp(schema.ModifierKey(h.evs[2].ID, "location"), map[string]string{"value": "elsewhere"})}
 		}, func(r *Report) bool { return r.Differ == 1 }},
-		{"missing modifier", func(h *harness) []kv.Op { return []kv.Op{kv.DelOp(kv.ModifierKey(h.evs[2].ID, "with"))} },
+		{"missing modifier", func(h *harness) []kv.Op { return []kv.Op{kv.DelOp(schema.ModifierKey(h.evs[2].ID, "with"))} },
 			func(r *Report) bool { return r.Missing == 1 }},
-		{"stale digest", func(h *harness) []kv.Op { return []kv.Op{kv.PutOp(kv.DigestKey(h.evs[2].ID), "0000000000000000")} },
+		{"stale digest", func(h *harness) []kv.Op { return []kv.Op{kv.PutOp(schema.DigestKey(h.evs[2].ID), "0000000000000000")} },
 			func(r *Report) bool { return r.Bookkeeping == 1 }},
 		{"same JSON, other spelling", func(h *harness) []kv.Op {
-			return []kv.Op{kv.PutOp(kv.ModifierKey(h.evs[2].ID, "location"), map[string]any{"value": "here"})}
+			return []kv.Op{kv.PutOp(schema.ModifierKey(h.evs[2].ID, "location"), map[string]any{"value": "here"})}
 		}, func(r *Report) bool { return r.OK() }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

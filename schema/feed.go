@@ -1,8 +1,10 @@
-package kv
+package schema
 
 import (
 	"encoding/json"
 	"fmt"
+
+	"github.com/mirrord/mirrord/kv"
 )
 
 // Change is one entry of the change feed, "mirrord:changes:{seq}": the ids
@@ -17,7 +19,7 @@ type Change struct {
 
 // Changes calls fn for every change-feed entry with a sequence number
 // greater than after, in order. r is the DB or a snapshot of it.
-func Changes(r Reader, after uint64, fn func(Change) error) error {
+func Changes(r kv.Reader, after uint64, fn func(Change) error) error {
 	return r.ScanFrom(PrefixChanges, ChangeKey(after+1), func(key string, value json.RawMessage) error {
 		seq, err := ParseChangeKey(key)
 		if err != nil {
@@ -33,11 +35,10 @@ func Changes(r Reader, after uint64, fn func(Change) error) error {
 
 // PruneChanges deletes the change-feed entries with a sequence number up
 // to and including upTo, with one range tombstone.
-func PruneChanges(db *DB, upTo uint64) error {
-	end := PrefixEnd([]byte(PrefixChanges))
+func PruneChanges(db *kv.DB, upTo uint64) error {
+	end := kv.PrefixEnd([]byte(PrefixChanges))
 	if upTo < ^uint64(0) {
 		end = []byte(ChangeKey(upTo + 1))
 	}
-	query := fmt.Sprintf("PRUNE %s..%d", PrefixChanges, upTo)
-	return db.write(query, func() error { return db.pdb.DeleteRange([]byte(PrefixChanges), end, db.wo) })
+	return db.DeleteRange([]byte(PrefixChanges), end)
 }

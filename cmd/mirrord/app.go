@@ -27,6 +27,10 @@ type Main struct {
 	DefaultConfigPath string
 	// Exit ends the process at once (a second SIGTERM). Default: os.Exit.
 	Exit func(int)
+	// BulkMemory is the engine's hook around a bulk load (see
+	// mirror.Options.BulkMemory): the process-wide collector settings that
+	// main makes and an in-process test does not. Default: none.
+	BulkMemory func() (done func())
 }
 
 // NewMain returns a Main wired to the process.

@@ -18,7 +18,7 @@ import (
 	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/generators"
 	"github.com/mirrord/mirrord/internal/synth"
-	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // Concurrency (issue 7, item 5), with real processes: two daemons on one
@@ -223,7 +223,7 @@ func snapshotViolations(events, mods map[string]json.RawMessage) []string {
 	var bad []string
 	want := map[string]string{} // modifier key -> value the events say
 	for k, v := range events {
-		p, err := kv.ParseKey(k)
+		p, err := schema.ParseKey(k)
 		if err != nil {
 			bad = append(bad, err.Error())
 			continue
@@ -234,7 +234,7 @@ func snapshotViolations(events, mods map[string]json.RawMessage) []string {
 			continue
 		}
 		for _, m := range ev.Modifiers {
-			want[kv.ModifierKey(p.ID, m.Name)] = m.Value
+			want[schema.ModifierKey(p.ID, m.Name)] = m.Value
 		}
 	}
 	for k, v := range want {
@@ -276,11 +276,11 @@ func (snapcheck) Update(ctx context.Context, in *generators.Input, out *generato
 			return nil
 		})
 	}
-	events, err := read(kv.PrefixEvent)
+	events, err := read(schema.PrefixEvent)
 	if err != nil {
 		return err
 	}
-	mods, err := read(kv.PrefixModifier)
+	mods, err := read(schema.PrefixModifier)
 	if err != nil {
 		return err
 	}
@@ -334,9 +334,9 @@ func TestReadersSeeConsistentSnapshots(t *testing.T) {
 						return fmt.Errorf("dump line %q: %w", line, err)
 					}
 					switch {
-					case strings.HasPrefix(rec.Key, kv.PrefixEvent):
+					case strings.HasPrefix(rec.Key, schema.PrefixEvent):
 						events[rec.Key] = rec.Value
-					case strings.HasPrefix(rec.Key, kv.PrefixModifier):
+					case strings.HasPrefix(rec.Key, schema.PrefixModifier):
 						mods[rec.Key] = rec.Value
 					}
 					return nil
@@ -386,7 +386,7 @@ func TestReadersSeeConsistentSnapshots(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	raw, found, err := client.Get(context.Background(), kv.GeneratedKey("snapcheck", "stats"))
+	raw, found, err := client.Get(context.Background(), schema.GeneratedKey("snapcheck", "stats"))
 	if err != nil || !found || json.Unmarshal(raw, &st) != nil {
 		t.Fatalf("snapcheck stats: %s %v %v", raw, found, err)
 	}

@@ -20,7 +20,7 @@ import (
 // openEngine opens the store (creating it when needed) and the engine on
 // it; tune (may be nil) adds hooks to the engine's options. The caller
 // closes the store.
-func openEngine(e *env, tune func(*mirror.Options)) (*kv.DB, *mirror.Engine, error) {
+func (m *Main) openEngine(e *env, tune func(*mirror.Options)) (*kv.DB, *mirror.Engine, error) {
 	db, err := kv.Open(e.cfg.Store, &kv.Options{Logger: e.log, FS: testStoreFS})
 	if err != nil {
 		return nil, nil, err
@@ -37,6 +37,7 @@ func openEngine(e *env, tune func(*mirror.Options)) (*kv.DB, *mirror.Engine, err
 		MaxValueSize: e.cfg.MaxValueSize,
 		ChunkBytes:   e.cfg.BatchSize,
 		Logger:       e.log,
+		BulkMemory:   m.BulkMemory,
 	}
 	if tune != nil {
 		tune(opts)
@@ -79,7 +80,7 @@ the deletions are held and mirrord exits 1 saying where the log is cut.`,
 			ctx, stop := m.signalContext(ctx, e.log, nil)
 			defer stop()
 			prog := newProgress(m.Stderr, e.log)
-			db, eng, err := openEngine(e, func(o *mirror.Options) {
+			db, eng, err := m.openEngine(e, func(o *mirror.Options) {
 				o.OnProgress = prog.report
 				o.Resync = resync // a newer or foreign store is then rebuilt, not refused
 			})

@@ -7,6 +7,7 @@ import (
 
 	"github.com/mirrord/mirrord/internal/synth"
 	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 func TestSyncBringsGeneratorsUpToDate(t *testing.T) {
@@ -48,10 +49,10 @@ func TestSyncBringsGeneratorsUpToDate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if keys, _ := db.Keys(kv.PrefixGenerated); len(keys) != 0 {
+	if keys, _ := db.Keys(schema.PrefixGenerated); len(keys) != 0 {
 		t.Fatalf("no generator enabled, yet %d generated keys remain", len(keys))
 	}
-	if keys, _ := db.Keys(kv.PrefixChanges); len(keys) != 0 {
+	if keys, _ := db.Keys(schema.PrefixChanges); len(keys) != 0 {
 		t.Fatalf("no generator enabled, yet %d feed entries remain", len(keys))
 	}
 }

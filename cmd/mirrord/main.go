@@ -29,6 +29,7 @@ func main() {
 		debug.SetMemoryLimit(memoryLimit)
 	}
 	m := NewMain()
+	m.BulkMemory = bulkMemory
 	err := m.Run(context.Background(), os.Args[1:])
 	if err != nil && !isSilent(err) {
 		fmt.Fprintf(os.Stderr, "mirrord: %v\n", err)

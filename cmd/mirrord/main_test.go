@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
 )
 
 type result struct {
@@ -205,11 +206,11 @@ func seedStore(t *testing.T) string {
 	}
 	defer db.Close()
 	err = db.Batch([]kv.Op{
-		kv.PutOp(kv.EventKey("b"), map[string]any{"id": "b", "n": 2}),
-		kv.PutOp(kv.EventKey("a"), map[string]any{"id": "a"}),
-		kv.PutOp(kv.EventKey("я"), map[string]any{"id": "я"}),
-		kv.PutOp(kv.ModifierKey("a", "x:y"), map[string]string{"value": "1"}),
-		kv.PutOp(kv.GeneratedKey("summary", "2025-01"), map[string]int{"count": 3}),
+		kv.PutOp(schema.EventKey("b"), map[string]any{"id": "b", "n": 2}),
+		kv.PutOp(schema.EventKey("a"), map[string]any{"id": "a"}),
+		kv.PutOp(schema.EventKey("я"), map[string]any{"id": "я"}),
+		kv.PutOp(schema.ModifierKey("a", "x:y"), map[string]string{"value": "1"}),
+		kv.PutOp(schema.GeneratedKey("summary", "2025-01"), map[string]int{"count": 3}),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	"github.com/mirrord/mirrord/internal/synth"
 	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/mirror"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // The test binary doubles as mirrord: with MIRRORDTEST_AS_MAIN=1 it runs
@@ -182,7 +183,7 @@ func verifyStore(t *testing.T, store, log string) *mirror.Report {
 	if !r.OK() {
 		t.Fatalf("%s: missing %q extra %q differ %q bookkeeping %q", r.Summary(), r.MissingKeys, r.ExtraKeys, r.DifferKeys, r.BookkeepingKeys)
 	}
-	if found, _ := db.Get(kv.ResyncMarkerKey, nil); found {
+	if found, _ := db.Get(schema.ResyncMarkerKey, nil); found {
 		t.Fatal("the store still carries the resync marker after a complete sync")
 	}
 	return r
@@ -264,8 +265,8 @@ func TestRunFollowsAndStopsOnSIGTERM(t *testing.T) {
 	}
 	defer db.Close()
 	total := 0
-	err = db.Scan(kv.GeneratorPrefix("summary"), func(k string, v json.RawMessage) error {
-		if p, _ := kv.ParseKey(k); !strings.HasPrefix(p.Name, ".") {
+	err = db.Scan(schema.GeneratorPrefix("summary"), func(k string, v json.RawMessage) error {
+		if p, _ := schema.ParseKey(k); !strings.HasPrefix(p.Name, ".") {
 			var m struct{ Count int }
 			if err := json.Unmarshal(v, &m); err != nil {
 				return err

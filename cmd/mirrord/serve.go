@@ -78,7 +78,7 @@ func (m *Main) serve(ctx context.Context, e *env, resync bool) (err error) {
 
 	prog := newProgress(m.Stderr, e.log)
 	wdInterval, wdOn := sdnotify.WatchdogInterval(m.getenv, os.Getpid())
-	d.db, d.eng, err = openEngine(e, func(o *mirror.Options) {
+	d.db, d.eng, err = m.openEngine(e, func(o *mirror.Options) {
 		o.OnApply = d.applied
 		o.OnProgress = prog.report
 		o.Resync = resync // a newer or foreign store is then rebuilt, not refused

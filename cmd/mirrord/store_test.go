@@ -12,6 +12,7 @@ import (
 	"github.com/mirrord/mirrord/internal/synth"
 	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/mirror"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // A store that is not ours (issue 7, item 3), through the command line:
@@ -39,7 +40,7 @@ func TestStoreThatIsNotOurs(t *testing.T) {
 			writeFile(t, filepath.Join(store, "thesis.tex"), "years of work")
 		}, []string{"holds no store", "choose an empty or new directory"}, false},
 		{"newer mirrord", func(t *testing.T, store string) {
-			storetest.Put(t, store, kv.PutOp(kv.SchemaKey, map[string]int{"version": mirror.SchemaVersion + 1}))
+			storetest.Put(t, store, kv.PutOp(schema.SchemaKey, map[string]int{"version": mirror.SchemaVersion + 1}))
 		}, []string{"newer mirrord", "--resync"}, true},
 		{"another program's data", func(t *testing.T, store string) {
 			if err := os.RemoveAll(store); err != nil {

@@ -1,4 +1,4 @@
-package kv
+package extsort
 
 import (
 	"bufio"
@@ -11,10 +11,14 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/minio/minlz"
 )
+
+// sorterSeq distinguishes the run files of the sorters of one process.
+var sorterSeq atomic.Uint64
 
 // Sorter sorts records (key, value, seq) by key, then by seq, within a
 // memory budget: records fill a buffer; a full buffer is sorted and written
@@ -35,7 +39,7 @@ type Sorter struct {
 	err       error
 	nextRun   int
 	closed    bool
-	id        uint64 // distinguishes the run files of sorters of one store
+	id        uint64 // distinguishes this sorter's run files (sorterSeq)
 	spilt     bool   // a run was written: the first fill is over
 	firstFill int    // the first fill's budget (see Expect)
 	skip      int
@@ -256,7 +260,7 @@ func radixSort(recs, tmp []sortRec) []sortRec {
 	return tmp
 }
 
-// NewSorter returns a sorter holding at most about 2 × budget bytes of
+// New returns a sorter holding at most about 2 × budget bytes of
 // keys and values in memory (budget must exceed the largest record), plus
 // 32 bytes a record held for its index entry and as much again for the
 // radix sort's scratch space, which the budget does not count: for the
@@ -266,9 +270,12 @@ func radixSort(recs, tmp []sortRec) []sortRec {
 //
 // skip is the length of a prefix most keys share (such as "event:"):
 // comparing the 8 bytes after it as integers settles most comparisons.
-func (db *DB) NewSorter(budget, skip int) *Sorter {
-	s := &Sorter{fs: db.opts.FS, dir: db.opts.FS.PathJoin(db.path, "bulk-tmp"), budget: budget, free: make(chan *sortBuf, 1),
-		id: db.tmpSeq.Add(1), skip: skip, firstFill: budget}
+//
+// Its run files go to directory dir of fs (created when the first run is
+// written); Close removes them.
+func New(fs vfs.FS, dir string, budget, skip int) *Sorter {
+	s := &Sorter{fs: fs, dir: dir, budget: budget, free: make(chan *sortBuf, 1),
+		id: sorterSeq.Add(1), skip: skip, firstFill: budget}
 	// The buffers grow as records come: a small log never costs the
 	// whole budget.
 	s.cur = newSortBuf(budget, skip)

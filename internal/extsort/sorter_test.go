@@ -1,4 +1,4 @@
-package kv
+package extsort
 
 import (
 	"bytes"
@@ -18,6 +18,16 @@ import (
 	"github.com/mirrord/mirrord/internal/faultfs"
 )
 
+// tmpDir is where a test's sorters write their runs.
+type tmpDir struct {
+	fs  vfs.FS
+	dir string
+}
+
+func newTmpDir(testing.TB) tmpDir { return tmpDir{vfs.NewMem(), "/bulk-tmp"} }
+
+func (d tmpDir) sorter(budget, skip int) *Sorter { return New(d.fs, d.dir, budget, skip) }
+
 type sortedRec struct {
 	k, v string
 	seq  uint64
@@ -26,12 +36,12 @@ type sortedRec struct {
 // fillSorters adds the same random records (with repeated keys) to n
 // sorters with a small budget, so that each spills many runs of many
 // blocks, and returns all the records in merge order.
-func fillSorters(t *testing.T, db *DB, n, records, budget int) ([]*Sorter, []sortedRec) {
+func fillSorters(t *testing.T, dir tmpDir, n, records, budget int) ([]*Sorter, []sortedRec) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(3, 4))
 	var ss []*Sorter
 	for range n {
-		s := db.NewSorter(budget, len("event:"))
+		s := dir.sorter(budget, len("event:"))
 		t.Cleanup(func() { s.Close() })
 		ss = append(ss, s)
 	}
@@ -103,8 +113,8 @@ func splitInFour(t *testing.T, ss []*Sorter, want []sortedRec) [][]byte {
 // ranges are merged at the same time.
 func TestMergeRangePartitionsTheMerge(t *testing.T) {
 	smallRunBlocks(t)
-	db := openMem(t)
-	ss, want := fillSorters(t, db, 3, 20000, 64<<10)
+	dir := newTmpDir(t)
+	ss, want := fillSorters(t, dir, 3, 20000, 64<<10)
 	runs, blocks := 0, 0
 	for _, s := range ss {
 		runs += len(s.runs)
@@ -158,8 +168,8 @@ func TestMergeRangePartitionsTheMerge(t *testing.T) {
 
 // Too few blocks to estimate from: no split.
 func TestSplitKeysOfASmallLoad(t *testing.T) {
-	db := openMem(t)
-	ss, _ := fillSorters(t, db, 1, 100, 1<<20)
+	dir := newTmpDir(t)
+	ss, _ := fillSorters(t, dir, 1, 100, 1<<20)
 	splits, err := SplitKeys(ss, 2)
 	if err != nil || splits != nil {
 		t.Fatalf("SplitKeys = %q, %v; want none", splits, err)
@@ -169,8 +179,8 @@ func TestSplitKeysOfASmallLoad(t *testing.T) {
 // A record larger than MinLZ's 8 MiB block limit (an event of 9 MiB, which
 // the default 16 MiB value bound admits) spills and merges like any other.
 func TestSorterSpillsARecordLargerThanABlock(t *testing.T) {
-	db := openMem(t)
-	s := db.NewSorter(1<<20, len("event:"))
+	dir := newTmpDir(t)
+	s := dir.sorter(1<<20, len("event:"))
 	defer s.Close()
 	big := bytes.Repeat([]byte("x"), 9<<20)
 	want := []sortedRec{}
@@ -275,9 +285,9 @@ func BenchmarkSortBuf(b *testing.B) {
 // own, dropped when the buffer is emptied, so that fills do not pile them
 // up).
 func TestSorterChunksHoldRecordsOfEverySize(t *testing.T) {
-	db := openMem(t)
+	dir := newTmpDir(t)
 	const budget = 3 << 20
-	s := db.NewSorter(budget, len("event:"))
+	s := dir.sorter(budget, len("event:"))
 	t.Cleanup(func() { s.Close() })
 	chunk := s.cur.size
 	rng := rand.New(rand.NewPCG(9, 10))
@@ -332,12 +342,12 @@ func TestSorterChunksHoldRecordsOfEverySize(t *testing.T) {
 // BenchmarkMerge merges four sorters' records, some spilt to runs: the
 // write phase of a bulk load reads every record this way.
 func BenchmarkMerge(b *testing.B) {
-	db := openMem(b)
+	dir := newTmpDir(b)
 	var ss []*Sorter
 	rng := rand.New(rand.NewPCG(11, 12))
 	val := bytes.Repeat([]byte("v"), 40)
 	for range 4 {
-		s := db.NewSorter(2<<20, len("modifier:"))
+		s := dir.sorter(2<<20, len("modifier:"))
 		b.Cleanup(func() { s.Close() })
 		for i := range 60_000 {
 			if err := s.Add(fmt.Appendf(nil, "modifier:%016x:x", rng.Uint64()), val, uint64(i)); err != nil {
@@ -360,13 +370,13 @@ func BenchmarkMerge(b *testing.B) {
 // Sorters whose keys share different prefixes (or prefixes of different
 // lengths) merge in whole-key order: their 8-byte prefixes do not compare.
 func TestMergeOfSortersWithDifferentPrefixes(t *testing.T) {
-	db := openMem(t)
+	dir := newTmpDir(t)
 	rng := rand.New(rand.NewPCG(13, 14))
 	for _, prefixes := range [][2]string{{"event:", "other:"}, {"event:", "ev:"}, {"event:", "event:x"}} {
 		var ss []*Sorter
 		var want []sortedRec
 		for k, p := range prefixes {
-			s := db.NewSorter(4<<10, len(p)) // small: runs on disk too
+			s := dir.sorter(4<<10, len(p)) // small: runs on disk too
 			t.Cleanup(func() { s.Close() })
 			ss = append(ss, s)
 			for i := range 300 {
@@ -396,12 +406,12 @@ func TestMergeOfSortersWithDifferentPrefixes(t *testing.T) {
 // buffers at most. Told nothing, or to expect more, a sorter spills at
 // its budget from the start.
 func TestSorterExpectingLittleFillsOnce(t *testing.T) {
-	db := openMem(t)
+	dir := newTmpDir(t)
 	const budget = 64 << 10
 	val := bytes.Repeat([]byte("v"), 100)
 	rec := len("event:00000000") + len(val)
 	for _, expect := range []int64{0, 2*budget + 1} {
-		s := db.NewSorter(budget, len("event:"))
+		s := dir.sorter(budget, len("event:"))
 		t.Cleanup(func() { s.Close() })
 		if expect > 0 {
 			s.Expect(expect)
@@ -416,7 +426,7 @@ func TestSorterExpectingLittleFillsOnce(t *testing.T) {
 			t.Fatalf("expecting %d bytes, the first run was written after %d records of %d bytes, budget %d", expect, i, rec, budget)
 		}
 	}
-	s := db.NewSorter(budget, len("event:"))
+	s := dir.sorter(budget, len("event:"))
 	t.Cleanup(func() { s.Close() })
 	s.Expect(3 * budget / 2)
 	add := func(i int) {
@@ -477,8 +487,8 @@ func TestSorterExpectingLittleFillsOnce(t *testing.T) {
 // needs.
 func TestSplitKeysOfRecordsInMemory(t *testing.T) {
 	smallRunBlocks(t)
-	db := openMem(t)
-	ss, want := fillSorters(t, db, 2, 20000, 64<<20)
+	dir := newTmpDir(t)
+	ss, want := fillSorters(t, dir, 2, 20000, 64<<20)
 	for _, s := range ss {
 		if len(s.runs) != 0 {
 			t.Fatalf("%d runs: the test wants the records in memory", len(s.runs))
@@ -491,8 +501,8 @@ func TestSplitKeysOfRecordsInMemory(t *testing.T) {
 // is never larger than the budget (a sorter that spilt every record would
 // write thousands of runs, and its merge open them all at once).
 func TestSorterSmallBudgetRuns(t *testing.T) {
-	db := openMem(t)
-	s := db.NewSorter(2<<10, len("event:"))
+	dir := newTmpDir(t)
+	s := dir.sorter(2<<10, len("event:"))
 	t.Cleanup(func() { s.Close() })
 	const n = 3000
 	for i := range n {
@@ -521,13 +531,9 @@ func TestSorterFirstFillWriteFails(t *testing.T) {
 		}
 		return nil
 	}))
-	db, err := Open("/store", &Options{FS: fs, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	dir := tmpDir{fs, "/bulk-tmp"}
 	const budget = 16 << 10
-	s := db.NewSorter(budget, len("event:"))
+	s := dir.sorter(budget, len("event:"))
 	s.Expect(budget) // fits, it says
 	full.Store(true)
 	var addErr error
@@ -544,7 +550,55 @@ func TestSorterFirstFillWriteFails(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if names, _ := fs.List("/store/bulk-tmp"); len(names) != 0 {
+	if names, _ := fs.List("/bulk-tmp"); len(names) != 0 {
 		t.Fatalf("run files left after Close: %q", names)
+	}
+}
+
+func TestSorterSpillsAndMerges(t *testing.T) {
+	fs := vfs.NewMem()
+	s := New(fs, "/tmp", 1<<10, 1) // tiny: many runs
+	defer s.Close()
+	type rec struct {
+		k   string
+		seq uint64
+	}
+	var want []rec
+	for i := 0; i < 3000; i++ {
+		k := string(rune('a'+(i*7919)%26)) + string(rune('a'+(i*104729)%26)) + strings.Repeat("x", i%5)
+		seq := uint64(i)
+		want = append(want, rec{k, seq})
+		if err := s.Add([]byte(k), []byte(k+"-value"), seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(s.runs) < 10 {
+		t.Fatalf("only %d runs with a 1 KiB budget", len(s.runs))
+	}
+	slices.SortFunc(want, func(a, b rec) int {
+		if c := strings.Compare(a.k, b.k); c != 0 {
+			return c
+		}
+		return int(a.seq) - int(b.seq)
+	})
+	var got []rec
+	err := s.Each(func(k, v []byte, seq uint64) error {
+		if string(v) != string(k)+"-value" {
+			t.Fatalf("value %q for key %q", v, k)
+		}
+		got = append(got, rec{string(k), seq})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("merged %d records out of order or incomplete (want %d)", len(got), len(want))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := fs.List("/tmp"); len(names) != 0 {
+		t.Fatalf("run files left: %v", names)
 	}
 }
