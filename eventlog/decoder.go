@@ -18,7 +18,8 @@ const (
 	KindEvent Kind = iota + 1
 	// KindInvalid is a value, or a run of text, that is skipped: not JSON,
 	// not an object, larger than the size bound, or an object that breaks
-	// a rule of DESIGN §1. Field and Reason say why.
+	// a rule of the log format (docs/design.md, The event log). Field and
+	// Reason say why.
 	KindInvalid
 	// KindIncomplete is the end of the input falling inside a value (a
 	// writer caught mid-append) or inside text that may yet turn out to be

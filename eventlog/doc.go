@@ -1,6 +1,7 @@
-// Package eventlog reads and writes the event log of DESIGN §1: a UTF-8
-// file holding a stream of JSON values (not JSON Lines), each event written
-// by the application as JSON.stringify(event, null, "\t") plus "\n".
+// Package eventlog reads and writes the event log (docs/design.md, The
+// event log): a UTF-8 file holding a stream of JSON values (not JSON
+// Lines), each event written by the application as
+// JSON.stringify(event, null, "\t") plus "\n".
 //
 // The Decoder streams a log, or its tail from a byte offset, and yields one
 // Entry per value: a valid event (decoded id, compacted object, modifiers,

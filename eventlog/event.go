@@ -9,10 +9,10 @@ import (
 	"github.com/mirrord/mirrord/internal/jsonx"
 )
 
-// Event is one entry of the log, with the fields DESIGN §1 names. Fields
-// the contract does not name are kept in Extra, and the order of the keys
-// in the log is remembered, so that an event decoded from the log encodes
-// back to exactly the same bytes.
+// Event is one entry of the log, with the fields the log format names
+// (docs/design.md, The event log). Fields it does not name are kept in
+// Extra, and the order of the keys in the log is remembered, so that an
+// event decoded from the log encodes back to exactly the same bytes.
 type Event struct {
 	ID          string
 	Date        string
@@ -72,7 +72,8 @@ var (
 
 // ParseEvent decodes one event object (any JSON spelling: the log's
 // indented form or the mirror's compacted form) and checks it against the
-// rules of DESIGN §1. The error, if any, is a *FieldError.
+// rules of the log format (docs/design.md, The event log). The error, if
+// any, is a *FieldError.
 func ParseEvent(b []byte) (*Event, error) {
 	if !jsonx.Valid(b) {
 		return nil, &FieldError{Reason: "not valid JSON"}

@@ -98,7 +98,7 @@ func FuzzDecoder(f *testing.F) {
 			}
 		}
 
-		// The independent model of DESIGN §1 agrees.
+		// The independent model of the log format (refmodel_test.go) agrees.
 		model := refDecode(in, 0)
 		for i := 0; i < len(model) || i < len(got); i++ {
 			if i >= len(model) || i >= len(got) || !model[i].matches(got[i]) {

@@ -8,8 +8,9 @@ import (
 	"github.com/mirrord/mirrord/internal/jsonx"
 )
 
-// The fields DESIGN §1 names, in the order their rules are checked (so the
-// field an invalid entry reports is deterministic).
+// The fields the log format names (docs/design.md, The event log), in the
+// order their rules are checked (so the field an invalid entry reports is
+// deterministic).
 const (
 	fID = iota
 	fDate
@@ -220,8 +221,8 @@ func (p *parsed) unquote(tok []byte) string {
 	return out
 }
 
-// validate checks the rules of DESIGN §1 in field order and decodes the id
-// and the modifiers.
+// validate checks the rules of the log format (docs/design.md, The event
+// log) in field order and decodes the id and the modifiers.
 func (p *parsed) validate() *FieldError {
 	for f := fID; f <= fDescription; f++ {
 		v := p.span[f]

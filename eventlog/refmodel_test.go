@@ -11,10 +11,10 @@ import (
 	"unicode/utf8"
 )
 
-// This file is a reference model of DESIGN §1 written independently of the
-// package: framing with encoding/json's Decoder (a different JSON scanner
-// from internal/jsonx), the rules with encoding/json, a regexp and the
-// time package. It gives, for an input, the kind, offsets, line, id and
+// This file is a reference model of the log format (docs/design.md, The
+// event log) written independently of the package: framing with
+// encoding/json's Decoder (a different JSON scanner from internal/jsonx),
+// the rules with encoding/json, a regexp and the time package. It gives, for an input, the kind, offsets, line, id and
 // modifiers of every entry; field and reason wording is the package's own
 // business and is not modelled. Tests compare the decoder (and the
 // hand-written expectations of testdata/decode) with it.
@@ -217,7 +217,7 @@ func refString(v []byte) (string, bool) {
 	return s, json.Unmarshal(v, &s) == nil
 }
 
-// refValidate applies the rules of DESIGN §1 to one complete value. Keys
+// refValidate applies the log format's rules to one complete value. Keys
 // are taken as JSON.parse does: a repeated key keeps its last value at its
 // first place. An id or a modifier name with a lone surrogate escape
 // makes the event invalid: its UTF-8 spelling would be shared with another
@@ -287,7 +287,7 @@ func refValidate(v []byte) (id string, mods []modSnap, ok bool) {
 
 var refDateRE = regexp.MustCompile(`^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:Z|[+-](\d{2}):?(\d{2}))$`)
 
-// refValidDate is the date rule of DESIGN §1, with the calendar checked by
+// refValidDate is the log format's date rule, with the calendar checked by
 // the time package.
 func refValidDate(s string) bool {
 	m := refDateRE.FindStringSubmatch(s)

@@ -37,9 +37,10 @@ type stepResult struct {
 	caughtUp bool
 }
 
-// step is the decision of DESIGN §5, made at start and on every change:
-// the log is missing (keep the store), or it grew from the checkpoint with
-// a matching fingerprint (tail), or anything else happened (reconcile).
+// step is the decision of docs/design.md, Tail or reconcile, made at start
+// and on every change: the log is missing (keep the store), or it grew
+// from the checkpoint with a matching fingerprint (tail), or anything else
+// happened (reconcile).
 func (e *Engine) step(ctx context.Context) (stepResult, error) {
 	if err := ctx.Err(); err != nil {
 		return stepResult{}, err

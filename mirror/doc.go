@@ -14,10 +14,10 @@
 //
 // # The decision
 //
-// At start and on every change the engine decides (DESIGN §5): the log is
-// missing (keep the store, wait); it continues the checkpoint (same file,
-// not shorter, fingerprint matches: tail, applying only what was
-// appended); or anything else happened (rewrite, truncation, replacement by
+// At start and on every change the engine decides (docs/design.md, Tail or
+// reconcile): the log is missing (keep the store, wait); it continues the
+// checkpoint (same file, not shorter, fingerprint matches: tail, applying
+// only what was appended); or anything else happened (rewrite, truncation, replacement by
 // rename, an edit before the offset): reconcile, which reads the whole log
 // and writes only the difference, found by comparing each event's digest
 // with the one the store keeps under mirrord:digest:{id}. A reconcile reads
