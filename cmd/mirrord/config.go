@@ -478,7 +478,9 @@ func parseSize(s string) (int, error) {
 		}
 	}
 	n, err := strconv.Atoi(s)
-	if err != nil || n > (1<<31)/mult {
+	// A negative number is no size, and multiplied it could wrap round
+	// to a positive one.
+	if err != nil || n < 0 || n > (1<<31)/mult {
 		return 0, fmt.Errorf("not a size")
 	}
 	return n * mult, nil

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -137,4 +138,31 @@ func TestConfigFilePathsAreRelativeToTheFile(t *testing.T) {
 	if v, _ := configValue(t, mirrord(t, nil, "config", "--config", file, "--store", "rel"), "store"); v != "rel" {
 		t.Fatalf("a flag's relative path became %s", v)
 	}
+}
+
+// Any input is a size or an error, never a panic; a size is from 0 to
+// 2 GiB (a negative number, multiplied, must not wrap round to a positive
+// one), and reads back the same from its number of bytes and, when it is
+// whole, from its KiB.
+func FuzzParseSize(f *testing.F) {
+	for _, s := range []string{"16MiB", "1048576", "4 KiB", "2KB", "1GB", "2GiB", "3GiB", "0", "-1", "B", "1.5MiB", " 7 ", "9999999999999999999", "-9000000000000000GiB", "1MiBKiB"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := parseSize(s)
+		if err != nil {
+			return
+		}
+		if n < 0 || n > 1<<31 {
+			t.Fatalf("parseSize(%q) = %d, outside 0 to 2 GiB", s, n)
+		}
+		if m, err := parseSize(strconv.Itoa(n)); err != nil || m != n {
+			t.Fatalf("parseSize(%q) = %d, but %d reads back as %d, %v", s, n, n, m, err)
+		}
+		if n%1024 == 0 {
+			if m, err := parseSize(strconv.Itoa(n/1024) + "KiB"); err != nil || m != n {
+				t.Fatalf("parseSize(%q) = %d, but %dKiB reads back as %d, %v", s, n, n/1024, m, err)
+			}
+		}
+	})
 }
