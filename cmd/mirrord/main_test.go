@@ -22,12 +22,16 @@ type result struct {
 
 // newMain returns a Main over buffers, with the given environment
 // (nothing is inherited from the test process) and a default config path
-// that does not exist.
+// that does not exist. The MIRRORD_ variables of env take effect only
+// inside withEnv: mirrord reads its settings from the process
+// environment.
 func newMain(t *testing.T, env map[string]string) (*Main, *bytes.Buffer, *bytes.Buffer) {
 	var out, errb bytes.Buffer
 	var environ []string
 	for k, v := range env {
-		environ = append(environ, k+"="+v)
+		if !strings.HasPrefix(k, "MIRRORD_") { // see withEnv
+			environ = append(environ, k+"="+v)
+		}
 	}
 	return &Main{
 		Stdin:             strings.NewReader(""),
@@ -45,11 +49,12 @@ func runMain(m *Main, args ...string) error {
 	return m.Run(ctx, args)
 }
 
-// mirrord runs a command line in process.
+// mirrord runs a command line in process, with env as its environment.
 func mirrord(t *testing.T, env map[string]string, args ...string) result {
 	t.Helper()
 	m, out, errb := newMain(t, env)
-	err := runMain(m, args...)
+	var err error
+	withEnv(t, env, func() { err = runMain(m, args...) })
 	return result{out.String(), errb.String(), ExitCode(err), err}
 }
 
@@ -57,8 +62,55 @@ func mirrordDefaultConfig(t *testing.T, path string, args ...string) result {
 	t.Helper()
 	m, out, errb := newMain(t, nil)
 	m.DefaultConfigPath = path
-	err := runMain(m, args...)
+	var err error
+	withEnv(t, nil, func() { err = runMain(m, args...) })
 	return result{out.String(), errb.String(), ExitCode(err), err}
+}
+
+// withEnv runs fn with the MIRRORD_ variables of env, and no other, in the
+// process environment, where viper reads the settings (it has no
+// injectable lookup), and then puts back what was there. A child process
+// started later sees the test process's own environment again. t.Setenv
+// records each variable first, which refuses a parallel test (the
+// environment is the process's) and restores it should fn not return.
+func withEnv(t *testing.T, env map[string]string, fn func()) {
+	t.Helper()
+	names := map[string]bool{}
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "MIRRORD_") {
+			names[k] = true
+		}
+	}
+	for k := range env {
+		if strings.HasPrefix(k, "MIRRORD_") {
+			names[k] = true
+		}
+	}
+	type saved struct {
+		val string
+		set bool
+	}
+	before := map[string]saved{}
+	for k := range names {
+		val, set := os.LookupEnv(k)
+		before[k] = saved{val, set}
+		t.Setenv(k, val)
+		if val, ok := env[k]; ok {
+			os.Setenv(k, val)
+		} else {
+			os.Unsetenv(k)
+		}
+	}
+	defer func() {
+		for k, s := range before {
+			if s.set {
+				os.Setenv(k, s.val)
+			} else {
+				os.Unsetenv(k)
+			}
+		}
+	}()
+	fn()
 }
 
 func (r result) msg() string {
