@@ -409,4 +409,3 @@ func TestDeadChildRestarted(t *testing.T) {
 		}
 	}
 }
-

@@ -77,8 +77,6 @@ func checkRefFormat(name string) error {
 			return errors.New("has a component starting with a dot")
 		case strings.HasSuffix(comp, ".lock"):
 			return errors.New(`has a component ending with ".lock"`)
-		case comp == "@":
-			return errors.New(`has the component "@"`)
 		}
 	}
 	return nil
