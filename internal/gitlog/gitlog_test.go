@@ -326,6 +326,18 @@ func TestNotAFile(t *testing.T) {
 	}
 }
 
+// A repository whose refs are in a reftable (a newer git's format) is
+// an error, not a ref that is missing forever.
+func TestReftableRefused(t *testing.T) {
+	repo := appRepo(t, "x\n")
+	if err := os.Mkdir(filepath.Join(repo, ".git", "reftable"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newSource(t, filepath.Join(repo, "data.json"), "master").Stat(testCtx(t)); !errors.Is(err, ErrReftable) {
+		t.Fatalf("Stat: %v", err)
+	}
+}
+
 // Blob streaming: a blob closed early stops its child; a cancelled
 // context ends the read; Close of the Source ends blobs still open.
 func TestBlobLifecycle(t *testing.T) {

@@ -30,6 +30,10 @@ func parseHexID(b []byte) (ID, []byte, bool) {
 	return ID(b[:n]), b[n:], true
 }
 
+// ErrReftable is returned for a repository whose refs are kept in a
+// reftable rather than in files, which this package does not read.
+var ErrReftable = errors.New("refs are kept in a reftable, which mirrord does not read")
+
 // maxSymrefDepth bounds a chain of symbolic refs, as git's does.
 const maxSymrefDepth = 5
 
@@ -113,6 +117,12 @@ type refResolution struct {
 // backend does. A missing ref is no error: its ID is "".
 func resolveRef(loc Location, name string) (refResolution, error) {
 	var res refResolution
+	// A repository keeping its refs in a reftable (git 2.45's
+	// extensions.refStorage) has none in files: reading them would find
+	// every ref missing.
+	if st, err := os.Stat(filepath.Join(loc.CommonDir, "reftable")); err == nil && st.IsDir() {
+		return refResolution{Chain: []string{name}}, fmt.Errorf("%s: %w", loc.CommonDir, ErrReftable)
+	}
 	for {
 		res.Chain = append(res.Chain, name)
 		if len(res.Chain) > maxSymrefDepth+1 {
