@@ -385,6 +385,23 @@ func TestBlobLifecycle(t *testing.T) {
 	}
 }
 
+// A child that cannot start its work (the directory is no repository
+// any more) is an error with git's own words, not retried in a loop.
+func TestChildFailsAtOnce(t *testing.T) {
+	noLeaks(t)
+	needGit(t)
+	dir := t.TempDir()
+	r, err := Open(Location{GitDir: dir, CommonDir: dir, Path: "data.json"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	_, err = r.OpenBlob(testCtx(t), sha1A)
+	if err == nil || !strings.Contains(err.Error(), "not a git repository") || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("OpenBlob in a directory that is no repository: %v", err)
+	}
+}
+
 // A batch child that dies is replaced by the next request.
 func TestDeadChildRestarted(t *testing.T) {
 	noLeaks(t)

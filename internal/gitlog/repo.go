@@ -158,10 +158,12 @@ func (r *Repo) ask(ctx context.Context, rev string) (header, error) {
 			return header{}, err
 		}
 		h, err := b.ask(ctx, rev)
-		if err == nil || !errors.Is(err, errDied) && ctx.Err() == nil {
-			return h, err
+		if err == nil {
+			return h, nil
 		}
-		// Dead or killed: reap it; the next request starts another.
+		// Dead, killed, or an answer out of protocol (after which its
+		// lines cannot be trusted to match the requests): reap it; the
+		// next request starts another.
 		served := b.served
 		r.mu.Lock()
 		if r.check == b {
@@ -176,6 +178,8 @@ func (r *Repo) ask(ctx context.Context, rev string) (header, error) {
 			return header{}, ErrClosed
 		case ctx.Err() != nil:
 			return header{}, ctx.Err()
+		case !errors.Is(err, errDied):
+			return header{}, fmt.Errorf("gitlog: %s: %w", r.loc.GitDir, err)
 		case served == 0:
 			// A fresh child that died at once (not a repository, git
 			// broken): another would too.
