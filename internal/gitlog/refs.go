@@ -32,7 +32,7 @@ func parseHexID(b []byte) (ID, []byte, bool) {
 
 // ErrReftable is returned for a repository whose refs are kept in a
 // reftable rather than in files, which this package does not read.
-var ErrReftable = errors.New("refs are kept in a reftable, which mirrord does not read")
+var ErrReftable = errors.New("gitlog: refs in a reftable are not supported")
 
 // maxSymrefDepth bounds a chain of symbolic refs, as git's does.
 const maxSymrefDepth = 5

@@ -54,6 +54,7 @@ const (
 	NoFile
 )
 
+// String names the state for logs and status.
 func (s State) String() string {
 	switch s {
 	case Present:
