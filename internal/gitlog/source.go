@@ -61,7 +61,10 @@ func (s *Source) current() (*Repo, error) {
 }
 
 // Stat finds the repository and returns the file at the ref now; state
-// NoRepository when there is no repository yet.
+// NoRepository when there is no repository yet. When the repository
+// found is not the one before (removed, or made anew elsewhere), the old
+// one's children are stopped: a Blob still open on it fails with
+// ErrClosed.
 func (s *Source) Stat(ctx context.Context) (Snapshot, error) {
 	r, err := s.current()
 	if err != nil {
