@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mirrord/mirrord/internal/procstat"
+	"github.com/prometheus/procfs"
 )
 
 // The benchmarks measure what the engine will do on each move of the
@@ -197,7 +197,7 @@ func (m *measure) watchChild(pid int) {
 		t := time.NewTicker(5 * time.Millisecond)
 		defer t.Stop()
 		for range t.C {
-			hwm, err := procstat.Of(pid, "VmHWM")
+			hwm, err := peakRSS(pid)
 			if err != nil {
 				return // ended (a zombie has no memory figures)
 			}
@@ -237,7 +237,7 @@ func (m *measure) report(b *testing.B) {
 	var self, kids syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &self)
 	syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids)
-	hwm, err := procstat.Field("self", "VmHWM")
+	hwm, err := peakRSS(os.Getpid())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -248,4 +248,17 @@ func (m *measure) report(b *testing.B) {
 	if m.childHWM > 0 {
 		b.ReportMetric(float64(m.childHWM)/(1<<20), "git-peak-MB")
 	}
+}
+
+// peakRSS is a process's peak resident memory in bytes (VmHWM).
+func peakRSS(pid int) (int64, error) {
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return 0, err
+	}
+	st, err := p.NewStatus()
+	if err != nil {
+		return 0, err
+	}
+	return int64(st.VmHWM), nil
 }
