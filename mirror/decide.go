@@ -37,9 +37,10 @@ type stepResult struct {
 	caughtUp bool
 }
 
-// step is the decision of DESIGN §5, made at start and on every change:
-// the log is missing (keep the store), or it grew from the checkpoint with
-// a matching fingerprint (tail), or anything else happened (reconcile).
+// step is the engine's decision (see the package doc), made at start and
+// on every change: the log is missing (keep the store), or it grew from
+// the checkpoint with a matching fingerprint (tail), or anything else
+// happened (reconcile).
 func (e *Engine) step(ctx context.Context) (stepResult, error) {
 	if err := ctx.Err(); err != nil {
 		return stepResult{}, err
@@ -60,7 +61,10 @@ func (e *Engine) step(ctx context.Context) (stepResult, error) {
 		e.log.Info("event log is back", "path", e.path)
 		e.missing = false
 	}
-	e.updateStatus(func(s *Status) { s.LogMissing = false; s.LogSize = st.Size })
+	e.updateStatus(func(s *Status) {
+		s.LogMissing, s.MissingSince, s.WaitingForDir = false, time.Time{}, ""
+		s.LogSize = st.Size
+	})
 
 	if e.cp == nil {
 		if err := e.beginBulk("first load of an empty store"); err != nil {
@@ -82,13 +86,29 @@ func (e *Engine) step(ctx context.Context) (stepResult, error) {
 	return e.reconcile(ctx, f, st)
 }
 
+// onMissing keeps the store as it is and says so: the log is missing,
+// and, when a directory on its way is missing too, which one Run waits
+// for.
 func (e *Engine) onMissing() stepResult {
+	dir := missingDir(e.path)
 	if !e.missing {
-		e.log.Warn("event log is missing; keeping the store as it is until it returns", "path", e.path)
+		e.log.Warn("event log is missing; keeping the store as it is until it returns", missingArgs(e.path, dir)...)
 		e.missing = true
 	}
-	e.updateStatus(func(s *Status) { s.LogMissing = true })
+	e.updateStatus(func(s *Status) {
+		if !s.LogMissing {
+			s.MissingSince = e.opts.Now()
+		}
+		s.LogMissing, s.WaitingForDir = true, dir
+	})
 	return stepResult{action: actMissing}
+}
+
+func missingArgs(path, waitingFor string) []any {
+	if waitingFor == "" {
+		return []any{"path", path}
+	}
+	return []any{"path", path, "waiting_for_dir", waitingFor}
 }
 
 // canTail reports whether the open log continues the checkpoint: same

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mirrord/mirrord/eventlog"
@@ -412,4 +413,9 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
+// isNotExist reports whether err says a path does not exist, including
+// because something on its way is not a directory (ENOTDIR): either way
+// there is no log yet.
+func isNotExist(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+}
