@@ -57,10 +57,7 @@ func (e *Engine) step(ctx context.Context) (stepResult, error) {
 	if err != nil {
 		return stepResult{}, fmt.Errorf("stat of the event log: %w", err)
 	}
-	if e.missing {
-		e.log.Info("event log is back", "path", e.path)
-		e.missing = false
-	}
+	e.logBack()
 	e.updateStatus(func(s *Status) {
 		s.LogMissing, s.MissingSince, s.WaitingForDir = false, time.Time{}, ""
 		s.LogSize = st.Size
@@ -91,24 +88,14 @@ func (e *Engine) step(ctx context.Context) (stepResult, error) {
 // for.
 func (e *Engine) onMissing() stepResult {
 	dir := missingDir(e.path)
-	if !e.missing {
-		e.log.Warn("event log is missing; keeping the store as it is until it returns", missingArgs(e.path, dir)...)
-		e.missing = true
-	}
 	e.updateStatus(func(s *Status) {
 		if !s.LogMissing {
 			s.MissingSince = e.opts.Now()
 		}
 		s.LogMissing, s.WaitingForDir = true, dir
 	})
+	e.logGone(dir)
 	return stepResult{action: actMissing}
-}
-
-func missingArgs(path, waitingFor string) []any {
-	if waitingFor == "" {
-		return []any{"path", path}
-	}
-	return []any{"path", path, "waiting_for_dir", waitingFor}
 }
 
 // canTail reports whether the open log continues the checkpoint: same

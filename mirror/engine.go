@@ -190,7 +190,7 @@ type Engine struct {
 	// Resync starts the rebuild.
 	refused error
 
-	missing bool // the log was missing at the last decision
+	absence absence // the log is missing: since when, and whether that was told
 	held    *heldInfo
 
 	mu     sync.Mutex

@@ -85,6 +85,11 @@ func (e *Engine) newFollower(src source) (*follower, error) {
 	}
 	f.timer = time.NewTimer(time.Hour)
 	f.timer.Stop()
+	e.absence.timer = time.NewTimer(time.Hour)
+	e.absence.timer.Stop()
+	if !e.absence.since.IsZero() && !e.absence.warned {
+		e.absence.timer.Reset(e.opts.Settle) // missing since a Sync before Run
+	}
 	f.resetSafety()
 	return f, nil
 }
@@ -93,6 +98,8 @@ func (e *Engine) newFollower(src source) (*follower, error) {
 // goroutine).
 func (f *follower) close() {
 	f.timer.Stop()
+	f.e.absence.timer.Stop()
+	f.e.absence.timer = nil
 	if f.safety != nil {
 		f.safety.Stop()
 	}
@@ -164,6 +171,8 @@ func (f *follower) readEvents(ctx context.Context) error {
 			f.dirty = true
 		case <-f.safetyC:
 			f.safetyCheck()
+		case <-e.absence.timer.C:
+			e.absenceOutlasted()
 		case <-f.beatC:
 			e.alive()
 		case t := <-e.retime:
