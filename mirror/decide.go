@@ -62,7 +62,15 @@ func (e *Engine) step(ctx context.Context) (stepResult, error) {
 		s.LogMissing, s.MissingSince, s.WaitingForDir = false, time.Time{}, ""
 		s.LogSize = st.Size
 	})
+	res, err := e.decide(ctx, f, st)
+	if err == nil && res.caughtUp {
+		e.known = st
+	}
+	return res, err
+}
 
+// decide makes the decision on the open log.
+func (e *Engine) decide(ctx context.Context, f *os.File, st fileStat) (stepResult, error) {
 	if e.cp == nil {
 		if err := e.beginBulk("first load of an empty store"); err != nil {
 			return stepResult{}, err
@@ -72,6 +80,16 @@ func (e *Engine) step(ctx context.Context) (stepResult, error) {
 		return e.bulkLoad(ctx, f, st)
 	}
 	if !e.reconciling {
+		if e.writtenInPlace(st) {
+			// The fingerprint of the tail window cannot see an edit
+			// further back: once the writer is done, the whole prefix is
+			// checked, as at start.
+			if ok, wait := e.settled(st); !ok {
+				return stepResult{action: actSettle, wait: wait}, nil
+			}
+			e.log.Debug("the log was written without growing; checking the whole of it", "path", e.path)
+			e.doubt = true
+		}
 		ok, err := e.canTail(f, st)
 		if err != nil {
 			return stepResult{}, err
@@ -81,6 +99,20 @@ func (e *Engine) step(ctx context.Context) (stepResult, error) {
 		}
 	}
 	return e.reconcile(ctx, f, st)
+}
+
+// writtenInPlace reports whether the log was written without growing
+// since the store last caught up with it: the same file, the same size,
+// but a new mtime or ctime (an edit of the same length before the
+// checkpoint, which moves neither the size nor, unless it falls in the
+// last 4 KiB, the tail's fingerprint).
+func (e *Engine) writtenInPlace(st fileStat) bool {
+	k := e.known
+	if e.doubt || e.cp.Offset == 0 || k.Ino == 0 {
+		return false
+	}
+	return st.Dev == k.Dev && st.Ino == k.Ino && st.Size == k.Size &&
+		(st.MTime != k.MTime || st.CTime != k.CTime)
 }
 
 // onMissing keeps the store as it is and says so: the log is missing,

@@ -190,6 +190,11 @@ type Engine struct {
 	// Resync starts the rebuild.
 	refused error
 
+	// known is the log's stat when the store last caught up with it: a
+	// later change that keeps its identity and size but moves its mtime
+	// or ctime is an edit in place (see writtenInPlace).
+	known fileStat
+
 	absence absence // the log is missing: since when, and whether that was told
 	held    *heldInfo
 
