@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"syscall"
 	"time"
@@ -181,9 +182,25 @@ func openLog(path string) (*os.File, error) {
 	}
 	if !fi.Mode().IsRegular() {
 		f.Close()
-		return nil, fmt.Errorf("the event log %s is not a regular file (%s)", path, fi.Mode().Type())
+		return nil, fmt.Errorf("%w: %s is %s", ErrNotRegular, path, describeType(fi.Mode()))
 	}
 	return f, nil
+}
+
+// describeType names what a path is when it is not a regular file.
+func describeType(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	default:
+		return fmt.Sprintf("of type %s", m.Type())
+	}
 }
 
 // readTail reads the TailSize bytes before off.

@@ -158,6 +158,10 @@ var (
 	// ErrHeld: a reconcile would delete events but the log ends in an
 	// incomplete value, so the deletions are held until it is complete.
 	ErrHeld = errors.New("deletions held: the log ends in an incomplete value")
+	// ErrNotRegular: the log's path names something other than a regular
+	// file (a directory, a FIFO): a misconfiguration, which Run does not
+	// wait out.
+	ErrNotRegular = errors.New("event log is not a regular file")
 )
 
 // Engine mirrors one log into one store. Its methods other than Status

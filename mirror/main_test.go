@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -48,6 +50,26 @@ var failedStoreGoroutines = []goleak.Option{
 	goleak.IgnoreAnyFunction("github.com/cockroachdb/pebble/v2/record.(*LogWriter).flushLoop"),
 	goleak.IgnoreAnyFunction("github.com/mirrord/mirrord/kv.(*scheduler).startGranter.func1.1"),
 	goleak.IgnoreAnyFunction("github.com/mirrord/mirrord/kv.(*scheduler).UpdateGetAllowedWithoutPermission.(*scheduler).startGranter.func1.1"),
+}
+
+// noFollowerLeft waits until no goroutine runs the follower's code or the
+// file watcher's: what Run started has ended with it. (goleak's check is
+// for the whole package; the store's own goroutines, which it starts
+// lazily, come and go with the store, not with Run.)
+func noFollowerLeft(t *testing.T) {
+	t.Helper()
+	waitFor(t, "the goroutines Run started end", func() error {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			for _, f := range []string{"github.com/fsnotify/fsnotify.", "mirror.(*follower).", "mirror.(*Engine).Run("} {
+				if strings.Contains(g, f) {
+					return fmt.Errorf("still running:\n%s", g)
+				}
+			}
+		}
+		return nil
+	})
 }
 
 // closeDB closes a test's store. A handle that failed cannot be closed:

@@ -25,9 +25,10 @@ import (
 //
 // Errors while following (an unreadable log, a failed write) are logged,
 // kept in the status and retried with backoff. Run returns an error when
-// it cannot start watching, when the initial catch-up fails, and when the
-// store fails for good (kv.ErrFailed). Every goroutine and timer it
-// starts is stopped when it returns.
+// it cannot start watching, when the initial catch-up fails, when the
+// log's path names something other than a regular file (ErrNotRegular),
+// and when the store fails for good (kv.ErrFailed). Every goroutine and
+// timer it starts is stopped when it returns.
 func (e *Engine) Run(ctx context.Context, ready func()) error {
 	if err := e.checkRefused(); err != nil {
 		return err
@@ -119,6 +120,7 @@ func (f *follower) catchUp(ctx context.Context) (stop bool, err error) {
 			return true, nil
 		}
 		if err != nil {
+			f.e.setError(err)
 			return true, err
 		}
 		if res.action != actSettle && res.action != actAgain {
@@ -233,11 +235,11 @@ func (f *follower) decide(ctx context.Context) error {
 	switch {
 	case ctx.Err() != nil:
 		return nil
-	case errors.Is(err, kv.ErrFailed):
-		// The store cannot write any more (a full disk, an I/O error):
-		// retrying on this handle is futile. Run ends with the error, so
-		// that the daemon exits non-zero and its restart reopens the
-		// store.
+	case errors.Is(err, kv.ErrFailed), errors.Is(err, ErrNotRegular):
+		// The store cannot write any more (a full disk, an I/O error), or
+		// the log's path is not a file at all: retrying is futile. Run ends
+		// with the error, so that the daemon exits non-zero (and its
+		// restart reopens the store).
 		e.setError(err)
 		return err
 	case err != nil:
