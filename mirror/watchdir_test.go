@@ -27,7 +27,7 @@ func newFollowHarness(t *testing.T, sub string, mod func(*Options)) *harness {
 	return h
 }
 
-func mustDo(t *testing.T, err error) {
+func mustDo(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +35,7 @@ func mustDo(t *testing.T, err error) {
 }
 
 // writeLog writes evs as a whole log at path (not the harness's model).
-func writeLog(t *testing.T, path string, evs []*eventlog.Event) {
+func writeLog(t testing.TB, path string, evs []*eventlog.Event) {
 	t.Helper()
 	mustDo(t, os.MkdirAll(filepath.Dir(path), 0o755))
 	mustDo(t, os.WriteFile(path, eventlog.Format(evs), 0o644))
