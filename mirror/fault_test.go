@@ -110,7 +110,7 @@ func TestStorageFaults(t *testing.T) {
 					r := &harness{t: t, dir: h.dir, path: h.path, fs: tfs.restart(powerLoss), clock: h.clock,
 						opts: Options{EventLog: h.path, Now: h.clock.Now, Logger: testLogger(t)}}
 					r.open()
-					t.Cleanup(func() { r.db.Close() })
+					t.Cleanup(func() { closeDB(t, r.db) })
 					checkConsistent(t, r.db, h.path, v0)
 					if cp := r.e.Checkpoint(); cp != nil && inMemory != nil && cp.Seq > inMemory.Seq {
 						t.Fatalf("the checkpoint on disk (seq %d) is ahead of the engine's (seq %d)", cp.Seq, inMemory.Seq)
