@@ -22,7 +22,7 @@ type Snapshot struct {
 func (db *DB) Snapshot() (*Snapshot, error) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	if db.closed || db.fail.get() != nil {
+	if db.closed {
 		return nil, db.closedError("SNAPSHOT")
 	}
 	s := &Snapshot{db: db, snap: db.pdb.NewSnapshot()}
@@ -35,7 +35,7 @@ func (s *Snapshot) enter() bool {
 	db := s.db
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	if db.closed || s.closed || db.fail.get() != nil {
+	if db.closed || s.closed {
 		return false
 	}
 	db.active++
@@ -52,12 +52,6 @@ func (s *Snapshot) Close() error {
 	}
 	s.closed = true
 	delete(db.snaps, s)
-	if db.fail.get() != nil {
-		// A failed store is never touched again (see failure): Pebble may
-		// hold the lock a snapshot's release needs.
-		db.mu.Unlock()
-		return nil
-	}
 	// Count the release as an operation so that DB.Close waits for it.
 	db.active++
 	db.mu.Unlock()

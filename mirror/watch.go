@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
-	"github.com/mirrord/mirrord/kv"
 )
 
 // Run catches up with the log, calls ready (which may be nil), then
@@ -141,13 +140,6 @@ func (e *Engine) Run(ctx context.Context, ready func()) error {
 				switch {
 				case ctx.Err() != nil:
 					return nil
-				case errors.Is(err, kv.ErrFailed):
-					// The store cannot write any more (a full disk, an I/O
-					// error): retrying on this handle is futile. Run ends
-					// with the error, so that the daemon exits non-zero and
-					// its restart reopens the store.
-					e.setError(err)
-					return err
 				case err != nil:
 					backoff = min(max(2*backoff, 500*time.Millisecond), 30*time.Second)
 					e.log.Error("applying the log failed; retrying", "err", err, "retry_in", backoff)
@@ -168,12 +160,6 @@ func (e *Engine) Run(ctx context.Context, ready func()) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-e.db.Failed():
-			// Whoever met the failure (a generator's commit, say): the
-			// daemon stops and its restart reopens the store.
-			err := e.db.Failure()
-			e.setError(err)
-			return err
 		case ev, ok := <-w.Events:
 			if !ok {
 				return errors.New("file watcher stopped")
