@@ -139,10 +139,12 @@ func Open(path string, opts *Options) (*DB, error) {
 	// Temporary files of a bulk load a crash interrupted.
 	_ = o.FS.RemoveAll(o.FS.PathJoin(path, tempDirName))
 	fatal := newFatal(path, &o)
-	popts := pebbleOptions(&o, lock, fatal)
+	sched := newScheduler()
+	popts := pebbleOptions(&o, lock, fatal, sched)
 	defer popts.Cache.Unref()
 	pdb, err := pebble.Open(path, popts)
 	if err != nil {
+		sched.Unregister() // Pebble's failed Open leaves it registered
 		_ = lock.Close()
 		if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EROFS) {
 			return nil, initError(path, fmt.Errorf("cannot open the store: %w", err))
@@ -168,7 +170,7 @@ func Open(path string, opts *Options) (*DB, error) {
 
 // pebbleOptions are the options Pebble opens the store with; the caller
 // releases their Cache once Pebble has opened (or failed to).
-func pebbleOptions(o *Options, lock *pebble.Lock, fatal *fatal) *pebble.Options {
+func pebbleOptions(o *Options, lock *pebble.Lock, fatal *fatal, sched *scheduler) *pebble.Options {
 	plog := pebbleLogger{l: o.Logger.With("component", "pebble"), f: fatal}
 	popts := &pebble.Options{
 		FS:     fatalFS{FS: o.FS, f: fatal},
@@ -193,7 +195,7 @@ func pebbleOptions(o *Options, lock *pebble.Lock, fatal *fatal) *pebble.Options 
 	// MinLZ, Pebble's fastest block compression on amd64: JSON compresses
 	// well, and the disk is written less.
 	popts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionFastest })
-	popts.Experimental.CompactionScheduler = newScheduler()
+	popts.Experimental.CompactionScheduler = sched
 	popts.EnsureDefaults()
 	return popts
 }

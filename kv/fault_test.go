@@ -17,6 +17,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/mirrord/mirrord/internal/faultfs"
+	"go.uber.org/goleak"
 )
 
 // Storage faults at the kv level, through Pebble's own vfs (errorfs over
@@ -440,3 +441,82 @@ func checkKept(t *testing.T, dir string) {
 // errors on purpose.
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
+// A failed Open leaves nothing behind: no goroutine (goleak), no lock and
+// no claim on the store in this process, so that Open succeeds once the
+// cause is gone.
+func TestFailedOpenLeavesNothingBehind(t *testing.T) {
+	optionsFull := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if base := filepath.Base(op.Path); strings.HasPrefix(base, "OPTIONS-") || strings.HasSuffix(base, ".dbtmp") {
+			return faultfs.DiskFull(op)
+		}
+		return nil
+	}))
+	for _, tc := range []struct {
+		name  string
+		fs    vfs.FS
+		spoil func(t *testing.T, store string) (repair func())
+		want  error
+	}{
+		{"OPTIONS cannot be written", optionsFull, nil, syscall.ENOSPC},
+		{"manifest truncated", nil, func(t *testing.T, store string) func() {
+			names, _ := filepath.Glob(filepath.Join(store, "MANIFEST-*"))
+			if len(names) != 1 {
+				t.Fatalf("manifests: %q", names)
+			}
+			good, err := os.ReadFile(names[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(names[0], good[:len(good)/2], 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return func() {
+				if err := os.WriteFile(names[0], good, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, ErrCorrupt},
+		{"not a store", nil, func(t *testing.T, store string) func() {
+			notes := filepath.Join(store, "notes.txt")
+			if err := os.WriteFile(notes, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range []string{"LOCK", "CURRENT"} {
+				_ = os.Remove(filepath.Join(store, n))
+			}
+			entries, _ := os.ReadDir(store)
+			var moved []string
+			for _, e := range entries {
+				if e.Name() != "notes.txt" {
+					moved = append(moved, e.Name())
+					if err := os.Rename(filepath.Join(store, e.Name()), filepath.Join(store, "..", e.Name())); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			return func() {
+				os.Remove(notes)
+				for _, n := range moved {
+					if err := os.Rename(filepath.Join(store, "..", n), filepath.Join(store, n)); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		}, ErrNotStore},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := keptStore(t)
+			repair := func() {}
+			if tc.spoil != nil {
+				repair = tc.spoil(t, store)
+			}
+			_, err := Open(store, &Options{FS: tc.fs, Logger: quietLogger()})
+			if !errors.Is(err, ErrInitialization) || !errors.Is(err, tc.want) {
+				t.Fatalf("Open: %v, want %v", err, tc.want)
+			}
+			goleak.VerifyNone(t)
+			repair()
+			checkKept(t, store)
+		})
+	}
+}

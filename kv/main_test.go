@@ -15,6 +15,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+	"go.uber.org/goleak"
 )
 
 // The test binary doubles as a child process that opens a store and meets
@@ -27,7 +28,7 @@ func TestMain(m *testing.M) {
 		runChildScenario(name)
 		return
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 // childConfig is what a child reads from its environment.
