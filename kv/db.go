@@ -87,8 +87,9 @@ type DB struct {
 
 	tmpSeq atomic.Uint64 // names of the sstables to ingest
 
-	lock  *pebble.Lock // the directory's lock, taken before Pebble opens
-	fatal *fatal       // the way out of a failure Pebble cannot go on from
+	lock    *pebble.Lock // the directory's lock, taken before Pebble opens
+	fatal   *fatal       // the way out of a failure Pebble cannot go on from
+	release func()       // forgets the store in this process's registry
 
 	// The gate: every operation enters while the store is open and leaves
 	// when done; Close waits for the operations in flight, so Pebble is
@@ -105,7 +106,8 @@ type DB struct {
 // parents) and an empty store when needed.
 //
 // It fails with ErrInitialization when the directory cannot be created, is
-// locked by another process or another handle of this process (ErrLocked), holds other files but no store (ErrNotStore),
+// locked by another process or is already open in this process, through
+// whatever path (ErrLocked), holds other files but no store (ErrNotStore),
 // or holds a store Pebble cannot read. A failure Pebble cannot go on from
 // while it opens the store (a full disk while it writes its manifest or
 // flushes its recovered WAL) is fatal: see Options.OnFatal.
@@ -117,6 +119,25 @@ func Open(path string, opts *Options) (*DB, error) {
 	if err := o.FS.MkdirAll(path, 0o755); err != nil {
 		return nil, initError(path, err)
 	}
+	id, err := identify(o.FS, path)
+	if err != nil {
+		return nil, initError(path, err)
+	}
+	release, err := claim(id, path)
+	if err != nil {
+		return nil, initError(path, err)
+	}
+	db, err := open(path, o)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	db.release = release
+	return db, nil
+}
+
+// open is Open once this process has claimed the store.
+func open(path string, o Options) (*DB, error) {
 	names, err := o.FS.List(path)
 	if err != nil {
 		return nil, initError(path, err)
@@ -269,6 +290,7 @@ func (db *DB) Close() error {
 	snaps := db.snaps
 	db.snaps = nil
 	db.mu.Unlock()
+	defer db.release()
 
 	var errs []error
 	for s := range snaps {

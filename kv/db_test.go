@@ -293,6 +293,74 @@ func TestSecondOpenFailsAtOnce(t *testing.T) {
 	}
 }
 
+// Pebble's lock is per process and knows a store by its path: this
+// process holds one handle per store, whatever path reaches it (a
+// symlink, a/../store), and Close gives it back.
+func TestOneHandlePerStoreWhateverThePath(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	store := filepath.Join(dir, "store")
+	db, err := Open(store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPut(t, db, "k", 1)
+	if err := os.Symlink(store, filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "a"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	others := []string{filepath.Join(dir, "link"), "a/../store", "store", store + "/"}
+	for _, other := range others {
+		_, err := Open(other, nil)
+		if !errors.Is(err, ErrInitialization) || !errors.Is(err, ErrLocked) {
+			t.Fatalf("Open(%q) of a store open as %q: %v, want ErrInitialization/ErrLocked", other, store, err)
+		}
+		if msg := err.Error(); !strings.Contains(msg, "(store "+other+")") || !strings.Contains(msg, "already has it open as "+store) {
+			t.Fatalf("the error %q does not name both %s and %s", msg, other, store)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Reopened after Close, through another path; a second Close of the
+	// first handle gives back nothing of the second's.
+	db2, err := Open("a/../store", nil)
+	if err != nil {
+		t.Fatalf("reopen after Close: %v", err)
+	}
+	defer db2.Close()
+	if err := db.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := Open(store, nil); !errors.Is(err, ErrLocked) {
+		t.Fatalf("Open while the reopened handle holds the store: %v", err)
+	}
+	var v int
+	if found, err := db2.Get("k", &v); !found || err != nil || v != 1 {
+		t.Fatalf("the reopened store: %v %v %v", v, found, err)
+	}
+
+	// In memory, the file system and the cleaned path tell stores apart.
+	mem := vfs.NewMem()
+	m, err := Open("/m", &Options{FS: mem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := Open("/x/../m", &Options{FS: mem}); !errors.Is(err, ErrLocked) {
+		t.Fatalf("in memory, /x/../m while /m is open: %v", err)
+	}
+	other, err := Open("/m", &Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatalf("/m on another in-memory file system: %v", err)
+	}
+	if err := other.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestOpenBelowRegularFile(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "file")
 	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {

@@ -26,9 +26,11 @@
 //
 // # Lifetime and errors
 //
-// A store directory is opened by one handle at a time: Pebble locks it, and a
-// second Open (from this process or another) fails at once with
-// ErrInitialization. Close is safe to call twice; every call after Close
+// A store directory is opened by one handle at a time: Pebble locks it
+// against other processes, and this process knows its open stores by
+// directory (device and inode), so a second Open, from another process or
+// from this one through any path (a symlink, a/../store, a bind mount),
+// fails at once with ErrLocked, which matches ErrInitialization. Close is safe to call twice; every call after Close
 // returns an ErrQuery instead of the panic Pebble itself would raise. Every
 // error is a *Error carrying the store path and the query that failed, and
 // matches ErrInitialization or ErrQuery with errors.Is.
