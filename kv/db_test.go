@@ -174,7 +174,8 @@ func TestErrorCarriesPathQueryAndCause(t *testing.T) {
 	if err := db.pdb.Set([]byte("event:abc"), []byte("not json{"), nil); err != nil {
 		t.Fatal(err)
 	}
-	_, err := db.Get("event:abc", &json.RawMessage{})
+	var st struct{ A int }
+	_, err := db.Get("event:abc", &st)
 	var kerr *Error
 	if !errors.As(err, &kerr) {
 		t.Fatalf("Get err = %v, want *Error", err)
@@ -191,26 +192,57 @@ func TestErrorCarriesPathQueryAndCause(t *testing.T) {
 	if msg := err.Error(); !strings.Contains(msg, "event:abc") || !strings.Contains(msg, "/store") {
 		t.Fatalf("message %q does not name key and path", msg)
 	}
-	// Every read path reports it, naming the key.
-	var st struct{ A int }
-	if _, err := db.Get("event:abc", &st); !errors.Is(err, ErrNotJSON) {
-		t.Fatalf("Get into struct: %v", err)
+	// Snapshot reads decode the same way.
+	snap, err := db.Snapshot()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := db.Get("event:abc", nil); !errors.Is(err, ErrNotJSON) {
-		t.Fatalf("Get(nil): %v", err)
-	}
-	if _, err := db.GetAll("event:"); !errors.Is(err, ErrQuery) || !strings.Contains(err.Error(), "event:abc") {
-		t.Fatalf("GetAll: %v", err)
-	}
-	err = db.Scan("event:", func(string, json.RawMessage) error { return nil })
-	if !errors.Is(err, ErrNotJSON) || !strings.Contains(err.Error(), "event:abc") {
-		t.Fatalf("Scan: %v", err)
+	defer snap.Close()
+	if _, err := snap.Get("event:abc", &st); !errors.Is(err, ErrNotJSON) || !strings.Contains(err.Error(), "event:abc") {
+		t.Fatalf("Snapshot.Get into a struct: %v", err)
 	}
 	// Valid JSON of the wrong type is a query error too, but not ErrNotJSON.
 	mustPut(t, db, "n", "text")
 	var n int
 	if _, err := db.Get("n", &n); !errors.Is(err, ErrQuery) || errors.Is(err, ErrNotJSON) {
 		t.Fatalf("type mismatch: %v", err)
+	}
+}
+
+// Reads that return values as bytes trust what kv wrote (see the package
+// doc): they hand back what is stored, exactly, without checking it is
+// JSON again.
+func TestRawReadsReturnValuesAsStored(t *testing.T) {
+	db := openMem(t)
+	stored := []byte("not json{")
+	if err := db.pdb.Set([]byte("event:abc"), stored, nil); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := db.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	for _, r := range []struct {
+		name string
+		r    Reader
+	}{{"DB", db}, {"Snapshot", snap}} {
+		var raw json.RawMessage
+		if found, err := r.r.Get("event:abc", &raw); !found || err != nil || !bytes.Equal(raw, stored) {
+			t.Fatalf("%s.Get into a RawMessage = %q, %v, %v", r.name, raw, found, err)
+		}
+		if found, err := r.r.Get("event:abc", nil); !found || err != nil {
+			t.Fatalf("%s.Get(nil) = %v, %v", r.name, found, err)
+		}
+		all, err := r.r.GetAll("event:")
+		if err != nil || len(all) != 1 || !bytes.Equal(all[0], stored) {
+			t.Fatalf("%s.GetAll = %q, %v", r.name, all, err)
+		}
+		var scanned []byte
+		err = r.r.Scan("event:", func(_ string, v json.RawMessage) error { scanned = append(scanned, v...); return nil })
+		if err != nil || !bytes.Equal(scanned, stored) {
+			t.Fatalf("%s.Scan = %q, %v", r.name, scanned, err)
+		}
 	}
 }
 

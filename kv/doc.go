@@ -6,13 +6,19 @@
 // # Values
 //
 // Every value is JSON. Put and PutOp encode any Go value with encoding/json;
-// Get decodes into the destination the caller passes. A stored value that is
-// not valid JSON (written by something other than this package) is reported
-// as an ErrQuery naming the key and the store, never returned as garbage.
-// Reads check the JSON grammar but not, again, the UTF-8 of strings (what
-// encoding/json.Valid checks): every write path checked it strictly (the
-// engine's decoder, encoding/json), Pebble checksums every block, and
-// checking it on every read would double the cost of a Scan.
+// Get decodes into the destination the caller passes.
+//
+// Reads trust what kv wrote: every write path checks its values (Put and
+// PutOp encode them, the mirror engine's decoder validates what it puts
+// through WriteBatch.PutRaw and Ingest), Pebble checksums every block it
+// reads (a damaged one is ErrCorrupt), and Pebble's lock keeps every
+// other writer out. So the reads that hand back bytes (Scan, ScanFrom,
+// GetAll, Get into a *json.RawMessage or a nil destination, the byte-level
+// reads, and the same on a Snapshot) return the value as stored, without
+// checking it is JSON again; that check cost as much as the read itself.
+// Get into any other destination decodes, and so checks, the value: one
+// that is not JSON (written by something other than this package) is an
+// ErrQuery matching ErrNotJSON and naming the key and the store.
 //
 // # Keys
 //

@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/mirrord/mirrord/internal/jsonx"
 )
 
 // Reader is the read half of the API, implemented by *DB and *Snapshot.
@@ -31,23 +30,22 @@ func notJSON(v []byte) error {
 	return fmt.Errorf("%w (%q)", ErrNotJSON, v)
 }
 
+// decodeValue decodes v into dst. A nil dst and a *json.RawMessage take
+// the value as stored, unchecked: every write path checked it (see the
+// package doc). Decoding into a Go value checks it anyway, and a value
+// that is not JSON is told apart from one of the wrong type.
 func decodeValue(v []byte, dst any) error {
 	switch d := dst.(type) {
 	case nil:
-		if !jsonx.ValidSyntax(v) {
-			return notJSON(v)
-		}
 		return nil
 	case *json.RawMessage:
-		if !jsonx.ValidSyntax(v) {
-			return notJSON(v)
-		}
 		*d = append((*d)[:0:0], v...)
 		return nil
 	}
 	if err := json.Unmarshal(v, dst); err != nil {
-		if !jsonx.ValidSyntax(v) {
-			return notJSON(v)
+		var syntax *json.SyntaxError // Unmarshal checks the whole value before it decodes
+		if errors.As(err, &syntax) {
+			return fmt.Errorf("%w: %v", notJSON(v), err)
 		}
 		return err
 	}
@@ -115,9 +113,6 @@ func getAll(r pebble.Reader, path, prefix string) ([]json.RawMessage, error) {
 		if err != nil {
 			return err
 		}
-		if !jsonx.ValidSyntax(v) {
-			return fmt.Errorf("key %s: %w", it.Key(), notJSON(v))
-		}
 		out = append(out, append(json.RawMessage(nil), v...))
 		return nil
 	})
@@ -138,9 +133,6 @@ func scan(r pebble.Reader, path, prefix, start string, fn func(key string, value
 		v, err := it.ValueAndErr()
 		if err != nil {
 			return err
-		}
-		if !jsonx.ValidSyntax(v) {
-			return fmt.Errorf("key %s: %w", it.Key(), notJSON(v))
 		}
 		if err := fn(string(it.Key()), v); err != nil {
 			return stopped{err}

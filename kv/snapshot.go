@@ -103,7 +103,7 @@ func (s *Snapshot) ScanFrom(prefix, start string, fn func(key string, value json
 	return scan(s.snap, s.db.path, prefix, start, fn)
 }
 
-// ScanRaw is DB.ScanRaw on the snapshot: values as stored, not checked.
+// ScanRaw is DB.ScanRaw on the snapshot.
 func (s *Snapshot) ScanRaw(prefix []byte, fn func(key, value []byte) error) error {
 	if !s.enter() {
 		return s.db.closedError(fmt.Sprintf("SCAN %s*", prefix))
