@@ -94,11 +94,15 @@ type DB struct {
 	// The gate: every operation enters while the store is open and leaves
 	// when done; Close waits for the operations in flight, so Pebble is
 	// never used after (or while) it closes. A plain RWMutex would deadlock
-	// when a Scan callback reads again while Close waits.
-	mu     sync.Mutex
-	idle   *sync.Cond
-	closed bool
-	active int
+	// when a Scan callback reads again while Close waits. Entering and
+	// leaving take no lock (one atomic add each, on the path of every
+	// read): an operation counts itself in active, then checks closed;
+	// Close sets closed, then waits for active to reach zero. One of the
+	// two always sees the other.
+	active atomic.Int64
+	closed atomic.Bool
+	mu     sync.Mutex // guards snaps and Close's wait
+	idle   *sync.Cond // signalled when the last operation leaves a closed store
 	snaps  map[*Snapshot]struct{}
 }
 
@@ -238,22 +242,20 @@ func (db *DB) Path() string { return db.path }
 
 // enter admits an operation while the store is open.
 func (db *DB) enter() bool {
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	if db.closed {
+	db.active.Add(1)
+	if db.closed.Load() {
+		db.leave()
 		return false
 	}
-	db.active++
 	return true
 }
 
 func (db *DB) leave() {
-	db.mu.Lock()
-	db.active--
-	if db.active == 0 && db.closed {
+	if db.active.Add(-1) == 0 && db.closed.Load() {
+		db.mu.Lock() // Close holds it until it waits: no wakeup is lost
 		db.idle.Broadcast()
+		db.mu.Unlock()
 	}
-	db.mu.Unlock()
 }
 
 // closedError is the error of a call made after Close.
@@ -279,12 +281,12 @@ func (db *DB) write(query string, fn func() error) error {
 // return nil. It must not be called from inside a Scan callback.
 func (db *DB) Close() error {
 	db.mu.Lock()
-	if db.closed {
+	if db.closed.Load() {
 		db.mu.Unlock()
 		return nil
 	}
-	db.closed = true
-	for db.active > 0 {
+	db.closed.Store(true)
+	for db.active.Load() > 0 {
 		db.idle.Wait()
 	}
 	snaps := db.snaps

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -39,7 +40,9 @@ func decodeValue(v []byte, dst any) error {
 	case nil:
 		return nil
 	case *json.RawMessage:
-		*d = append((*d)[:0:0], v...)
+		b := make(json.RawMessage, len(v)) // with copy, allocated unzeroed
+		copy(b, v)
+		*d = b
 		return nil
 	}
 	if err := json.Unmarshal(v, dst); err != nil {
@@ -53,7 +56,7 @@ func decodeValue(v []byte, dst any) error {
 }
 
 func get(r pebble.Reader, path, key string, dst any) (bool, error) {
-	v, closer, err := r.Get([]byte(key))
+	v, closer, err := r.Get(keyBytes(key))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return false, nil
 	}
@@ -66,6 +69,11 @@ func get(r pebble.Reader, path, key string, dst any) (bool, error) {
 	}
 	return true, nil
 }
+
+// keyBytes is key as the []byte Pebble's Get takes, without the copy (an
+// allocation on every Get) that a conversion makes: Pebble's Get neither
+// changes its key nor keeps it past the call.
+func keyBytes(key string) []byte { return unsafe.Slice(unsafe.StringData(key), len(key)) }
 
 // iterate walks [prefix+start, end-of-prefix) and always closes its
 // iterator, also when fn panics: a leaked iterator makes Pebble's Close
