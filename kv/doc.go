@@ -36,8 +36,24 @@
 // against other processes, and this process knows its open stores by
 // directory (device and inode), so a second Open, from another process or
 // from this one through any path (a symlink, a/../store, a bind mount),
-// fails at once with ErrLocked, which matches ErrInitialization. Close is safe to call twice; every call after Close
-// returns an ErrQuery instead of the panic Pebble itself would raise. Every
-// error is a *Error carrying the store path and the query that failed, and
-// matches ErrInitialization or ErrQuery with errors.Is.
+// fails at once with ErrLocked, which matches ErrInitialization. Close is
+// safe to call twice; every call after Close returns an ErrQuery instead
+// of the panic Pebble itself would raise. Every error is a *Error carrying
+// the store path and the query that failed, and matches ErrInitialization
+// or ErrQuery with errors.Is. Nothing the store starts outlives Close or a
+// failed Open.
+//
+// # Failures the store cannot go on from
+//
+// A failed write, sync, creation or close of Pebble's write-ahead log or
+// manifest (a full disk, an I/O error), a failed memtable flush, or an
+// error Pebble reports as fatal is not an error of a call: Pebble cannot
+// go on from it, and would panic in the middle of a commit or in one of
+// its own goroutines. kv never recovers such a panic; it keeps Pebble from
+// raising it, and calls Options.OnFatal instead, which ends the process
+// (by default: one line through Options.Logger, exit status 1). The files
+// then hold a consistent prefix of the batches, and reopening the store
+// resumes from its last durable batch. Failures Pebble handles (an
+// sstable of a compaction or an ingest, an ingest's link) stay errors of
+// the call that met them.
 package kv
