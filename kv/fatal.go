@@ -48,7 +48,7 @@ func newFatal(path string, o *Options) *fatal {
 	if f.onFatal == nil {
 		log := o.Logger
 		f.onFatal = func(err error) {
-			log.Error("the store failed; exiting", "store", path, "err", err)
+			log.Error("store failed, exiting", "err", err) // err names the store
 			os.Exit(1)
 		}
 	}
@@ -56,7 +56,7 @@ func newFatal(path string, o *Options) *fatal {
 }
 
 // fail reports a failure the store cannot go on from, as query (what
-// failed: "WRITE 000004.log"), and ends the process. A second failure,
+// failed: "WRITE WAL 000004.log"), and ends the process. A second failure,
 // from another goroutine, waits for the first to end it.
 func (f *fatal) fail(query string, cause error) {
 	f.mu.Lock() // never unlocked
@@ -98,6 +98,9 @@ func (fs fatalFS) wrap(op, name string, file vfs.File, err error) (vfs.File, err
 	base := fs.FS.PathBase(name)
 	if !critical(base) {
 		return file, err
+	}
+	if strings.HasSuffix(base, ".log") {
+		base = "WAL " + base // a name the reader of the error knows
 	}
 	if err != nil {
 		fs.f.check(op+" "+base, err)

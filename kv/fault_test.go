@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -53,6 +54,7 @@ func isCreate(k errorfs.OpKind) bool { return k == errorfs.OpCreate || k == erro
 
 // childFaults are the faults a child can meet, by name.
 var childFaults = map[string]func(errorfs.Op) error{
+	"none":         func(errorfs.Op) error { return nil },
 	"wal-write":    onFiles(isWAL, isWrite, errInjected),
 	"wal-sync":     onFiles(isWAL, faultfs.IsSyncOp, errInjected),
 	"wal-create":   onFiles(isWAL, isCreate, errInjected),
@@ -246,6 +248,33 @@ func TestConcurrentWritesMeetAFault(t *testing.T) {
 		if err := db.Close(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// childFatalf opens the store and reports a fatal error as Pebble does
+// (a broken invariant, say), through the Logger kv gives it.
+func childFatalf(c childConfig, _ *switchFS) {
+	db, err := Open(c.store, &Options{Logger: childLogger()})
+	if err != nil {
+		childFailed(err)
+	}
+	db.popts.Logger.Fatalf("pebble: invariant violated: %v\n(a second line)", errInjected)
+	fmt.Fprintln(os.Stderr, "Fatalf returned")
+	os.Exit(3)
+}
+
+// Pebble's Fatalf never returns: the store's fatal path ends the process
+// with one line, the first of Pebble's message.
+func TestPebbleFatalfEndsTheProcess(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "store")
+	r := runChild(t, "fatalf", store, "KVTEST_FAULT=none")
+	r.wantFatal(t, store, "PEBBLE (store "+store+"): "+ErrFailed.Error()+": pebble: invariant violated: injected I/O error")
+	db, err := Open(store, &Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -518,5 +547,48 @@ func TestFailedOpenLeavesNothingBehind(t *testing.T) {
 			repair()
 			checkKept(t, store)
 		})
+	}
+}
+
+// A failure Pebble handles stays an error of the call that met it: an
+// ingest whose sstables cannot be linked into the store fails, and the
+// store goes on (and ingests once the fault is gone).
+func TestIngestLinkFailureIsAnError(t *testing.T) {
+	sfs := newSwitchFS(vfs.NewMem(), func(op errorfs.Op) error {
+		if op.Kind == errorfs.OpLink {
+			return &os.LinkError{Op: "link", Old: op.Path, New: op.Path, Err: syscall.EACCES} // no copy instead
+		}
+		return nil
+	}, 0)
+	db, err := Open("/store", &Options{FS: sfs, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	mustPut(t, db, "m:old", 1)
+	ingest := func() error {
+		in := db.NewIngest("m:", PrefixEnd([]byte("m:")))
+		f := in.File()
+		for _, k := range []string{"m:1", "m:2"} {
+			if err := f.Add([]byte(k), []byte(`"v"`)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return in.Commit(t.Context())
+	}
+	sfs.on.Store(true)
+	if err := ingest(); !errors.Is(err, ErrQuery) || !errors.Is(err, syscall.EACCES) {
+		t.Fatalf("an ingest that cannot link its files: %v", err)
+	}
+	if got, _ := db.Keys("m:"); !slices.Equal(got, []string{"m:old"}) {
+		t.Fatalf("a failed ingest changed the store: %q", got)
+	}
+	sfs.on.Store(false)
+	mustPut(t, db, "after", 1)
+	if err := ingest(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := db.Keys("m:"); !slices.Equal(got, []string{"m:1", "m:2"}) {
+		t.Fatalf("after the ingest: %q", got)
 	}
 }

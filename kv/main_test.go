@@ -47,6 +47,7 @@ var childScenarios = map[string]func(c childConfig, fs *switchFS){
 	"batches":    childBatches,
 	"concurrent": childConcurrent,
 	"openwrite":  childOpenWrite,
+	"fatalf":     childFatalf,
 }
 
 func runChildScenario(name string) {
