@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log"
 	"log/slog"
 	"math"
@@ -486,6 +487,31 @@ func TestScanStreamsStopsAndNeverLeaksIterators(t *testing.T) {
 	}
 	if err := db.Close(); err != nil {
 		t.Fatalf("Close after scans: %v", err)
+	}
+}
+
+// The keys a Scan hands its callback are strings the callback may keep:
+// carved from shared blocks (see keyArena), they must not change as the
+// Scan goes on, whatever their lengths.
+func TestScanKeysCanBeKept(t *testing.T) {
+	db := openMem(t)
+	var want []string
+	var ops []Op
+	for i := range 3000 {
+		k := fmt.Sprintf("p:%05d:%s", i, strings.Repeat("k", i%300)) // some longer than a block's share
+		want = append(want, k)
+		ops = append(ops, PutOp(k, i))
+	}
+	if err := db.Batch(ops); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(want)
+	var kept []string
+	if err := db.Scan("p:", func(k string, _ json.RawMessage) error { kept = append(kept, k); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(kept, want) {
+		t.Fatalf("the kept keys changed: %d kept, %d written", len(kept), len(want))
 	}
 }
 
