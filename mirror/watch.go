@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
-	"github.com/mirrord/mirrord/kv"
 )
 
 // Run catches up with the log, calls ready (which may be nil), then
@@ -26,8 +25,9 @@ import (
 // Errors while following (an unreadable log, a failed write) are logged,
 // kept in the status and retried with backoff. Run returns an error when
 // it cannot start watching, when the initial catch-up fails, when the
-// log's path names something other than a regular file (ErrNotRegular),
-// and when the store fails for good (kv.ErrFailed). Every goroutine and
+// log's path names something other than a regular file (ErrNotRegular).
+// (A store that fails for good ends the process: kv.Options.OnFatal.)
+// Every goroutine and
 // timer it starts is stopped when it returns.
 func (e *Engine) Run(ctx context.Context, ready func()) error {
 	if err := e.checkRefused(); err != nil {
@@ -150,12 +150,6 @@ func (f *follower) readEvents(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-e.db.Failed():
-			// Whoever met the failure (a generator's commit, say): the
-			// daemon stops and its restart reopens the store.
-			err := e.db.Failure()
-			e.setError(err)
-			return err
 		case ev, ok := <-f.w.Events:
 			if !ok {
 				return errWatcherStopped
@@ -235,11 +229,10 @@ func (f *follower) decide(ctx context.Context) error {
 	switch {
 	case ctx.Err() != nil:
 		return nil
-	case errors.Is(err, kv.ErrFailed), errors.Is(err, ErrNotRegular):
-		// The store cannot write any more (a full disk, an I/O error), or
-		// the log's path is not a file at all: retrying is futile. Run ends
-		// with the error, so that the daemon exits non-zero (and its
-		// restart reopens the store).
+	case errors.Is(err, ErrNotRegular):
+		// The log's path is not a file at all: retrying is futile. Run
+		// ends with the error, so that the daemon exits non-zero. (A store
+		// that cannot go on ends the process itself: kv.Options.OnFatal.)
 		e.setError(err)
 		return err
 	case err != nil:
