@@ -123,6 +123,7 @@ func (e *Event) AppendJS(dst []byte) []byte {
 	order := appendMissing(e.order, eventOrder, e.Extra, func(k string) bool {
 		return k != "modifiers" || len(e.Modifiers) > 0 || e.order == nil
 	})
+	extra := lastFields(e.Extra)
 	w := jsWriter{dst: dst}
 	w.open('{')
 	for _, k := range order {
@@ -148,18 +149,16 @@ func (e *Event) AppendJS(dst []byte) []byte {
 		case "modifiers":
 			w.key(k)
 			w.open('{')
-			for i, m := range e.Modifiers {
-				if shadowed(e.Modifiers, i) {
-					continue
-				}
+			for _, m := range uniqueModifiers(e.Modifiers) {
 				w.key(m.Name)
-				w.str(lastValue(e.Modifiers, m.Name))
+				w.str(m.Value)
 			}
 			w.close('}')
 		case "creator":
 			w.key(k)
 			c := &e.Creator
 			corder := appendMissing(c.order, creatorOrder, c.Extra, func(string) bool { return true })
+			cextra := lastFields(c.Extra)
 			w.open('{')
 			for _, ck := range corder {
 				switch ck {
@@ -173,7 +172,7 @@ func (e *Event) AppendJS(dst []byte) []byte {
 					w.key(ck)
 					w.str(c.Version)
 				default:
-					if v, ok := fieldValue(c.Extra, ck); ok {
+					if v, ok := cextra.value(ck); ok {
 						w.key(ck)
 						w.raw(v)
 					}
@@ -181,7 +180,7 @@ func (e *Event) AppendJS(dst []byte) []byte {
 			}
 			w.close('}')
 		default:
-			if v, ok := fieldValue(e.Extra, k); ok {
+			if v, ok := extra.value(k); ok {
 				w.key(k)
 				w.raw(v)
 			}
@@ -205,39 +204,85 @@ func appendMissing(order, known []string, extra []Field, want func(string) bool)
 			out = append(out, k)
 		}
 	}
+	if len(extra) < linearMax {
+		for _, f := range extra {
+			if !slices.Contains(out, f.Name) {
+				out = append(out, f.Name)
+			}
+		}
+		return out
+	}
+	// Many fields: a set, not a search of the order for each.
+	seen := make(map[string]struct{}, len(out)+len(extra))
+	for _, k := range out {
+		seen[k] = struct{}{}
+	}
 	for _, f := range extra {
-		if !slices.Contains(out, f.Name) {
+		if _, ok := seen[f.Name]; !ok {
+			seen[f.Name] = struct{}{}
 			out = append(out, f.Name)
 		}
 	}
 	return out
 }
 
-// shadowed reports whether an earlier modifier has the same name as
-// mods[i]: JSON.parse keeps a repeated key at its first place, with its
-// last value.
-func shadowed(mods []Modifier, i int) bool {
-	for j := 0; j < i; j++ {
-		if mods[j].Name == mods[i].Name {
-			return true
+// uniqueModifiers returns the modifiers as JSON.parse keeps them: each
+// name once, at its first place, with its last value. Without a repeated
+// name (the usual case) that is mods itself.
+func uniqueModifiers(mods []Modifier) []Modifier {
+	if len(mods) < linearMax {
+		repeated := false
+		for i := 1; i < len(mods) && !repeated; i++ {
+			for j := range i {
+				if mods[j].Name == mods[i].Name {
+					repeated = true
+					break
+				}
+			}
+		}
+		if !repeated {
+			return mods
 		}
 	}
-	return false
+	at := make(map[string]int, len(mods))
+	out := make([]Modifier, 0, len(mods))
+	for _, m := range mods {
+		if i, ok := at[m.Name]; ok {
+			out[i].Value = m.Value
+			continue
+		}
+		at[m.Name] = len(out)
+		out = append(out, m)
+	}
+	return out
 }
 
-func lastValue(mods []Modifier, name string) string {
-	for i := len(mods) - 1; i >= 0; i-- {
-		if mods[i].Name == name {
-			return mods[i].Value
+// fieldSet finds the last value of a name among fields: by searching a
+// few, by a map built once for many.
+type fieldSet struct {
+	fs   []Field
+	last map[string]json.RawMessage
+}
+
+func lastFields(fs []Field) fieldSet {
+	s := fieldSet{fs: fs}
+	if len(fs) >= linearMax {
+		s.last = make(map[string]json.RawMessage, len(fs))
+		for _, f := range fs {
+			s.last[f.Name] = f.Value
 		}
 	}
-	return ""
+	return s
 }
 
-func fieldValue(fs []Field, name string) (json.RawMessage, bool) {
-	for i := len(fs) - 1; i >= 0; i-- {
-		if fs[i].Name == name {
-			return fs[i].Value, true
+func (s fieldSet) value(name string) (json.RawMessage, bool) {
+	if s.last != nil {
+		v, ok := s.last[name]
+		return v, ok
+	}
+	for i := len(s.fs) - 1; i >= 0; i-- {
+		if s.fs[i].Name == name {
+			return s.fs[i].Value, true
 		}
 	}
 	return nil, false
@@ -247,12 +292,29 @@ func fieldValue(fs []Field, name string) (json.RawMessage, bool) {
 // value, as JSON.parse does.
 func dedupFields(fs []Field) []Field {
 	var out []Field
+	var at map[string]int // once there are many
 	for _, f := range fs {
-		if i := slices.IndexFunc(out, func(o Field) bool { return o.Name == f.Name }); i >= 0 {
+		i := -1
+		if at != nil {
+			if j, ok := at[f.Name]; ok {
+				i = j
+			}
+		} else {
+			i = slices.IndexFunc(out, func(o Field) bool { return o.Name == f.Name })
+		}
+		if i >= 0 {
 			out[i].Value = f.Value
 			continue
 		}
 		out = append(out, f)
+		if at != nil {
+			at[f.Name] = len(out) - 1
+		} else if len(out) >= linearMax {
+			at = make(map[string]int, len(fs))
+			for j, o := range out {
+				at[o.Name] = j
+			}
+		}
 	}
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"hash/maphash"
 
 	"github.com/mirrord/mirrord/internal/jsonx"
 )
@@ -54,11 +55,13 @@ type parsed struct {
 	id   []byte
 	mods []RawModifier
 
-	collect bool
-	order   []string
-	extra   []rawField
+	collect  bool
+	order    []string
+	orderSet map[string]struct{} // the names of order, once it is long
+	extra    []rawField
 
-	buf []byte // decoded names and id
+	modIndex nameIndex // the names of mods, once they are many
+	buf      []byte    // decoded names and id
 }
 
 func (p *parsed) reset() {
@@ -66,8 +69,92 @@ func (p *parsed) reset() {
 	p.id = p.id[:0]
 	p.mods = p.mods[:0]
 	p.order = p.order[:0]
+	p.orderSet = nil
 	p.extra = p.extra[:0]
+	p.modIndex.reset()
 	p.buf = p.buf[:0]
+}
+
+// linearMax is how many names a list holds before a repeated name is
+// looked for by hashing rather than by comparing with each: events have a
+// handful of fields and modifiers, where comparing is cheapest, but an
+// event may hold a million of them.
+const linearMax = 16
+
+// nameIndex is an open-addressing hash table of the names of a list
+// (positions into it), so that finding a repeated name costs the same
+// whatever the list's length.
+type nameIndex struct {
+	slots  []int32  // 1 + a position in the list; 0 is a free slot
+	hashes []uint64 // the hash of the name at each position
+}
+
+var nameSeed = maphash.MakeSeed()
+
+func (x *nameIndex) reset() {
+	if len(x.hashes) == 0 {
+		return
+	}
+	if len(x.slots) > 1<<12 {
+		// Do not keep (and clear for every later event) the table of one
+		// huge event.
+		x.slots, x.hashes = nil, nil
+		return
+	}
+	clear(x.slots)
+	x.hashes = x.hashes[:0]
+}
+
+// find returns the position of name in a list of count names, all
+// different (nameAt gives the name at a position), or -1 after noting
+// that name is at position count.
+func (x *nameIndex) find(name []byte, count int, nameAt func(int) []byte) int {
+	if count < linearMax && len(x.hashes) == 0 {
+		for i := range count {
+			if bytes.Equal(nameAt(i), name) {
+				return i
+			}
+		}
+		return -1
+	}
+	for n := len(x.hashes); n < count; n++ {
+		x.insert(maphash.Bytes(nameSeed, nameAt(n)))
+	}
+	h := maphash.Bytes(nameSeed, name)
+	mask := uint64(len(x.slots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		s := x.slots[i]
+		if s == 0 {
+			break
+		}
+		if x.hashes[s-1] == h && bytes.Equal(nameAt(int(s-1)), name) {
+			return int(s - 1)
+		}
+	}
+	x.insert(h)
+	return -1
+}
+
+// insert adds the next position, whose name hashes to h, keeping the table
+// at most half full.
+func (x *nameIndex) insert(h uint64) {
+	if 2*(len(x.hashes)+1) > len(x.slots) {
+		x.slots = make([]int32, max(64, 2*len(x.slots)))
+		for pos, hh := range x.hashes {
+			x.place(hh, pos)
+		}
+	}
+	x.hashes = append(x.hashes, h)
+	x.place(h, len(x.hashes)-1)
+}
+
+func (x *nameIndex) place(h uint64, pos int) {
+	mask := uint64(len(x.slots) - 1)
+	i := h & mask
+	for x.slots[i] != 0 {
+		i = (i + 1) & mask
+	}
+	x.slots[i] = int32(pos + 1)
 }
 
 // valueKind names the JSON type of a value by its first byte.
@@ -189,15 +276,30 @@ func (p *parsed) note(f int, name string, val []byte) {
 	}
 }
 
+func (p *parsed) modName(i int) []byte { return p.mods[i].Name }
+
 // noteOrder records a key at its first appearance: JSON.parse keeps a
 // repeated key at its first place (with its last value).
 func (p *parsed) noteOrder(name string) {
+	if p.orderSet != nil {
+		if _, ok := p.orderSet[name]; !ok {
+			p.orderSet[name] = struct{}{}
+			p.order = append(p.order, name)
+		}
+		return
+	}
 	for _, k := range p.order {
 		if k == name {
 			return
 		}
 	}
 	p.order = append(p.order, name)
+	if len(p.order) >= linearMax {
+		p.orderSet = make(map[string]struct{}, 2*len(p.order))
+		for _, k := range p.order {
+			p.orderSet[k] = struct{}{}
+		}
+	}
 }
 
 func (p *parsed) str(f int) string {
@@ -303,11 +405,9 @@ func (p *parsed) decodeModifiers() *FieldError {
 		if val[0] != '"' {
 			return &FieldError{Field: "modifiers." + string(name), Reason: "must be a string, found " + valueKind(val)}
 		}
-		for i := range p.mods {
-			if bytes.Equal(p.mods[i].Name, name) {
-				p.mods[i].Value = val
-				return nil
-			}
+		if i := p.modIndex.find(name, len(p.mods), p.modName); i >= 0 {
+			p.mods[i].Value = val
+			return nil
 		}
 		p.mods = append(p.mods, RawModifier{Name: name, Value: val})
 		return nil
