@@ -182,6 +182,7 @@ type Engine struct {
 
 	missing bool // the log was missing at the last decision
 	held    *heldInfo
+	pending *pendingScan // where the last tail stopped inside an incomplete value
 
 	mu     sync.Mutex
 	status Status
