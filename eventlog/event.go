@@ -73,15 +73,26 @@ var (
 // ParseEvent decodes one event object (any JSON spelling: the log's
 // indented form or the mirror's compacted form) and checks it against the
 // rules of DESIGN §1. The error, if any, is a *FieldError.
+//
+// It is called for every event a generator reads, so it does the least
+// it can: one pass that validates the object and locates its fields, a
+// reused scratch state, and no allocation beyond the event's own (the
+// strings that recur from event to event, such as the type, the
+// creator's and the modifiers' names, are shared).
 func ParseEvent(b []byte) (*Event, error) {
-	if !jsonx.Valid(b) {
+	p := parsers.Get().(*parsed)
+	defer p.release()
+	var ok bool
+	if p.members, ok = jsonx.ValidMembers(b, p.members); !ok {
 		return nil, &FieldError{Reason: "not valid JSON"}
 	}
-	// The key order is kept by the Event: room for the contract's fields
-	// and a few more, allocated once.
-	p := parsed{collect: true, order: make([]string, 0, nFields+4)}
-	if err := p.parse(b[jsonx.SkipSpace(b, 0):]); err != nil {
-		return nil, err
+	p.reset()
+	p.collect = true
+	if b[jsonx.SkipSpace(b, 0)] != '{' {
+		return nil, errNotObject
+	}
+	for _, m := range p.members {
+		p.member(b[m.Key[0]:m.Key[1]], b[m.Val[0]:m.Val[1]])
 	}
 	return p.event()
 }
@@ -320,6 +331,7 @@ func dedupFields(fs []Field) []Field {
 }
 
 // event builds an Event from a parsed object, or the first rule it breaks.
+// The Event shares nothing with p, which is reused.
 func (p *parsed) event() (*Event, error) {
 	if err := p.validate(); err != nil {
 		return nil, err
@@ -329,25 +341,27 @@ func (p *parsed) event() (*Event, error) {
 		Date:        p.str(fDate),
 		Original:    p.str(fOriginal),
 		Input:       p.str(fInput),
-		Type:        p.str(fType),
+		Type:        p.intern(p.span[fType]),
 		Description: p.str(fDescription),
-		order:       p.order,
+		order:       sharedOrder(p.order, eventOrder, eventOrderNoModifiers),
 	}
 	if len(p.mods) > 0 {
-		e.Modifiers = make([]Modifier, 0, len(p.mods))
+		e.Modifiers = make([]Modifier, len(p.mods))
 	}
-	for _, m := range p.mods {
-		e.Modifiers = append(e.Modifiers, Modifier{Name: string(m.Name), Value: p.unquote(m.Value)})
+	for i, m := range p.mods {
+		e.Modifiers[i] = Modifier{Name: p.internBytes(m.Name), Value: p.unquote(m.Value)}
 	}
 	for _, f := range p.extra {
 		e.Extra = append(e.Extra, Field{Name: f.name, Value: append(json.RawMessage(nil), f.value...)})
 	}
 	e.Extra = dedupFields(e.Extra)
-	cp := parsed{order: make([]string, 0, len(creatorOrder)+1), extra: make([]rawField, 0, len(creatorOrder)+1)}
-	if err := cp.parseCreator(p.span[fCreator]); err != nil {
-		return nil, err
+	cp := p.creator
+	e.Creator = Creator{
+		Name:    p.intern(cp.lastRaw("name")),
+		UUID:    p.intern(cp.lastRaw("uuid")),
+		Version: p.intern(cp.lastRaw("version")),
+		order:   sharedOrder(cp.order, creatorOrder),
 	}
-	e.Creator = Creator{Name: cp.cstr("name"), UUID: cp.cstr("uuid"), Version: cp.cstr("version"), order: cp.order}
 	for _, f := range cp.extra {
 		if f.name != "name" && f.name != "uuid" && f.name != "version" {
 			e.Creator.Extra = append(e.Creator.Extra, Field{Name: f.name, Value: append(json.RawMessage(nil), f.value...)})
@@ -355,6 +369,22 @@ func (p *parsed) event() (*Event, error) {
 	}
 	e.Creator.Extra = dedupFields(e.Creator.Extra)
 	return e, nil
+}
+
+// eventOrderNoModifiers is the application's key order of an event without
+// modifiers.
+var eventOrderNoModifiers = []string{"id", "date", "original", "input", "type", "description", "creator"}
+
+// sharedOrder returns a key order for an Event: one of the usual orders
+// (shared: an Event never changes its order in place) when it is one, else
+// a copy.
+func sharedOrder(order []string, usual ...[]string) []string {
+	for _, u := range usual {
+		if slices.Equal(order, u) {
+			return u
+		}
+	}
+	return append(make([]string, 0, len(order)), order...)
 }
 
 // FieldError says why an object is not a valid event.
