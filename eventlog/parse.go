@@ -129,33 +129,36 @@ const linearMax = 16
 
 // nameIndex is an open-addressing hash table of the names of a list
 // (positions into it), so that finding a repeated name costs the same
-// whatever the list's length.
+// whatever the list's length. A slot holds the position and the top half
+// of its name's hash, so that a probe reads the list (and the name) only
+// when the hashes agree: one cache miss a name, not four, in the table of
+// a million.
 type nameIndex struct {
-	slots  []int32  // 1 + a position in the list; 0 is a free slot
-	hashes []uint64 // the hash of the name at each position
+	slots []uint64 // hash>>32<<32 | 1 + a position; 0 is a free slot
+	n     int      // the positions indexed: the first n of the list
 }
 
 var nameSeed = maphash.MakeSeed()
 
 func (x *nameIndex) reset() {
-	if len(x.hashes) == 0 {
+	if x.n == 0 {
 		return
 	}
+	x.n = 0
 	if len(x.slots) > 1<<12 {
 		// Do not keep (and clear for every later event) the table of one
 		// huge event.
-		x.slots, x.hashes = nil, nil
+		x.slots = nil
 		return
 	}
 	clear(x.slots)
-	x.hashes = x.hashes[:0]
 }
 
 // find returns the position of name in a list of count names, all
 // different (nameAt gives the name at a position), or -1 after noting
 // that name is at position count.
 func (x *nameIndex) find(name []byte, count int, nameAt func(int) []byte) int {
-	if count < linearMax && len(x.hashes) == 0 {
+	if count < linearMax && x.n == 0 {
 		for i := range count {
 			if bytes.Equal(nameAt(i), name) {
 				return i
@@ -163,44 +166,45 @@ func (x *nameIndex) find(name []byte, count int, nameAt func(int) []byte) int {
 		}
 		return -1
 	}
-	for n := len(x.hashes); n < count; n++ {
-		x.insert(maphash.Bytes(nameSeed, nameAt(n)))
+	if x.n < count || 2*(count+1) > len(x.slots) {
+		x.grow(count, nameAt)
 	}
 	h := maphash.Bytes(nameSeed, name)
+	tag := h >> 32 << 32
 	mask := uint64(len(x.slots) - 1)
-	for i := h & mask; ; i = (i + 1) & mask {
-		s := x.slots[i]
-		if s == 0 {
-			break
-		}
-		if x.hashes[s-1] == h && bytes.Equal(nameAt(int(s-1)), name) {
-			return int(s - 1)
+	i := h & mask
+	for ; x.slots[i] != 0; i = (i + 1) & mask {
+		if s := x.slots[i]; s>>32<<32 == tag && bytes.Equal(nameAt(int(uint32(s)-1)), name) {
+			return int(uint32(s) - 1)
 		}
 	}
-	x.insert(h)
+	x.slots[i] = tag | uint64(count+1)
+	x.n = count + 1
 	return -1
 }
 
-// insert adds the next position, whose name hashes to h, keeping the table
-// at most half full.
-func (x *nameIndex) insert(h uint64) {
-	if 2*(len(x.hashes)+1) > len(x.slots) {
-		x.slots = make([]int32, max(64, 2*len(x.slots)))
-		for pos, hh := range x.hashes {
-			x.place(hh, pos)
+// grow rebuilds the table, at most half full with count+1 names, from the
+// list (read in order: its hashes are not kept).
+func (x *nameIndex) grow(count int, nameAt func(int) []byte) {
+	size := max(64, len(x.slots))
+	for 2*(count+1) > size {
+		size *= 2
+	}
+	if size != len(x.slots) {
+		x.slots = make([]uint64, size)
+	} else {
+		clear(x.slots)
+	}
+	mask := uint64(size - 1)
+	for pos := range count {
+		h := maphash.Bytes(nameSeed, nameAt(pos))
+		i := h & mask
+		for x.slots[i] != 0 {
+			i = (i + 1) & mask
 		}
+		x.slots[i] = h>>32<<32 | uint64(pos+1)
 	}
-	x.hashes = append(x.hashes, h)
-	x.place(h, len(x.hashes)-1)
-}
-
-func (x *nameIndex) place(h uint64, pos int) {
-	mask := uint64(len(x.slots) - 1)
-	i := h & mask
-	for x.slots[i] != 0 {
-		i = (i + 1) & mask
-	}
-	x.slots[i] = int32(pos + 1)
+	x.n = count
 }
 
 // valueKind names the JSON type of a value by its first byte.
