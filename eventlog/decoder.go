@@ -524,7 +524,10 @@ func (d *Decoder) tooLarge(vend int) *Entry {
 // structure and is not read again).
 func (d *Decoder) notJSON(at int, msg string) {
 	if d.abs(at)-d.skipStart > int64(d.max) {
-		d.toLine(at, fmt.Sprintf("%s, and not JSON at offset %d: %s", d.largerReason(), d.abs(at), msg))
+		// The error may lie in a character cut by the end of a read,
+		// whose first bytes have left the buffer: they cannot start a
+		// line, so the search starts at the buffer's first byte.
+		d.toLine(max(at, 0), fmt.Sprintf("%s, and not JSON at offset %d: %s", d.largerReason(), d.abs(at), msg))
 		return
 	}
 	d.toLine(int(d.skipStart-d.base)+1, "not JSON: "+msg)
