@@ -201,6 +201,7 @@ type Engine struct {
 
 	absence absence // the log is missing: since when, and whether that was told
 	held    *heldInfo
+	pending *pendingScan // where the last tail stopped inside an incomplete value
 
 	mu     sync.Mutex
 	status Status
