@@ -65,7 +65,11 @@ func (a *access) Close() error {
 func (m *Main) openAccess(ctx context.Context, e *env) (*access, error) {
 	tried := m.socketCandidates(e)
 	for _, path := range tried {
-		if c := daemonServing(ctx, path, e.cfg.Store); c != nil {
+		c, err := daemonServing(ctx, path, e.cfg.Store)
+		if err != nil {
+			return nil, err
+		}
+		if c != nil {
 			e.log.Debug("using the running daemon", "socket", path)
 			return &access{client: c}, nil
 		}
@@ -82,19 +86,23 @@ func (m *Main) openAccess(ctx context.Context, e *env) (*access, error) {
 }
 
 // daemonServing returns a client when a daemon answers on path and serves
-// store.
-func daemonServing(ctx context.Context, path, store string) *api.Client {
+// store; an error when whoever answers runs as a user who does not own
+// the store (its word about the store is not taken).
+func daemonServing(ctx context.Context, path, store string) (*api.Client, error) {
 	if fi, err := os.Stat(path); err != nil || fi.Mode()&fs.ModeSocket == 0 {
-		return nil
+		return nil, nil
 	}
-	c := api.NewClient(path)
+	c := api.NewClientFor(path, api.StoreOwner(store, path))
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	st, err := c.Status(ctx)
-	if err != nil || !samePath(st.Store, store) {
-		return nil
+	if errors.Is(err, api.ErrUntrusted) {
+		return nil, fmt.Errorf("not using the daemon that answers: %w", err)
 	}
-	return c
+	if err != nil || !samePath(st.Store, store) {
+		return nil, nil
+	}
+	return c, nil
 }
 
 func samePath(a, b string) bool {
