@@ -253,5 +253,3 @@ func TestListenSocketDirectory(t *testing.T) {
 		})
 	}
 }
-
-
