@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,7 +36,8 @@ type Config struct {
 
 // Server is the daemon's HTTP API.
 type Server struct {
-	cfg     Config
+	cfg       Config
+	verifying sync.Mutex // one /v1/verify at a time
 	stall   atomic.Int64 // ns
 	health  healthTracker
 	metrics *Metrics
@@ -240,7 +242,16 @@ func (s *Server) generators(w http.ResponseWriter, _ *http.Request) {
 // checkpoint covers, so that it is meaningful while the log keeps growing.
 // A log rewritten since the checkpoint is retried for a while: the engine
 // reconciles it in the meantime.
+//
+// One verification runs at a time (each reads the whole log and the
+// store); another request meanwhile gets 429. A client that goes away
+// cancels its verification.
 func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
+	if !s.verifying.TryLock() {
+		writeError(w, http.StatusTooManyRequests, ErrVerifyBusy)
+		return
+	}
+	defer s.verifying.Unlock()
 	deadline := time.Now().Add(time.Minute)
 	for {
 		snap, err := s.cfg.DB.Snapshot()
@@ -271,6 +282,9 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// ErrVerifyBusy: a verification is already running in the daemon.
+var ErrVerifyBusy = errors.New("a verification is already running (one at a time); retry when it ends")
+
 // rebuild resets one generator and waits (up to ?wait=, default 5m) until
 // its rebuild has been committed.
 func (s *Server) rebuild(w http.ResponseWriter, r *http.Request) {
@@ -278,8 +292,8 @@ func (s *Server) rebuild(w http.ResponseWriter, r *http.Request) {
 	wait := 5 * time.Minute
 	if v := r.URL.Query().Get("wait"); v != "" {
 		d, err := time.ParseDuration(v)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("wait %q is not a duration", v))
+		if err != nil || d <= 0 {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("query parameter wait=%q is not a positive duration (such as 30s or 5m)", v))
 			return
 		}
 		wait = d

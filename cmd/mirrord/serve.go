@@ -228,24 +228,33 @@ func (d *daemon) listen() (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	servers := []*http.Server{{Handler: d.server.Handler(), ReadHeaderTimeout: 10 * time.Second}}
-	listeners := []net.Listener{ln}
+	sock, err := api.NewHTTPServer("socket", d.server.Handler(), ln, d.e.log, nil)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	servers := []*api.HTTPServer{sock}
 	if addr := d.e.cfg.MetricsListen; addr != "" {
 		tl, err := net.Listen("tcp", addr)
 		if err != nil {
 			ln.Close()
 			return nil, fmt.Errorf("setting metrics-listen %q: %w", addr, err)
 		}
-		servers = append(servers, &http.Server{Handler: d.server.PublicHandler(), ReadHeaderTimeout: 10 * time.Second})
-		listeners = append(listeners, tl)
+		pub, err := api.NewHTTPServer("metrics", d.server.PublicHandler(), tl, d.e.log, nil)
+		if err != nil {
+			ln.Close()
+			tl.Close()
+			return nil, err
+		}
+		servers = append(servers, pub)
 		d.e.log.Info("serving /metrics and /healthz", "address", tl.Addr().String())
 	}
 	var wg sync.WaitGroup
-	for i, srv := range servers {
+	for _, srv := range servers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := srv.Serve(listeners[i]); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.Serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				d.e.log.Error("API server stopped", "err", err)
 			}
 		}()
