@@ -37,10 +37,10 @@ type Config struct {
 // Server is the daemon's HTTP API.
 type Server struct {
 	cfg       Config
-	verifying sync.Mutex // one /v1/verify at a time
-	stall   atomic.Int64 // ns
-	health  healthTracker
-	metrics *Metrics
+	verifying sync.Mutex   // one /v1/verify at a time
+	stall     atomic.Int64 // ns
+	health    healthTracker
+	metrics   *Metrics
 }
 
 // NewServer builds the API over a running engine.

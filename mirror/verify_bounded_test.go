@@ -166,4 +166,3 @@ func heapBytes() (heap, live uint64) {
 	metrics.Read(s)
 	return s[0].Value.Uint64(), s[1].Value.Uint64()
 }
-
