@@ -34,6 +34,10 @@ type batch struct {
 // commit writes the batch atomically: the data, the change-feed entry and
 // the checkpoint together. Only after the commit succeeds does the engine
 // adopt the new checkpoint, so a failure never advances it.
+// aliveEvery is how many modifiers one apply writes between heartbeats:
+// about a tenth of a second's work.
+const aliveEvery = 32 << 10
+
 func (e *Engine) commit(b *batch) (Applied, error) {
 	wb := e.db.NewWriteBatch()
 	defer wb.Close()
@@ -67,7 +71,10 @@ func (e *Engine) commit(b *batch) (Applied, error) {
 		wb.PutRaw(key, u.raw)
 		val = appendDigestValue(val[:0], digest)
 		wb.PutRaw(dkey, val)
-		for _, m := range u.mods {
+		for i, m := range u.mods {
+			if i%aliveEvery == aliveEvery-1 {
+				e.alive() // one value may hold a million modifiers
+			}
 			key = schema.AppendModifierKey(key[:0], u.id, m.Name)
 			val = append(append(append(val[:0], `{"value":`...), m.Value...), '}')
 			wb.PutRaw(key, val)
