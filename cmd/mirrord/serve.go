@@ -68,6 +68,29 @@ type daemon struct {
 	statusMu    sync.Mutex
 	lastStatus  time.Time
 	statusTimer *time.Timer // a trailing STATUS= after a suppressed one
+
+	ready      atomic.Bool // READY=1 sent: no more start-timeout extensions
+	extendMu   sync.Mutex
+	lastExtend time.Time
+}
+
+// startExtension is how much longer systemd is asked to wait for READY=1
+// each time a first load makes progress (EXTEND_TIMEOUT_USEC, at most
+// once a second): a load that stops moving for this long still fails.
+const startExtension = 90 * time.Second
+
+// extendStart is called on the engine's progress and heartbeats.
+func (d *daemon) extendStart() {
+	if d.ready.Load() {
+		return
+	}
+	d.extendMu.Lock()
+	defer d.extendMu.Unlock()
+	if time.Since(d.lastExtend) < time.Second {
+		return
+	}
+	d.lastExtend = time.Now()
+	_ = d.notify.ExtendTimeout(startExtension)
 }
 
 func (m *Main) serve(ctx context.Context, e *env, resync bool) (err error) {
@@ -80,13 +103,15 @@ func (m *Main) serve(ctx context.Context, e *env, resync bool) (err error) {
 	wdInterval, wdOn := sdnotify.WatchdogInterval(m.getenv, os.Getpid())
 	d.db, d.eng, err = m.openEngine(e, func(o *mirror.Options) {
 		o.OnApply = d.applied
-		o.OnProgress = prog.report
+		o.OnProgress = func(p mirror.Progress) { prog.report(p); d.extendStart() }
 		o.Resync = resync // a newer or foreign store is then rebuilt, not refused
+		o.OnHeartbeat = d.extendStart
 		if wdOn {
 			// Pinged from the follow loop itself (and from progress within
 			// a long step): a stuck loop lets the watchdog fire.
 			o.Heartbeat = wdInterval
-			o.OnHeartbeat = d.watchdog(wdInterval)
+			ping := d.watchdog(wdInterval)
+			o.OnHeartbeat = func() { ping(); d.extendStart() }
 		}
 	})
 	if err != nil {
@@ -141,6 +166,7 @@ func (m *Main) serve(ctx context.Context, e *env, resync bool) (err error) {
 			events, offset = cp.Events, cp.Offset
 		}
 		e.log.Info("caught up; following the log", "path", d.eng.Path(), "events", events, "offset", offset)
+		d.ready.Store(true)
 		_ = d.notify.Ready(d.statusLine())
 		if r := d.runner.Load(); r != nil {
 			r.Notify()
