@@ -74,8 +74,17 @@ func Listen(path, group string) (*Listener, error) {
 		return fail(err)
 	}
 	if gid >= 0 {
-		if err := os.Chown(tmp, -1, gid); err != nil {
+		// Under the systemd unit the daemon's group is the socket's
+		// (Group=), so the socket already has it: no chown, which the
+		// unit's system call filter forbids.
+		fi, err := os.Lstat(tmp)
+		if err != nil {
 			return fail(err)
+		}
+		if int(fi.Sys().(*syscall.Stat_t).Gid) != gid {
+			if err := os.Chown(tmp, -1, gid); err != nil {
+				return fail(err)
+			}
 		}
 	}
 	// link(2), unlike rename(2), fails when the name exists: of two

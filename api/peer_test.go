@@ -25,10 +25,16 @@ const foreignEnv = "MIRRORD_API_TEST_FOREIGN_SOCKET"
 // foreignUID is the user the foreign child runs as (nobody).
 const foreignUID = 65534
 
+// childMains are the roles the test binary plays as a child process,
+// chosen by an environment variable.
+var childMains = map[string]func(arg string){foreignEnv: serveForged}
+
 func TestMain(m *testing.M) {
-	if path := os.Getenv(foreignEnv); path != "" {
-		serveForged(path)
-		return
+	for env, main := range childMains {
+		if arg := os.Getenv(env); arg != "" {
+			main(arg)
+			return
+		}
 	}
 	os.Exit(m.Run())
 }
