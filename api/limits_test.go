@@ -234,26 +234,50 @@ func TestVerifyOneAtATime(t *testing.T) {
 	if err := os.WriteFile(f.logPath, changed, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	hc, closeIdle := unixHTTPClient(f.sock)
-	defer closeIdle()
-	firstDone := make(chan error, 1)
-	go func() {
-		req, _ := http.NewRequestWithContext(ctx, "POST", "http://mirrord/v1/verify", nil)
-		resp, err := hc.Do(req)
-		if err == nil {
-			resp.Body.Close()
+	// Two at once: one is refused at once, the other runs (and waits).
+	type result struct {
+		i    int
+		code int
+		body string
+		err  error
+	}
+	results := make(chan result, 2)
+	var cancels [2]context.CancelFunc
+	for i := range cancels {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancels[i] = cancel
+		defer cancel()
+		go func() {
+			hc, closeIdle := unixHTTPClient(f.sock)
+			defer closeIdle()
+			req, _ := http.NewRequestWithContext(ctx, "POST", "http://mirrord/v1/verify", nil)
+			resp, err := hc.Do(req)
+			if err != nil {
+				results <- result{i: i, err: err}
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			results <- result{i: i, code: resp.StatusCode, body: string(b)}
+		}()
+	}
+	var refused result
+	select {
+	case refused = <-results:
+	case <-time.After(10 * time.Second):
+		t.Fatal("neither of two concurrent verifies was refused within 10s")
+	}
+	if refused.code != http.StatusTooManyRequests || !strings.Contains(refused.body, "already running") {
+		t.Fatalf("the first verify to answer: %d %q %v, want 429 already running", refused.code, refused.body, refused.err)
+	}
+	cancels[1-refused.i]() // the running one's client goes away
+	select {
+	case r := <-results:
+		if !errors.Is(r.err, context.Canceled) {
+			t.Fatalf("the running verify: %d %q %v, want it cancelled", r.code, r.body, r.err)
 		}
-		firstDone <- err
-	}()
-	eventually(t, 5*time.Second, "a second verify refused", func() (bool, string) {
-		code, body := httpDo(t, f.sock, "POST", "/v1/verify")
-		return code == http.StatusTooManyRequests && strings.Contains(body, "already running"), fmt.Sprintf("%d %s", code, body)
-	})
-	cancel()
-	if err := <-firstDone; !errors.Is(err, context.Canceled) {
-		t.Fatalf("the first verify: %v, want it cancelled", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the running verify did not end with its client")
 	}
 	if err := os.WriteFile(f.logPath, orig, 0o644); err != nil {
 		t.Fatal(err)
