@@ -112,8 +112,13 @@ func TestSoak(t *testing.T) {
 	// Flat: the largest RSS and fd count of the last third of the run
 	// against the first third's (after the first half second, which is
 	// the start-up).
+	// The span is the sampling's, not the test's: the wait above may take
+	// long on a loaded machine, and no sample would fall in the last third.
+	if len(samples) == 0 {
+		t.Fatal("no resource sample taken")
+	}
 	var first, last soakSample
-	span := time.Since(start)
+	span := samples[len(samples)-1].at
 	for _, s := range samples {
 		if s.at < 500*time.Millisecond {
 			continue
