@@ -10,6 +10,10 @@ import (
 	"time"
 )
 
+// WaitingForLog begins the health of a daemon whose log does not exist;
+// the log's path follows.
+const WaitingForLog = "waiting for the log: "
+
 // healthTracker remembers since when the log has been ahead of an
 // unchanged checkpoint, as seen by successive health checks.
 type healthTracker struct {
@@ -25,20 +29,23 @@ type healthTracker struct {
 //     end, which is the writer's business) and the checkpoint has not moved
 //     for longer than the stall timeout: unhealthy, a stall that would
 //     otherwise look healthy;
-//   - otherwise healthy: caught up, catching up, or waiting for a missing
-//     log (the store is kept as it is).
+//   - otherwise healthy: "waiting for the log: <path>" while the log does
+//     not exist (the store is kept as it is; the log's absence is its
+//     writer's business, and no restart of the daemon would mend it),
+//     "starting: nothing mirrored yet" before the first load, "catching
+//     up" or "caught up".
 func (s *Server) Health() (bool, string) {
 	st := s.cfg.Engine.Status()
 	if st.LastError != "" {
 		return false, "the last apply failed: " + st.LastError
 	}
+	fi, err := os.Stat(st.Path)
+	if st.LogMissing || errors.Is(err, fs.ErrNotExist) {
+		return true, WaitingForLog + st.Path
+	}
 	cp := st.Checkpoint
 	if cp == nil {
 		return true, "starting: nothing mirrored yet"
-	}
-	fi, err := os.Stat(st.Path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return true, "the log is missing; the store is kept as it is"
 	}
 	if err != nil {
 		return false, fmt.Sprintf("cannot stat the log: %v", err)
