@@ -21,7 +21,9 @@ import (
 // succeed.
 
 // The child processes of these tests (the test binary run as mirrord) open
-// the store through errorfs when MIRRORDTEST_STORE_FAULT asks for it.
+// the store through errorfs when MIRRORDTEST_STORE_FAULT asks for it; with
+// MIRRORDTEST_STORE_FAULT_ARM set, the fault starts once the file it names
+// exists (a disk that fills while the daemon runs).
 func init() {
 	var inject func(errorfs.Op) error
 	switch os.Getenv("MIRRORDTEST_STORE_FAULT") {
@@ -31,6 +33,15 @@ func init() {
 		inject = faultfs.ReadOnly
 	default:
 		return
+	}
+	if arm := os.Getenv("MIRRORDTEST_STORE_FAULT_ARM"); arm != "" {
+		fault := inject
+		inject = func(op errorfs.Op) error {
+			if _, err := os.Stat(arm); err != nil {
+				return nil
+			}
+			return fault(op)
+		}
 	}
 	testStoreFS = errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(inject))
 }
@@ -131,6 +142,6 @@ type preparedChild struct{ cmd *exec.Cmd }
 func execChild(t *testing.T, args ...string) preparedChild {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = filterEnv(append(os.Environ(), "MIRRORDTEST_AS_MAIN=1"), "JOURNAL_STREAM", "NOTIFY_SOCKET", "MIRRORDTEST_STORE_FAULT")
+	cmd.Env = filterEnv(append(os.Environ(), "MIRRORDTEST_AS_MAIN=1"), "JOURNAL_STREAM", "NOTIFY_SOCKET", "MIRRORDTEST_STORE_FAULT", "MIRRORDTEST_STORE_FAULT_ARM")
 	return preparedChild{cmd}
 }
