@@ -1,13 +1,17 @@
 package main
 
 import (
+	"errors"
 	"flag"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/mirrord/mirrord/api"
 	"github.com/mirrord/mirrord/internal/synth"
 	"github.com/mirrord/mirrord/kv"
 )
@@ -137,5 +141,44 @@ func TestStatusRacingDaemonStarts(t *testing.T) {
 	t.Logf("%d starts; %d status calls read the store directly meanwhile", *raceStarts, direct)
 	if direct == 0 {
 		t.Fatal("no status call raced a start: the test proves nothing")
+	}
+}
+
+// A signal while the daemon waits for the lock stops it cleanly: exit 0,
+// its socket gone, nothing left running (in process, so that TestMain's
+// goleak sees the socket's server stop too).
+func TestSignalWhileWaitingForTheLock(t *testing.T) {
+	log, store := syncedStore(t, 5)
+	db, err := kv.Open(store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	m, _, _ := newMain(t, nil)
+	stderr := &syncWriter{w: &strings.Builder{}}
+	m.Stderr = stderr
+	m.Exit = func(code int) { t.Errorf("exited (%d) instead of returning", code) }
+	done := make(chan error, 1)
+	go func() {
+		done <- runMain(m, "run", "--eventlog", log, "--store", store, "--log-format", "text", "--shutdown-timeout", "60s")
+	}()
+	waitFor(t, 30*time.Second, "the daemon to wait for the lock", func() bool {
+		stderr.mu.Lock()
+		defer stderr.mu.Unlock()
+		return strings.Contains(stderr.w.(*strings.Builder).String(), "waiting for it")
+	})
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run after SIGTERM while waiting: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the daemon did not stop on SIGTERM while waiting for the lock")
+	}
+	if _, err := os.Lstat(api.DefaultPath("", store)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the socket is still there: %v", err)
 	}
 }

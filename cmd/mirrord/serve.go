@@ -84,10 +84,10 @@ type daemon struct {
 }
 
 // serve is "mirrord run". Every part of the daemon (the engine, the API's
-// servers, the generators and their reloads) runs
-// under one group: the first that fails for good stops the others, and
-// the daemon exits 1 with that error, within shutdown-timeout whatever is
-// still running (systemd then restarts it).
+// servers, the generators and their reloads) runs under one group: the
+// first that fails for good stops the others, and the daemon exits 1 with
+// that error, within shutdown-timeout whatever is still running (systemd
+// then restarts it).
 func (m *Main) serve(ctx context.Context, e *env, resync bool) error {
 	d := &daemon{m: m, e: e, notify: sdnotify.New(m.getenv), following: make(chan struct{})}
 	d.shutdown.Store(int64(e.cfg.ShutdownTimeout))
@@ -96,9 +96,8 @@ func (m *Main) serve(ctx context.Context, e *env, resync bool) error {
 	d.g = &group{l: life}
 	if err := d.run(resync); err != nil {
 		life.fail(err) // a failure to start stops what did start, within the same bound
-		return d.g.Wait()
 	}
-	return nil
+	return d.g.Wait() // what started before a signal (the socket, while waiting for the lock)
 }
 
 // run opens the store, starts the daemon's components and waits for them
