@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -48,11 +50,11 @@ func TestDaemonWaitsForTheStoreLock(t *testing.T) {
 	if r := mirrord(t, env, "status"); r.code != 0 || !strings.Contains(r.stdout, "starting: waiting for the store's lock") {
 		t.Fatalf("status while the daemon waits: exit %d (%v):\n%s", r.code, r.err, r.stdout)
 	}
-	m, out, _ := newMain(t, env)
+	m, out, _ := newMain(t, nil)
 	stderr := &syncWriter{w: &strings.Builder{}}
 	m.Stderr = stderr
 	keys := make(chan error, 1)
-	go func() { keys <- runMain(m, "keys", "event:") }()
+	go func() { keys <- runMain(m, "keys", "--store", store, "event:") }()
 	waitFor(t, 30*time.Second, "the query to wait for the daemon", func() bool {
 		stderr.mu.Lock()
 		defer stderr.mu.Unlock()
@@ -112,25 +114,29 @@ func TestStatusRacingDaemonStarts(t *testing.T) {
 	}
 	log, store := syncedStore(t, 50)
 	bin := mirrordBinary(t)
-	m, out, errb := newMain(t, map[string]string{"MIRRORD_EVENTLOG": log, "MIRRORD_STORE": store})
+	m, out, errb := newMain(t, nil)
 	// viaDaemon: the status came from the daemon, and the daemon serves
 	// the store (it no longer waits for its lock).
 	status := func() (viaDaemon bool) {
 		out.Reset()
 		errb.Reset()
-		err := runMain(m, "status")
+		err := runMain(m, "status", "--eventlog", log, "--store", store)
 		return err == nil && !strings.Contains(out.String(), "no daemon runs on this store") &&
 			!strings.Contains(out.String(), "starting: waiting for the store's lock")
 	}
 	direct := 0
 	for i := range *raceStarts {
 		c := startProcess(t, bin, "run", "--eventlog", log, "--store", store, "--log-format", "text")
+		deadline := time.Now().Add(60 * time.Second)
 		for !status() {
 			direct++
 			select {
 			case <-c.done:
 				t.Fatalf("start %d of %d: the daemon exited (%v) while status ran:\n%s", i+1, *raceStarts, c.err, c.output())
 			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("start %d: no status from the daemon after a minute; the last:\n%s%s\ndaemon:\n%s", i+1, out, errb, c.output())
 			}
 		}
 		c.signal(syscall.SIGTERM)
@@ -180,5 +186,62 @@ func TestSignalWhileWaitingForTheLock(t *testing.T) {
 	}
 	if _, err := os.Lstat(api.DefaultPath("", store)); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("the socket is still there: %v", err)
+	}
+}
+
+// gateWriter blocks the first Write until released, as a pager waiting
+// for its user blocks the output of the command piped into it.
+type gateWriter struct {
+	once     sync.Once
+	writing  chan struct{} // closed by the first Write
+	released chan struct{}
+	buf      bytes.Buffer
+}
+
+func (g *gateWriter) Write(p []byte) (int, error) {
+	g.once.Do(func() {
+		close(g.writing)
+		<-g.released
+	})
+	return g.buf.Write(p)
+}
+
+// A query that reads the store itself (no daemon serves it) holds it for
+// its read only: while its output is blocked, the store is free for a
+// daemon to open.
+func TestQueriesReleaseTheStoreBeforePrinting(t *testing.T) {
+	log, store := syncedStore(t, 20)
+	r := mirrord(t, nil, "keys", "--store", store, "event:")
+	key, _, _ := strings.Cut(r.stdout, "\n")
+	if r.code != 0 || key == "" {
+		t.Fatalf("keys: exit %d (%v): %q", r.code, r.err, r.stdout)
+	}
+	for _, args := range [][]string{{"status"}, {"verify"}, {"get", key}, {"generators", "list"}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			m, _, errb := newMain(t, nil)
+			out := &gateWriter{writing: make(chan struct{}), released: make(chan struct{})}
+			m.Stdout = out
+			done := make(chan error, 1)
+			go func() { done <- runMain(m, append(args, "--eventlog", log, "--store", store)...) }()
+			select {
+			case <-out.writing:
+			case err := <-done:
+				t.Fatalf("returned without printing: %v\n%s", err, errb)
+			case <-time.After(30 * time.Second):
+				close(out.released)
+				t.Fatal("printed nothing in 30s")
+			}
+			db, err := kv.Open(store, nil)
+			if err == nil {
+				err = db.Close()
+			}
+			close(out.released)
+			if err != nil {
+				t.Errorf("the store while the query prints: %v", err)
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("%s: %v\n%s", args, err, errb)
+			}
+		})
 	}
 }
