@@ -25,16 +25,23 @@ import (
 // MIRRORDTEST_STORE_FAULT_ARM set, the fault starts once the file it names
 // exists (a disk that fills while the daemon runs).
 func init() {
+	testStoreFS = faultFS(os.Getenv("MIRRORDTEST_STORE_FAULT"), os.Getenv("MIRRORDTEST_STORE_FAULT_ARM"))
+}
+
+// faultFS is the file system of a store that fails as fault says
+// ("enospc": a full disk, "erofs": a read-only file system; "": none,
+// nil), from the moment the file arm exists when arm is set.
+func faultFS(fault, arm string) vfs.FS {
 	var inject func(errorfs.Op) error
-	switch os.Getenv("MIRRORDTEST_STORE_FAULT") {
+	switch fault {
 	case "enospc":
 		inject = faultfs.DiskFull
 	case "erofs":
 		inject = faultfs.ReadOnly
 	default:
-		return
+		return nil
 	}
-	if arm := os.Getenv("MIRRORDTEST_STORE_FAULT_ARM"); arm != "" {
+	if arm != "" {
 		fault := inject
 		inject = func(op errorfs.Op) error {
 			if _, err := os.Stat(arm); err != nil {
@@ -43,7 +50,7 @@ func init() {
 			return fault(op)
 		}
 	}
-	testStoreFS = errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(inject))
+	return errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(inject))
 }
 
 func TestSyncOnAStoreThatCannotBeWritten(t *testing.T) {
