@@ -10,9 +10,16 @@ import (
 	"time"
 )
 
-// WaitingForLog begins the health of a daemon whose log does not exist;
-// the log's path follows.
-const WaitingForLog = "waiting for the log: "
+// Waiting is the health of a daemon whose log at path does not exist:
+// "waiting for the log: " and the path, then, when dir (a directory on the
+// way to the log, mirror.Status.WaitingForDir) is not empty, that it does
+// not exist either: the daemon waits for it first.
+func Waiting(path, dir string) string {
+	if dir == "" {
+		return "waiting for the log: " + path
+	}
+	return "waiting for the log: " + path + " (directory " + dir + " does not exist)"
+}
 
 // healthTracker remembers since when the log has been ahead of an
 // unchanged checkpoint, as seen by successive health checks.
@@ -30,8 +37,9 @@ type healthTracker struct {
 //     for longer than the stall timeout: unhealthy, a stall that would
 //     otherwise look healthy;
 //   - otherwise healthy: "waiting for the log: <path>" while the log does
-//     not exist (the store is kept as it is; the log's absence is its
-//     writer's business, and no restart of the daemon would mend it),
+//     not exist, or a directory on its way (see Waiting; the store is kept
+//     as it is: the log's absence is its writer's business, and no restart
+//     of the daemon would mend it),
 //     "starting: nothing mirrored yet" before the first load, "catching
 //     up" or "caught up".
 func (s *Server) Health() (bool, string) {
@@ -41,7 +49,7 @@ func (s *Server) Health() (bool, string) {
 	}
 	fi, err := os.Stat(st.Path)
 	if st.LogMissing || errors.Is(err, fs.ErrNotExist) {
-		return true, WaitingForLog + st.Path
+		return true, Waiting(st.Path, st.WaitingForDir)
 	}
 	cp := st.Checkpoint
 	if cp == nil {

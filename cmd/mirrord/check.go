@@ -160,6 +160,8 @@ func printStatus(out io.Writer, store string, s mirror.Status, daemon bool) {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	defer w.Flush()
 	switch {
+	case s.LogMissing && s.WaitingForDir != "":
+		fmt.Fprintf(w, "log\t%s (missing: no directory %s)\n", s.Path, s.WaitingForDir)
 	case s.LogMissing:
 		fmt.Fprintf(w, "log\t%s (missing)\n", s.Path)
 	default:
@@ -169,7 +171,7 @@ func printStatus(out io.Writer, store string, s mirror.Status, daemon bool) {
 	cp := s.Checkpoint
 	switch {
 	case cp == nil && s.LogMissing && daemon:
-		fmt.Fprintf(w, "state\t%s%s\n", api.WaitingForLog, s.Path)
+		fmt.Fprintf(w, "state\t%s\n", api.Waiting(s.Path, s.WaitingForDir))
 		return
 	case cp == nil:
 		fmt.Fprintf(w, "state\tnothing mirrored yet (run mirrord sync --once)\n")
@@ -191,7 +193,7 @@ func printStatus(out io.Writer, store string, s mirror.Status, daemon bool) {
 	case s.Reconciling:
 		state = "reconcile in progress (not complete)"
 	case s.LogMissing && daemon:
-		state = api.WaitingForLog + s.Path + " (the store is kept as it is)"
+		state = api.Waiting(s.Path, s.WaitingForDir) + "; the store is kept as it is"
 	case s.LogMissing:
 		state = "log missing; store kept as it is"
 	case s.Diverged != "":

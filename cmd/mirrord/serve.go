@@ -225,13 +225,20 @@ func (d *daemon) follow(ctx context.Context, resync bool) error {
 	return errors.New("the engine stopped following the log") // Run returns nil only when ctx is done
 }
 
-// caughtUp is Run's ready: the log's first catch-up is done.
+// caughtUp is Run's ready: the log's first catch-up is done, or the log
+// is missing and waited for (the daemon is ready either way: the log's
+// absence is its writer's business).
 func (d *daemon) caughtUp() {
 	var events, offset int64
-	if cp := d.eng.Checkpoint(); cp != nil {
+	st := d.eng.Status()
+	if cp := st.Checkpoint; cp != nil {
 		events, offset = cp.Events, cp.Offset
 	}
-	d.e.log.Info("caught up; following the log", "path", d.eng.Path(), "events", events, "offset", offset)
+	if st.LogMissing {
+		d.e.log.Info("ready; waiting for the log", "path", st.Path, "waiting_for_dir", st.WaitingForDir, "events", events)
+	} else {
+		d.e.log.Info("caught up; following the log", "path", st.Path, "events", events, "offset", offset)
+	}
 	_ = d.notify.Ready(d.statusLine())
 	if r := d.runner.Load(); r != nil {
 		r.Notify()
@@ -300,6 +307,9 @@ func (d *daemon) stopStatus() {
 
 func (d *daemon) statusLine() string {
 	st := d.eng.Status()
+	if st.LogMissing {
+		return api.Waiting(st.Path, st.WaitingForDir)
+	}
 	if st.Checkpoint == nil {
 		return "starting"
 	}
