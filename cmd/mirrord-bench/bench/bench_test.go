@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/mirrord/mirrord/kv"
 	"go.uber.org/goleak"
 )
 
@@ -87,5 +90,32 @@ func TestBenchmarkRunsEveryStep(t *testing.T) {
 	logs, _ := filepath.Glob(filepath.Join(dir, "synth-*.json"))
 	if len(runs) != 0 || len(logs) != 2 { // 3000 events, and 1000 for the latency
 		t.Fatalf("left in %s: runs %v, logs %v", dir, runs, logs)
+	}
+}
+
+// The kv step's timed Gets stop when the run's context is done, rather
+// than finish a count that takes minutes under the race detector.
+func TestTimeGetsStopsWithItsContext(t *testing.T) {
+	db, err := kv.Open("store", &kv.Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Put("k", 1); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := 0
+	lat, err := timeGets(ctx, db, 1_000_000, func() string {
+		if n++; n == 1500 {
+			cancel()
+		}
+		return "k"
+	})
+	if !errors.Is(err, context.Canceled) || lat != nil || n > 2000 {
+		t.Fatalf("after a cancel at the 1500th Get: %d Gets, err %v", n, err)
+	}
+	if lat, err = timeGets(context.Background(), db, 10, func() string { return "k" }); err != nil || len(lat) != 10 {
+		t.Fatalf("10 Gets: %d timed, err %v", len(lat), err)
 	}
 }
