@@ -181,7 +181,9 @@ func TestTwoDaemonsTwoStoresOneLog(t *testing.T) {
 	t.Logf("%d appends, %d rewrites", w.appends.Load(), w.rewrites.Load())
 	dumps := make([]string, len(clients))
 	for i, cl := range clients {
+		// The mirror first, then the generators' values, which follow it.
 		waitExact(t, cl, fmt.Sprintf("daemon %d", i+1))
+		waitGenerators(t, cl, fmt.Sprintf("daemon %d", i+1))
 		var b strings.Builder
 		err := cl.Stream(context.Background(), true, "", func(line []byte) error {
 			if !strings.HasPrefix(string(line), `{"key":"mirrord:`) { // bookkeeping may differ (sequence numbers, times)
@@ -195,7 +197,18 @@ func TestTwoDaemonsTwoStoresOneLog(t *testing.T) {
 		dumps[i] = b.String()
 	}
 	if dumps[0] != dumps[1] {
-		t.Fatalf("the two stores differ:\n%.2000s\n---\n%.2000s", dumps[0], dumps[1])
+		a, b := strings.Split(dumps[0], "\n"), strings.Split(dumps[1], "\n")
+		i := 0
+		for i < min(len(a), len(b)) && a[i] == b[i] {
+			i++
+		}
+		at := func(l []string) string {
+			if i < len(l) {
+				return l[i]
+			}
+			return "(end)"
+		}
+		t.Fatalf("the two stores differ from line %d (of %d and %d):\n%.1000s\n---\n%.1000s", i+1, len(a), len(b), at(a), at(b))
 	}
 	if n := strings.Count(dumps[0], `{"key":"event:`); n != len(uniqueIDs(w.evs)) {
 		t.Fatalf("the stores hold %d events, the log %d", n, len(uniqueIDs(w.evs)))
@@ -205,6 +218,27 @@ func TestTwoDaemonsTwoStoresOneLog(t *testing.T) {
 		if code := c.wait(30 * time.Second); code != 0 {
 			t.Fatalf("exit %d", code)
 		}
+	}
+}
+
+// waitGenerators waits until every generator the daemon runs has caught
+// up with the change feed (once the log no longer changes).
+func waitGenerators(t *testing.T, c *api.Client, what string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		gens, err := c.Generators(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		behind := slices.ContainsFunc(gens, func(g generators.Status) bool { return g.Lag != 0 })
+		if !behind && len(gens) > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the generators never caught up: %+v", what, gens)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -368,24 +402,7 @@ func TestReadersSeeConsistentSnapshots(t *testing.T) {
 	// The generator has caught up with the last batch, and never saw an
 	// inconsistent view.
 	var st snapcheckStats
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		gens, err := client.Generators(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		caughtUp := false
-		for _, g := range gens {
-			caughtUp = caughtUp || (g.Name == "snapcheck" && g.Lag == 0)
-		}
-		if caughtUp {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("snapcheck never caught up: %+v", gens)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitGenerators(t, client, "after the writer stopped")
 	raw, found, err := client.Get(context.Background(), schema.GeneratedKey("snapcheck", "stats"))
 	if err != nil || !found || json.Unmarshal(raw, &st) != nil {
 		t.Fatalf("snapcheck stats: %s %v %v", raw, found, err)
