@@ -21,7 +21,7 @@ import (
 // A short-lived reader never stops a daemon from starting: the daemon
 // waits for the store's lock, up to shutdown-timeout.
 
-var raceStarts = flag.Int("mirrord.starts", 100, "daemon starts raced by status calls in TestStatusRacingDaemonStarts")
+var raceStarts = flag.Int("mirrord.starts", 300, "daemon starts raced by status calls in TestStatusRacingDaemonStarts")
 
 // syncedStore is a log of n events and a store that mirrors it.
 func syncedStore(t *testing.T, n int) (log, store string) {
