@@ -334,6 +334,44 @@ func (snapcheck) Update(ctx context.Context, in *generators.Input, out *generato
 
 func init() { generators.Register("snapcheck", func() generators.Generator { return snapcheck{} }) }
 
+// minReads is how many dumps, and how many reads by snapcheck, a
+// consistency check needs to mean something.
+const minReads = 5
+
+// readSnapcheck reads snapcheck's stats from the daemon.
+func readSnapcheck(c *api.Client) (snapcheckStats, error) {
+	var st snapcheckStats
+	raw, found, err := c.Get(context.Background(), schema.GeneratedKey("snapcheck", "stats"))
+	if err == nil && found {
+		err = json.Unmarshal(raw, &st)
+	}
+	if err != nil {
+		return st, fmt.Errorf("snapcheck stats: %s: %w", raw, err)
+	}
+	return st, nil
+}
+
+// awaitReads returns once the time least has passed and both the dumps
+// and snapcheck's reads number minReads, or when ctx is done; with an
+// error after most.
+func awaitReads(ctx context.Context, c *api.Client, dumps *atomic.Int64, least, most time.Duration) error {
+	start := time.Now()
+	for ctx.Err() == nil {
+		st, err := readSnapcheck(c)
+		if err != nil {
+			return err
+		}
+		if time.Since(start) >= least && dumps.Load() >= minReads && st.Checks >= minReads {
+			return nil
+		}
+		if time.Since(start) > most {
+			return fmt.Errorf("after %v, %d dumps and %d generator reads, want %d of each", most, dumps.Load(), st.Checks, minReads)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the counts
+	}
+	return nil
+}
+
 // Readers running while the daemon applies see consistent snapshots:
 // dumps through the socket API, and a generator's view, each checked on
 // every read for an event without its modifiers or modifiers without
@@ -348,10 +386,18 @@ func TestReadersSeeConsistentSnapshots(t *testing.T) {
 	client := api.NewClient(api.DefaultPath("", store))
 	defer client.Close()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
 	var dumps atomic.Int64
+	// The writer and the readers go on for at least 1.5 s, and until both
+	// kinds of reader have read enough times to mean something: on a
+	// loaded machine 1.5 s may hold only a few dumps.
+	enough := make(chan error, 1)
+	go func() {
+		defer cancel()
+		enough <- awaitReads(ctx, client, &dumps, 1500*time.Millisecond, 2*time.Minute)
+	}()
 	errs := make(chan error, 8)
 	for range 3 { // readers through the API's dump
 		wg.Add(1)
@@ -394,6 +440,9 @@ func TestReadersSeeConsistentSnapshots(t *testing.T) {
 		t.Fatal(err)
 	}
 	wg.Wait()
+	if err := <-enough; err != nil {
+		t.Error(err)
+	}
 	close(errs)
 	for err := range errs {
 		t.Error(err)
@@ -401,17 +450,16 @@ func TestReadersSeeConsistentSnapshots(t *testing.T) {
 	waitExact(t, client, "after the writer stopped")
 	// The generator has caught up with the last batch, and never saw an
 	// inconsistent view.
-	var st snapcheckStats
 	waitGenerators(t, client, "after the writer stopped")
-	raw, found, err := client.Get(context.Background(), schema.GeneratedKey("snapcheck", "stats"))
-	if err != nil || !found || json.Unmarshal(raw, &st) != nil {
-		t.Fatalf("snapcheck stats: %s %v %v", raw, found, err)
+	st, err := readSnapcheck(client)
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Logf("%d appends, %d rewrites; %d consistent dumps, %d generator reads", w.appends.Load(), w.rewrites.Load(), dumps.Load(), st.Checks)
 	if st.Violations != 0 {
 		t.Fatalf("the generator saw %d inconsistent views of %d, the first: %s", st.Violations, st.Checks, st.First)
 	}
-	if dumps.Load() < 5 || st.Checks < 5 {
+	if dumps.Load() < minReads || st.Checks < minReads {
 		t.Fatalf("too few reads to mean anything: %d dumps, %d generator reads", dumps.Load(), st.Checks)
 	}
 	c.signal(syscall.SIGTERM)
