@@ -93,10 +93,20 @@ func responseError(resp *http.Response) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	var e errorBody
 	if json.Unmarshal(b, &e) == nil && e.Error != "" {
+		if resp.Header.Get(startingHeader) != "" {
+			return startingError(e.Error)
+		}
 		return errors.New(e.Error)
 	}
 	return fmt.Errorf("daemon answered %s", resp.Status)
 }
+
+// startingError is a starting daemon's answer: its message, matching
+// ErrStarting.
+type startingError string
+
+func (e startingError) Error() string { return string(e) }
+func (e startingError) Unwrap() error { return ErrStarting }
 
 func (c *Client) getJSON(ctx context.Context, method, path string, q url.Values, dst any) error {
 	resp, err := c.do(ctx, method, path, q)

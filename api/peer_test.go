@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mirrord/mirrord/api"
+	"go.uber.org/goleak"
 )
 
 // foreignEnv makes the test binary, started as a child, serve a forged
@@ -29,6 +30,8 @@ const foreignUID = 65534
 // chosen by an environment variable.
 var childMains = map[string]func(arg string){foreignEnv: serveForged}
 
+// TestMain runs a child's role, or the tests, which fail when a
+// goroutine outlives them: every goroutine has an owner that stops it.
 func TestMain(m *testing.M) {
 	for env, main := range childMains {
 		if arg := os.Getenv(env); arg != "" {
@@ -36,7 +39,7 @@ func TestMain(m *testing.M) {
 			return
 		}
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 // serveForged answers every request as a daemon that claims to serve any

@@ -32,6 +32,10 @@ type Config struct {
 	// checkpoint that did not move for this long. Default: 1m.
 	StallTimeout time.Duration
 	Logger       *slog.Logger
+	// Fatal, when set, is called with every store error a request meets
+	// that no retry can mend: a corrupt store (kv.ErrCorrupt). The daemon
+	// stops on it. Default: none; the request fails with 500 either way.
+	Fatal func(error)
 }
 
 // Server is the daemon's HTTP API.
@@ -109,6 +113,19 @@ func writeError(w http.ResponseWriter, code int, err error) {
 	writeJSON(w, code, errorBody{Error: err.Error()})
 }
 
+// storeError answers a request that a store error ended, and passes an
+// error no retry mends to Config.Fatal.
+func (s *Server) storeError(w http.ResponseWriter, err error) {
+	s.checkFatal(err)
+	writeError(w, statusOf(err), err)
+}
+
+func (s *Server) checkFatal(err error) {
+	if s.cfg.Fatal != nil && errors.Is(err, kv.ErrCorrupt) {
+		s.cfg.Fatal(err)
+	}
+}
+
 func statusOf(err error) int {
 	switch {
 	case errors.Is(err, kv.ErrClosed), errors.Is(err, context.Canceled):
@@ -129,7 +146,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 	found, err := s.cfg.DB.Get(key, &v)
 	switch {
 	case err != nil:
-		writeError(w, statusOf(err), err)
+		s.storeError(w, err)
 	case !found:
 		w.Header().Set(missingHeader, "1")
 		writeError(w, http.StatusNotFound, fmt.Errorf("no key %q in store %s", key, s.cfg.Store))
@@ -164,7 +181,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, values bool) {
 	}
 	snap, err := s.cfg.DB.Snapshot()
 	if err != nil {
-		writeError(w, statusOf(err), err)
+		s.storeError(w, err)
 		return
 	}
 	defer snap.Close()
@@ -188,6 +205,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, values bool) {
 		return err
 	})
 	if err != nil && !errors.Is(err, errPageFull) {
+		s.checkFatal(err)
 		b, _ := json.Marshal(errorBody{Error: err.Error()})
 		_, _ = bw.Write(append(b, '\n'))
 	}
@@ -216,6 +234,9 @@ type StatusResponse struct {
 	Generators []generators.Status `json:"generators"`
 	Healthy    bool                `json:"healthy"`
 	Health     string              `json:"health"`
+	// Starting: the daemon does not serve the store yet (StartingHandler);
+	// Mirror and Generators are empty.
+	Starting bool `json:"starting,omitempty"`
 }
 
 func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
@@ -256,7 +277,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
 	for {
 		snap, err := s.cfg.DB.Snapshot()
 		if err != nil {
-			writeError(w, statusOf(err), err)
+			s.storeError(w, err)
 			return
 		}
 		rep, err := mirror.VerifyCheckpoint(r.Context(), snap, s.cfg.Engine.Path(), s.cfg.MaxValueSize)
@@ -274,7 +295,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if err != nil {
-			writeError(w, statusOf(err), err)
+			s.storeError(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, rep)
@@ -312,7 +333,7 @@ func (s *Server) rebuild(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := runner.Rebuild(name); err != nil {
-		writeError(w, statusOf(err), err)
+		s.storeError(w, err)
 		return
 	}
 	runner.Notify()
@@ -321,7 +342,7 @@ func (s *Server) rebuild(w http.ResponseWriter, r *http.Request) {
 	for {
 		pending, err := runner.RebuildPending(name)
 		if err != nil {
-			writeError(w, statusOf(err), err)
+			s.storeError(w, err)
 			return
 		}
 		if !pending {

@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -359,7 +360,7 @@ func verifyEvents(ctx context.Context, db kv.Reader, byID *extsort.Sorter, r *Re
 	for ; digests.ok; digests.advance() {
 		note(&r.Bookkeeping, &r.BookkeepingKeys, schema.PrefixDigest+digests.key)
 	}
-	if err := errors.Join(sortErr, events.err, digests.err); err != nil {
+	if err := cmp.Or(sortErr, events.err, digests.err); err != nil { // the first only: an error is one line
 		return err
 	}
 	return ctx.Err()
@@ -414,7 +415,7 @@ func verifyModifiers(ctx context.Context, db kv.Reader, byGroup *extsort.Sorter,
 		group()
 		compareModifiers(r, nil, got)
 	}
-	if err := errors.Join(sortErr, mods.err); err != nil {
+	if err := cmp.Or(sortErr, mods.err); err != nil {
 		return err
 	}
 	return ctx.Err()

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/mirrord/mirrord/api"
 	"github.com/mirrord/mirrord/generators"
 	"github.com/mirrord/mirrord/mirror"
 	"github.com/spf13/cobra"
@@ -35,6 +36,9 @@ compared as JSON: key order and number spelling do not matter.`,
 				r, err = a.client.Verify(ctx)
 			} else {
 				r, err = mirror.Verify(ctx, a.db, e.cfg.EventLog, e.cfg.MaxValueSize)
+			}
+			if cerr := a.Close(); err == nil { // not held while the report prints
+				err = cerr
 			}
 			if err != nil {
 				return err
@@ -82,34 +86,10 @@ func (m *Main) statusCommand() *cobra.Command {
 		Use:   "status",
 		Short: "Show the checkpoint, counts and lag of the store",
 		Args:  cobra.NoArgs,
-		RunE: m.action([]string{"eventlog", "store"}, func(ctx context.Context, e *env, _ []string) (err error) {
-			a, err := m.openAccess(ctx, e)
+		RunE: m.action([]string{"eventlog", "store"}, func(ctx context.Context, e *env, _ []string) error {
+			v, err := m.readStatus(ctx, e)
 			if err != nil {
 				return err
-			}
-			defer a.Close()
-			var s mirror.Status
-			var gens []generators.Status
-			health := ""
-			if a.client != nil {
-				st, err := a.client.Status(ctx)
-				if err != nil {
-					return err
-				}
-				s, gens = st.Mirror, st.Generators
-				health = "daemon: " + st.Health
-				if !st.Healthy {
-					health = "daemon: UNHEALTHY: " + st.Health
-				}
-			} else {
-				path, _ := filepath.Abs(e.cfg.EventLog)
-				if s, err = mirror.ReadStatus(a.db, path); err != nil {
-					return err
-				}
-				if gens, err = generators.ReadStatuses(a.db); err != nil {
-					return err
-				}
-				health = "no daemon runs on this store"
 			}
 			if asJSON {
 				enc := json.NewEncoder(e.out)
@@ -118,12 +98,17 @@ func (m *Main) statusCommand() *cobra.Command {
 					mirror.Status
 					Generators []generators.Status `json:"generators"`
 					Health     string              `json:"health"`
-				}{s, gens, health})
+					Starting   bool                `json:"starting,omitempty"`
+				}{v.mirror, v.gens, v.health, v.starting})
 			}
-			printStatus(e.out, e.cfg.Store, s)
-			fmt.Fprintf(e.out, "%-12s%s\n", "daemon", strings.TrimPrefix(health, "daemon: "))
+			if v.starting {
+				fmt.Fprintf(e.out, "%-12s%s\n%-12s%s\n", "store", e.cfg.Store, "daemon", strings.TrimPrefix(v.health, "daemon: "))
+				return nil
+			}
+			printStatus(e.out, e.cfg.Store, v.mirror, v.daemon)
+			fmt.Fprintf(e.out, "%-12s%s\n", "daemon", strings.TrimPrefix(v.health, "daemon: "))
 			fmt.Fprintln(e.out)
-			printGenerators(e.out, e.cfg.Generators, gens)
+			printGenerators(e.out, e.cfg.Generators, v.gens)
 			return nil
 		}),
 	}
@@ -132,10 +117,55 @@ func (m *Main) statusCommand() *cobra.Command {
 	return cmd
 }
 
-func printStatus(out io.Writer, store string, s mirror.Status) {
+// statusView is what "mirrord status" shows.
+type statusView struct {
+	mirror mirror.Status
+	gens   []generators.Status
+	health string
+	daemon bool // a daemon answered
+	// starting: the daemon does not serve the store yet (it waits for
+	// the store's lock); nothing else is known.
+	starting bool
+}
+
+// readStatus asks the daemon serving the store (at once, even while it
+// starts), or reads the store itself when none does; the store is then
+// held for that read only, not while the status is printed.
+func (m *Main) readStatus(ctx context.Context, e *env) (v statusView, err error) {
+	c, st, err := m.findDaemon(ctx, m.socketCandidates(e), e.cfg.Store)
+	if err != nil {
+		return v, err
+	}
+	if c != nil {
+		c.Close()
+		v = statusView{mirror: st.Mirror, gens: st.Generators, health: "daemon: " + st.Health, daemon: true, starting: st.Starting}
+		if !st.Healthy {
+			v.health = "daemon: UNHEALTHY: " + st.Health
+		}
+		return v, nil
+	}
+	a, err := m.openDirect(e)
+	if err != nil {
+		return v, err
+	}
+	defer a.Close()
+	path, _ := filepath.Abs(e.cfg.EventLog)
+	v.health = "no daemon runs on this store"
+	if v.mirror, err = mirror.ReadStatus(a.db, path); err != nil {
+		return v, err
+	}
+	v.gens, err = generators.ReadStatuses(a.db)
+	return v, err
+}
+
+// printStatus prints the mirror's part of the status; daemon says whether
+// a daemon follows the log (and so waits for a missing one).
+func printStatus(out io.Writer, store string, s mirror.Status, daemon bool) {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	defer w.Flush()
 	switch {
+	case s.LogMissing && s.WaitingForDir != "":
+		fmt.Fprintf(w, "log\t%s (missing: no directory %s)\n", s.Path, s.WaitingForDir)
 	case s.LogMissing:
 		fmt.Fprintf(w, "log\t%s (missing)\n", s.Path)
 	default:
@@ -143,7 +173,11 @@ func printStatus(out io.Writer, store string, s mirror.Status) {
 	}
 	fmt.Fprintf(w, "store\t%s\n", store)
 	cp := s.Checkpoint
-	if cp == nil {
+	switch {
+	case cp == nil && s.LogMissing && daemon:
+		fmt.Fprintf(w, "state\t%s\n", api.Waiting(s.Path, s.WaitingForDir))
+		return
+	case cp == nil:
 		fmt.Fprintf(w, "state\tnothing mirrored yet (run mirrord sync --once)\n")
 		return
 	}
@@ -162,6 +196,8 @@ func printStatus(out io.Writer, store string, s mirror.Status) {
 		state = "resync or first load in progress (not complete)"
 	case s.Reconciling:
 		state = "reconcile in progress (not complete)"
+	case s.LogMissing && daemon:
+		state = api.Waiting(s.Path, s.WaitingForDir) + "; the store is kept as it is"
 	case s.LogMissing:
 		state = "log missing; store kept as it is"
 	case s.Diverged != "":
