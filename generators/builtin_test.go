@@ -3,6 +3,7 @@ package generators
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"sort"
 	"testing"
@@ -122,15 +123,42 @@ func TestSummaryValues(t *testing.T) {
 	checkSummary(t, e)
 }
 
+// The application's definition, /#(\w+(?:-\w+)*)/g without the u flag:
+// each row is what it extracts (the set, sorted).
 func TestTags(t *testing.T) {
-	for in, want := range map[string][]string{
-		"no tags":                      nil,
-		"#Family dinner #family #work": {"family", "work"},
-		"#музика та #Київ, #a-b_c!":    {"a-b_c", "київ", "музика"},
-		"email me@x.com # not#tag #9":  {"9", "tag"},
+	for _, c := range []struct {
+		in   string
+		want []string
+	}{
+		{"no tags", nil},
+		{"", nil},
+		{"#", nil},
+		{"#family dinner #family #work", []string{"family", "work"}},
+		{"#Family and #family", []string{"Family", "family"}}, // case matters
+		{"#WORK #Work #work", []string{"WORK", "Work", "work"}},
+		{"#a#b", []string{"a", "b"}},
+		{"##x", []string{"x"}},
+		{"#_", []string{"_"}},
+		{"#_a_ #9 #0x1F", []string{"0x1F", "9", "_a_"}},
+		{"#a-", []string{"a"}},
+		{"#-a", nil},
+		{"#a--b", []string{"a"}},
+		{"#a-b-c", []string{"a-b-c"}},
+		{"#deep-work today, #deep-work again", []string{"deep-work"}},
+		{"#a-b--c-d", []string{"a-b"}},
+		{"#a-#b", []string{"a", "b"}},
+		{"#tag. #tag2, #tag3! (#tag4) #tag5?", []string{"tag", "tag2", "tag3", "tag4", "tag5"}},
+		{"#end-", []string{"end"}},
+		{"#музика #Київ", nil},                  // \w is ASCII: no tag starts with a Cyrillic letter
+		{"#café #naïve", []string{"caf", "na"}}, // and a tag ends where ASCII does
+		{"#日本 #😀 #x😀y", []string{"x"}},
+		{"email me@x.com # not#tag #9", []string{"9", "tag"}},
+		{"#a\n#b\t#c", []string{"a", "b", "c"}}, // controls end a tag; the next one starts after
+		{"https://example.com/page#anchor", []string{"anchor"}},
+		{"#über-cool #cool-über", []string{"cool"}},
 	} {
-		if got := Tags(in); !slices.Equal(got, want) {
-			t.Errorf("Tags(%q) = %q, want %q", in, got, want)
+		if got := Tags(c.in); !slices.Equal(got, c.want) {
+			t.Errorf("Tags(%q) = %q, want %q", c.in, got, c.want)
 		}
 	}
 }
@@ -144,7 +172,7 @@ func TestIncrementalEqualsFromScratch(t *testing.T) {
 		e := newEnv(t, Options{Enabled: []string{"summary", "hashtags"}})
 		months := []string{"2025-01", "2025-02", "2025-03"}
 		types := []string{"food", "call", "diary"}
-		inputs := []string{"plain", "#a", "#b and #A", "#c #b", "#a #b #c"}
+		inputs := []string{"plain", "#a", "#b and #A and #a-b", "#c #b", "#a #b #c"}
 		n := 0
 		newEvent := func() *eventlog.Event {
 			n++
@@ -205,6 +233,29 @@ func TestIncrementalEqualsFromScratch(t *testing.T) {
 			if after := e.all(name); !equalMaps(before[name], after) {
 				rt.Fatalf("%s: a rebuild from scratch differs from the incremental state (%d keys vs %d)", name, len(after), len(before[name]))
 			}
+		}
+	})
+}
+
+// appTagPattern is the application's regular expression in RE2's syntax:
+// leftmost-first, greedy, with \w spelt out as JavaScript's ASCII class.
+var appTagPattern = regexp.MustCompile(`#([A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*)`)
+
+// Tags agrees with the application's regular expression on any text.
+func FuzzTags(f *testing.F) {
+	for _, s := range []string{"#a#b", "##x", "#a-b-c", "#a--b", "#музика", "x#y-z-", "#a-#b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		var want []string
+		for _, m := range appTagPattern.FindAllStringSubmatch(text, -1) {
+			if !slices.Contains(want, m[1]) {
+				want = append(want, m[1])
+			}
+		}
+		sort.Strings(want)
+		if got := Tags(text); !slices.Equal(got, want) {
+			t.Fatalf("Tags(%q) = %q, the application's expression finds %q", text, got, want)
 		}
 	})
 }

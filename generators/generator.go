@@ -29,6 +29,23 @@ type Generator interface {
 	Update(ctx context.Context, in *Input, out *Scope) error
 }
 
+// Versioned is implemented by a generator whose definition of its values
+// can change between releases (a new value layout, a different reading of
+// the events). Its position records the Version its values were computed
+// with; when that differs from the generator's own, at the next start, it
+// is rebuilt from the whole mirror. A generator without a Version method
+// is at version 0.
+type Versioned interface {
+	Version() int
+}
+
+func versionOf(g Generator) int {
+	if v, ok := g.(Versioned); ok {
+		return v.Version()
+	}
+	return 0
+}
+
 // Input is what one run of a generator works from.
 type Input struct {
 	// Rebuild asks for a recomputation from the whole mirror: out starts
@@ -184,6 +201,16 @@ func lookup(name string) (func() Generator, bool) {
 	defer regMu.Unlock()
 	f, ok := registry[name]
 	return f, ok
+}
+
+// registeredVersion is the Version of the generator registered as name;
+// ok is false when there is none.
+func registeredVersion(name string) (v int, ok bool) {
+	f, ok := lookup(name)
+	if !ok {
+		return 0, false
+	}
+	return versionOf(f()), true
 }
 
 // ErrUnknown: a configured generator is not registered.

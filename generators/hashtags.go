@@ -2,10 +2,8 @@ package generators
 
 import (
 	"context"
-	"regexp"
 	"slices"
 	"sort"
-	"strings"
 
 	"github.com/mirrord/mirrord/eventlog"
 )
@@ -16,25 +14,65 @@ func init() { Register("hashtags", func() Generator { return hashtags{} }) }
 //
 //	generated:hashtags:{tag} = ["id1", "id2", ...] (sorted event ids)
 //
-// A tag is '#' followed by letters, digits, '_' or '-' (any script:
-// #музика is a tag), compared case-insensitively and stored in lower case.
-// A tag no event carries any more has no key. Like summary, it keeps an
-// index under '.': .event:{id} = the tags it counted for that event.
+// A tag is what the application that writes the log shows as one (see
+// Tags). A tag no event carries any more has no key. Like summary, it
+// keeps an index under '.': .event:{id} = the tags it counted for that
+// event.
 type hashtags struct{}
 
-var tagPattern = regexp.MustCompile(`#([\p{L}\p{N}_-]+)`)
+// Version: 1 since tags are the application's (ASCII, hyphenated groups,
+// case-sensitive); the values of version 0 were Unicode, lower-cased.
+func (hashtags) Version() int { return 1 }
 
-// Tags returns the distinct hashtags of a text, lower-cased and sorted.
+// Tags returns the distinct hashtags of a text, sorted: exactly what the
+// application that writes the log extracts from an event's input with the
+// JavaScript regular expression /#(\w+(?:-\w+)*)/g. Without the u flag
+// \w is ASCII, [A-Za-z0-9_]; a tag is '#' and a run of those, followed by
+// any number of groups of '-' and another run ("#deep-work"), and case
+// matters ("#Work" and "#work" are two tags). Matches do not overlap and
+// the scan goes on after each one, so "#a#b" holds a and b, "##x" holds
+// x, "#a--b" holds a, and "#музика" holds none.
 func Tags(text string) []string {
 	var tags []string
-	for _, m := range tagPattern.FindAllStringSubmatch(text, -1) {
-		t := strings.ToLower(m[1])
-		if !slices.Contains(tags, t) {
+	for i := 0; i < len(text); i++ {
+		if text[i] != '#' {
+			continue
+		}
+		end := wordEnd(text, i+1)
+		if end == i+1 {
+			continue // '#' not followed by a word character
+		}
+		// Each group is '-' and at least one word character; a '-' not
+		// followed by one ends the tag before it.
+		for end < len(text) && text[end] == '-' {
+			next := wordEnd(text, end+1)
+			if next == end+1 {
+				break
+			}
+			end = next
+		}
+		if t := text[i+1 : end]; !slices.Contains(tags, t) {
 			tags = append(tags, t)
 		}
+		i = end - 1 // the scan resumes where the match ended
 	}
 	sort.Strings(tags)
 	return tags
+}
+
+// wordEnd returns the index of the first byte at or after i that is not
+// a JavaScript \w character (ASCII letters, digits and '_'). Bytes of a
+// multi-byte UTF-8 character never are, as in the application, whose \w
+// never matches a character outside ASCII.
+func wordEnd(s string, i int) int {
+	for i < len(s) && isWord(s[i]) {
+		i++
+	}
+	return i
+}
+
+func isWord(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
 }
 
 func (hashtags) Update(ctx context.Context, in *Input, out *Scope) error {

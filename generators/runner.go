@@ -40,7 +40,10 @@ type position struct {
 	Seq uint64 `json:"seq"`
 	// Rebuild asks for a recomputation from the whole mirror (a new
 	// generator, a reset, or a rebuild that has not completed).
-	Rebuild bool      `json:"rebuild,omitempty"`
+	Rebuild bool `json:"rebuild,omitempty"`
+	// Version is the generator's Version (see Versioned) its values were
+	// computed with; another asks for a rebuild.
+	Version int       `json:"version,omitempty"`
 	Updated time.Time `json:"updated"`
 	// The last failure, kept so that "mirrord status" shows it even when
 	// no daemon runs; cleared by the next success.
@@ -79,10 +82,11 @@ type Runner struct {
 }
 
 type genRunner struct {
-	name string
-	gen  Generator
-	wake chan struct{}
-	r    *Runner
+	name    string
+	gen     Generator
+	version int // the generator's Version
+	wake    chan struct{}
+	r       *Runner
 
 	// rebuild is a reset asked while the generator may be running: its
 	// next run rebuilds, whatever that run's commit wrote.
@@ -135,7 +139,8 @@ func NewRunner(db *kv.DB, opts *Options) (*Runner, error) {
 		}
 		enabled[name] = true
 		f, _ := lookup(name)
-		g := &genRunner{name: name, gen: f(), wake: make(chan struct{}, 1), r: r}
+		gen := f()
+		g := &genRunner{name: name, gen: gen, version: versionOf(gen), wake: make(chan struct{}, 1), r: r}
 		g.status = Status{Name: name, State: "idle"}
 		r.gens = append(r.gens, g)
 	}
@@ -292,8 +297,19 @@ func (r *Runner) RebuildPending(name string) (bool, error) {
 		}
 	}
 	p, err := r.position(name)
-	return p.Rebuild, err
+	if err != nil {
+		return false, err
+	}
+	for _, g := range r.gens {
+		if g.name == name {
+			return p.due(g.version), nil
+		}
+	}
+	return p.Rebuild, nil
 }
+
+// due reports whether the generator, at version, must be rebuilt.
+func (p position) due(version int) bool { return p.Rebuild || p.Version != version }
 
 // MarkRebuild resets the generator name on a store no runner works on.
 func MarkRebuild(db *kv.DB, name string) error {
@@ -340,10 +356,11 @@ func ReadStatuses(db kv.Reader) ([]Status, error) {
 			return err
 		}
 		state := "idle"
+		version, registered := registeredVersion(name)
 		switch {
 		case p.LastError != "":
 			state = "failing"
-		case p.Rebuild:
+		case p.Rebuild, registered && version != p.Version:
 			state = "rebuild pending"
 		}
 		out = append(out, Status{Name: name, Position: p.Seq, Lag: f.after(p.Seq), State: state, LastRun: p.Updated,
@@ -458,7 +475,7 @@ func (g *genRunner) runOnce(ctx context.Context) (more bool, err error) {
 	if err != nil {
 		return false, g.fail(err, "")
 	}
-	if g.rebuild.Swap(false) {
+	if g.rebuild.Swap(false) || p.Version != g.version {
 		p.Rebuild = true
 	}
 	snap, err := r.db.Snapshot()
@@ -510,7 +527,7 @@ func (g *genRunner) runOnce(ctx context.Context) (more bool, err error) {
 	start := time.Now()
 	out := newScope(g.name, r.db, in.Rebuild)
 	if in.Rebuild {
-		out.spill = func() error { return g.commit(out, position{Seq: p.Seq, Rebuild: true}) }
+		out.spill = func() error { return g.commit(out, position{Seq: p.Seq, Rebuild: true, Version: p.Version}) }
 	}
 	if err := g.update(ctx, in, out); err != nil {
 		if in.Rebuild {
@@ -518,7 +535,7 @@ func (g *genRunner) runOnce(ctx context.Context) (more bool, err error) {
 		}
 		return false, g.fail(err, in.currentID())
 	}
-	next := position{Seq: upTo}
+	next := position{Seq: upTo, Version: g.version}
 	if err := g.commit(out, next); err != nil {
 		if in.Rebuild {
 			g.rebuild.Store(true)
