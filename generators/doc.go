@@ -13,7 +13,11 @@
 // disagree with the position.
 //
 // A generator writes only through its Scope, which addresses nothing but
-// generated:{name}:*. An error or a panic in one generator is logged (with
+// its values, generated:{name}:*, and (Scope.State) what it keeps for
+// itself to stay incremental, mirrord:state:{name}:*: a reader of
+// generated: sees values and nothing else. A generator that says which
+// Version of its definition it is (Versioned) is rebuilt when its values
+// were computed by another. An error or a panic in one generator is logged (with
 // the event's id when there is one), shown in its Status and retried with
 // capped exponential backoff; the mirror and the other generators keep
 // going, each generator in its own goroutine. Change-feed entries are

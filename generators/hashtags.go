@@ -16,13 +16,14 @@ func init() { Register("hashtags", func() Generator { return hashtags{} }) }
 //
 // A tag is what the application that writes the log shows as one (see
 // Tags). A tag no event carries any more has no key. Like summary, it
-// keeps an index under '.': .event:{id} = the tags it counted for that
-// event.
+// keeps an index in its private state: event:{id} = the tags it counted
+// for that event.
 type hashtags struct{}
 
-// Version: 1 since tags are the application's (ASCII, hyphenated groups,
-// case-sensitive); the values of version 0 were Unicode, lower-cased.
-func (hashtags) Version() int { return 1 }
+// Version: 2 since the index lives in the private state; 1 since tags
+// are the application's (ASCII, hyphenated groups, case-sensitive); the
+// values of version 0 were Unicode, lower-cased.
+func (hashtags) Version() int { return 2 }
 
 // Tags returns the distinct hashtags of a text, sorted: exactly what the
 // application that writes the log extracts from an event's input with the
@@ -86,9 +87,10 @@ func (hashtags) Update(ctx context.Context, in *Input, out *Scope) error {
 		}
 		m[tag][id] = true
 	}
+	st := out.State()
 	err := in.Events(func(id string, ev *eventlog.Event) error {
 		var old []string
-		if _, err := out.Get(".event:"+id, &old); err != nil {
+		if _, err := st.Get("event:"+id, &old); err != nil {
 			return err
 		}
 		var now []string
@@ -106,9 +108,9 @@ func (hashtags) Update(ctx context.Context, in *Input, out *Scope) error {
 			}
 		}
 		if len(now) == 0 {
-			return out.Delete(".event:" + id)
+			return st.Delete("event:" + id)
 		}
-		return out.Put(".event:"+id, now)
+		return st.Put("event:"+id, now)
 	})
 	if err != nil {
 		return err

@@ -176,6 +176,7 @@ func (r *Runner) dropDisabled(enabled map[string]bool) error {
 		wb := r.db.NewWriteBatch()
 		wb.Delete([]byte(schema.GeneratorStateKey(name)))
 		wb.DeletePrefix(schema.GeneratorPrefix(name))
+		wb.DeletePrefix(schema.StatePrefix(name))
 		if err := wb.Commit(); err != nil {
 			return err
 		}
@@ -527,7 +528,7 @@ func (g *genRunner) runOnce(ctx context.Context) (more bool, err error) {
 	start := time.Now()
 	out := newScope(g.name, r.db, in.Rebuild)
 	if in.Rebuild {
-		out.spill = func() error { return g.commit(out, position{Seq: p.Seq, Rebuild: true, Version: p.Version}) }
+		out.w.spill = func() error { return g.commit(out, position{Seq: p.Seq, Rebuild: true, Version: p.Version}) }
 	}
 	if err := g.update(ctx, in, out); err != nil {
 		if in.Rebuild {

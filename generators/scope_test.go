@@ -112,7 +112,7 @@ func TestScopeScanMatchesAModel(t *testing.T) {
 				case r < 97 && rng.IntN(4) == 0:
 					wb()
 				}
-				folded = folded || len(s.sorted) > 0
+				folded = folded || len(s.w.sorted) > 0
 				if i%1000 == 0 {
 					check("")
 				}
@@ -132,7 +132,7 @@ func TestScopeSpillWaitsForTheScan(t *testing.T) {
 	e := newEnv(t, Options{Enabled: []string{}})
 	s := newScope("spill", e.db, true)
 	spills := 0
-	s.spill = func() error {
+	s.w.spill = func() error {
 		spills++
 		w := e.db.NewWriteBatch()
 		defer w.Close()

@@ -21,11 +21,15 @@ func init() { Register("summary", func() Generator { return summary{} }) }
 // of the month (by instant), exactly as written in the log. A month with no
 // events has no key.
 //
-// To stay incremental it keeps an index beside its values (keys starting
-// with '.', which no month does): .event:{id} records what it counted for
-// each event, and .month:{YYYY-MM}:{id} lists a month's events, so a change
+// To stay incremental it keeps an index in its private state (Scope.State,
+// never among its values): event:{id} records what it counted for each
+// event, and month:{YYYY-MM}:{id} lists a month's events, so a change
 // recomputes only the months it touches, from their own entries.
 type summary struct{}
+
+// Version: 1 since the index lives in the private state; at version 0 it
+// was kept among the values, under '.'.
+func (summary) Version() int { return 1 }
 
 // MonthSummary is the value of generated:summary:YYYY-MM.
 type MonthSummary struct {
@@ -43,30 +47,31 @@ type summaryEntry struct {
 
 func (summary) Update(ctx context.Context, in *Input, out *Scope) error {
 	touched := map[string]bool{}
+	st := out.State()
 	err := in.Events(func(id string, ev *eventlog.Event) error {
 		var old summaryEntry
-		found, err := out.Get(".event:"+id, &old)
+		found, err := st.Get("event:"+id, &old)
 		if err != nil {
 			return err
 		}
 		if found {
-			if err := out.Delete(".month:" + old.Month + ":" + id); err != nil {
+			if err := st.Delete("month:" + old.Month + ":" + id); err != nil {
 				return err
 			}
 			touched[old.Month] = true
 		}
 		if ev == nil {
 			if found {
-				return out.Delete(".event:" + id)
+				return st.Delete("event:" + id)
 			}
 			return nil
 		}
 		e := summaryEntry{Month: ev.Date[:7], Type: ev.Type, Date: ev.Date}
-		if err := out.Put(".event:"+id, e); err != nil {
+		if err := st.Put("event:"+id, e); err != nil {
 			return err
 		}
 		touched[e.Month] = true
-		return out.Put(".month:"+e.Month+":"+id, e)
+		return st.Put("month:"+e.Month+":"+id, e)
 	})
 	if err != nil {
 		return err
@@ -92,7 +97,7 @@ func (summary) Update(ctx context.Context, in *Input, out *Scope) error {
 func recomputeMonth(out *Scope, month string) error {
 	v := MonthSummary{ByType: map[string]int{}}
 	var first, last time.Time
-	err := out.Scan(".month:"+month+":", func(_ string, raw json.RawMessage) error {
+	err := out.State().Scan("month:"+month+":", func(_ string, raw json.RawMessage) error {
 		var e summaryEntry
 		if err := json.Unmarshal(raw, &e); err != nil {
 			return err

@@ -30,6 +30,10 @@ const (
 	// PrefixGeneratorState starts "mirrord:generator:{name}": a generator's
 	// position in the change feed.
 	PrefixGeneratorState = PrefixInternal + "generator:"
+	// PrefixState starts "mirrord:state:{generator}:{key}": what a
+	// generator keeps for itself to stay incremental (never one of its
+	// values), dropped with it.
+	PrefixState = PrefixInternal + "state:"
 )
 
 // Bookkeeping keys with a single instance.
@@ -136,6 +140,17 @@ func GeneratedKey(generator, key string) string {
 // the generator owns.
 func GeneratorPrefix(generator string) string {
 	return string(append(appendEscaped([]byte(PrefixGenerated), generator), ':'))
+}
+
+// StateKey returns "mirrord:state:{generator}:{key}".
+func StateKey(generator, key string) string {
+	return string(appendEscaped([]byte(StatePrefix(generator)), key))
+}
+
+// StatePrefix returns "mirrord:state:{generator}:", the prefix of
+// everything the generator keeps for itself.
+func StatePrefix(generator string) string {
+	return string(append(appendEscaped([]byte(PrefixState), generator), ':'))
 }
 
 // DigestKey returns "mirrord:digest:{id}".

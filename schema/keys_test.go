@@ -72,6 +72,26 @@ func TestBuildersAndParseKeyRoundTrip(t *testing.T) {
 			if !strings.HasPrefix(GeneratedKey(id, name), GeneratorPrefix(id)) {
 				t.Errorf("GeneratedKey(%q, %q) is outside GeneratorPrefix", id, name)
 			}
+			sk := StateKey(id, name)
+			if !strings.HasPrefix(sk, StatePrefix(id)) || !strings.HasPrefix(sk, PrefixState) {
+				t.Errorf("StateKey(%q, %q) = %q is outside StatePrefix", id, name, sk)
+			}
+			if k, err := ParseKey(sk); err != nil || k.Kind != KeyInternal {
+				t.Errorf("ParseKey(StateKey(%q, %q)) = %+v, %v; want internal", id, name, k, err)
+			}
+		}
+	}
+}
+
+// One generator's state prefix never covers another's keys ("a" and
+// "a:b", "a" and "ab").
+func TestStatePrefixesDoNotOverlap(t *testing.T) {
+	names := []string{"a", "a:b", "ab", "a%", "b"}
+	for _, x := range names {
+		for _, y := range names {
+			if x != y && strings.HasPrefix(StateKey(y, "k"), StatePrefix(x)) {
+				t.Errorf("StatePrefix(%q) covers StateKey(%q, k)", x, y)
+			}
 		}
 	}
 }
