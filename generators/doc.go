@@ -29,5 +29,7 @@
 //
 // Two generators are built in: summary (a value per month: count, counts
 // by type, first and last date) and hashtags (for each #tag in an event's
-// input, the sorted ids of the events that carry it).
+// input, as the application that writes the log reads them, one key per
+// tag and event). Each change costs them O(log n), whatever the size of
+// the log, and no value grows with it.
 package generators

@@ -4,26 +4,29 @@ import (
 	"context"
 	"slices"
 	"sort"
-
-	"github.com/mirrord/mirrord/eventlog"
 )
 
 func init() { Register("hashtags", func() Generator { return hashtags{} }) }
 
-// hashtags indexes the #tags written in events' input:
+// hashtags indexes the #tags written in events' input, one value per tag
+// and event:
 //
-//	generated:hashtags:{tag} = ["id1", "id2", ...] (sorted event ids)
+//	generated:hashtags:{tag}:{id} = "<the event's date>"
 //
-// A tag is what the application that writes the log shows as one (see
-// Tags). A tag no event carries any more has no key. Like summary, it
-// keeps an index in its private state: event:{id} = the tags it counted
-// for that event.
+// so the events that carry a tag are the keys under
+// generated:hashtags:{tag}: (Keys or Scan of that prefix), and no value
+// grows with the log: a tag on every one of a million events is a million
+// small keys, and an append writes one per tag it carries. A tag is what
+// the application that writes the log shows as one (see Tags). It keeps
+// no state of its own: a change's before-image says which keys to take
+// back.
 type hashtags struct{}
 
-// Version: 2 since the index lives in the private state; 1 since tags
-// are the application's (ASCII, hyphenated groups, case-sensitive); the
-// values of version 0 were Unicode, lower-cased.
-func (hashtags) Version() int { return 2 }
+// Version: 3 since the values are one per tag and event (2: the index
+// lived in the private state; 1: tags are the application's, ASCII,
+// hyphenated groups, case-sensitive; 0: Unicode, lower-cased, one list of
+// ids per tag beside an index under '.').
+func (hashtags) Version() int { return 3 }
 
 // Tags returns the distinct hashtags of a text, sorted: exactly what the
 // application that writes the log extracts from an event's input with the
@@ -77,81 +80,29 @@ func isWord(c byte) bool {
 }
 
 func (hashtags) Update(ctx context.Context, in *Input, out *Scope) error {
-	// Changes are gathered per tag first, so that a tag list is read and
-	// written once per run however many of its events changed.
-	add := map[string]map[string]bool{}
-	del := map[string]map[string]bool{}
-	mark := func(m map[string]map[string]bool, tag, id string) {
-		if m[tag] == nil {
-			m[tag] = map[string]bool{}
+	return in.FieldChanges(func(id string, before, after *Fields) error {
+		var was, now []string
+		if before != nil {
+			was = Tags(before.Input)
 		}
-		m[tag][id] = true
-	}
-	st := out.State()
-	err := in.Events(func(id string, ev *eventlog.Event) error {
-		var old []string
-		if _, err := st.Get("event:"+id, &old); err != nil {
-			return err
+		if after != nil {
+			now = Tags(after.Input)
 		}
-		var now []string
-		if ev != nil {
-			now = Tags(ev.Input)
-		}
-		for _, t := range old {
+		for _, t := range was {
 			if !slices.Contains(now, t) {
-				mark(del, t, id)
+				if err := out.Sub(t).Delete(id); err != nil {
+					return err
+				}
 			}
 		}
 		for _, t := range now {
-			if !slices.Contains(old, t) {
-				mark(add, t, id)
+			if slices.Contains(was, t) && before.Date == after.Date {
+				continue // stored as it is
+			}
+			if err := out.Sub(t).Put(id, after.Date); err != nil {
+				return err
 			}
 		}
-		if len(now) == 0 {
-			return st.Delete("event:" + id)
-		}
-		return st.Put("event:"+id, now)
+		return nil
 	})
-	if err != nil {
-		return err
-	}
-	touched := map[string]bool{}
-	for t := range add {
-		touched[t] = true
-	}
-	for t := range del {
-		touched[t] = true
-	}
-	for tag := range touched {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		var stored []string
-		if _, err := out.Get(tag, &stored); err != nil {
-			return err
-		}
-		set := make(map[string]bool, len(stored)+len(add[tag]))
-		for _, id := range stored {
-			set[id] = !del[tag][id]
-		}
-		for id := range add[tag] {
-			set[id] = true
-		}
-		ids := make([]string, 0, len(set))
-		for id, keep := range set {
-			if keep {
-				ids = append(ids, id)
-			}
-		}
-		sort.Strings(ids)
-		if len(ids) == 0 {
-			err = out.Delete(tag)
-		} else {
-			err = out.Put(tag, ids)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }

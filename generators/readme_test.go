@@ -25,6 +25,6 @@ func TestReadmeExampleIsTheTestedOne(t *testing.T) {
 	}
 	block := strings.Trim(s[begin+len("// BEGIN README EXAMPLE\n"):end], "\n")
 	if !strings.Contains(string(readme), "```go\n"+block+"\n```") {
-		t.Fatal("README.md's generator example differs from generators/example_test.go")
+		t.Fatal("README.md's generator example (\"Writing a generator\") differs from the block between the markers in generators/example_test.go")
 	}
 }

@@ -1,12 +1,14 @@
 package generators
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -486,35 +488,13 @@ func (g *genRunner) runOnce(ctx context.Context) (more bool, err error) {
 	defer snap.Close()
 
 	in := &Input{View: snap, Rebuild: p.Rebuild}
-	upTo := p.Seq
-	ids := map[string]bool{}
-	err = schema.Changes(snap, p.Seq, func(c schema.Change) error {
-		if !in.Rebuild && len(ids) > 0 && len(ids)+len(c.IDs) > r.opts.MaxIDs {
-			more = true
-			return errStop
-		}
-		upTo = c.Seq
-		if c.Reset {
-			in.Rebuild = true
-		}
-		for _, id := range c.IDs {
-			ids[id] = true
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, errStop) {
+	upTo, more, err := g.gather(snap, p, in)
+	if err != nil {
 		return false, g.fail(err, "")
 	}
-	if !in.Rebuild {
-		if upTo == p.Seq {
-			g.setStatus(func(s *Status) { s.State = "idle"; s.Position = p.Seq })
-			return false, nil // nothing new
-		}
-		in.IDs = make([]string, 0, len(ids))
-		for id := range ids {
-			in.IDs = append(in.IDs, id)
-		}
-		sort.Strings(in.IDs)
+	if !in.Rebuild && upTo == p.Seq {
+		g.setStatus(func(s *Status) { s.State = "idle"; s.Position = p.Seq })
+		return false, nil // nothing new
 	}
 
 	state := "running"
@@ -556,6 +536,109 @@ func (g *genRunner) runOnce(ctx context.Context) (more bool, err error) {
 }
 
 var errStop = errors.New("stop")
+
+// backlogRuns bounds the work of a run that does not reach the end of the
+// feed: finding what its events are at its end reads the entries after
+// it, and past backlogRuns runs' worth of them a rebuild is cheaper.
+const backlogRuns = 64
+
+// gather reads the feed after position p into in: the changes of the run
+// (at most MaxIDs events, unless one entry holds more), each with its
+// before-image from the first entry after p that names it, or Rebuild
+// when an entry is a reset or has no before-images (an older release's).
+// It returns the last entry the run covers and whether entries remain.
+func (g *genRunner) gather(snap *kv.Snapshot, p position, in *Input) (upTo uint64, more bool, err error) {
+	maxIDs := g.r.opts.MaxIDs
+	upTo = p.Seq
+	index := map[string]int{} // id -> its change in in.changes
+	err = schema.Changes(snap, p.Seq, func(c schema.Change) error {
+		if !in.Rebuild && len(index) > 0 && len(index)+len(c.IDs) > maxIDs {
+			more = true
+			return errStop
+		}
+		upTo = c.Seq
+		if c.Reset || !c.HasBefore() {
+			in.Rebuild = true
+		}
+		if in.Rebuild {
+			return nil // a rebuild reads the whole snapshot: to its last entry
+		}
+		for i, id := range c.IDs {
+			if _, seen := index[id]; !seen {
+				index[id] = len(in.changes)
+				in.changes = append(in.changes, change{id: id, before: c.BeforeOf(i)})
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return 0, false, err
+	}
+	if in.Rebuild {
+		in.changes = nil
+		return upTo, false, nil
+	}
+	// What each event is at upTo: the before-image of the first later
+	// entry that names it, or else what the snapshot holds.
+	resolved := make([]bool, len(in.changes))
+	if more {
+		left, read := len(in.changes), 0
+		err = schema.Changes(snap, upTo, func(c schema.Change) error {
+			if c.Reset || !c.HasBefore() {
+				return errStop // the next run rebuilds: what this one ends with does not matter
+			}
+			for i, id := range c.IDs {
+				if k, ok := index[id]; ok && !resolved[k] {
+					in.changes[k].after, resolved[k] = c.BeforeOf(i), true
+					left--
+				}
+			}
+			if read += len(c.IDs); left == 0 || read > backlogRuns*maxIDs {
+				return errStop
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errStop) {
+			return 0, false, err
+		}
+		if left > 0 && read > backlogRuns*maxIDs {
+			in.Rebuild, in.changes = true, nil
+			head, err := feedHead(snap, upTo)
+			return head, false, err
+		}
+	}
+	for k := range in.changes {
+		if resolved[k] {
+			continue
+		}
+		var raw json.RawMessage
+		if _, err := snap.Get(schema.EventKey(in.changes[k].id), &raw); err != nil {
+			return 0, false, err
+		}
+		in.changes[k].after = raw
+	}
+	// An event created and deleted within the run, or changed and changed
+	// back, is no change.
+	in.changes = slices.DeleteFunc(in.changes, func(c change) bool { return bytes.Equal(c.before, c.after) })
+	slices.SortFunc(in.changes, func(a, b change) int { return strings.Compare(a.id, b.id) })
+	in.IDs = make([]string, len(in.changes))
+	for i, c := range in.changes {
+		in.IDs[i] = c.id
+	}
+	return upTo, more, nil
+}
+
+// feedHead returns the last sequence number of the feed in snap (after,
+// when nothing follows it).
+func feedHead(snap *kv.Snapshot, after uint64) (uint64, error) {
+	head := after
+	err := snap.ScanFrom(schema.PrefixChanges, schema.ChangeKey(after+1), func(key string, _ json.RawMessage) error {
+		seq, err := schema.ParseChangeKey(key)
+		head = seq
+		return err
+	})
+	return head, err
+}
 
 // update calls the generator, turning a panic into an error.
 func (g *genRunner) update(ctx context.Context, in *Input, out *Scope) (err error) {

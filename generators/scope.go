@@ -2,6 +2,7 @@ package generators
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -21,6 +22,7 @@ import (
 type Scope struct {
 	w      *writes
 	prefix string // the full key prefix this view addresses
+	family bool   // a Sub: keys are the third segment, never empty
 }
 
 // writes are one run's pending writes, shared by a generator's views.
@@ -94,6 +96,34 @@ func (w *writes) unstored(full string) bool {
 	return w.cleared || full == w.missed || (w.spilled != nil && !w.spilled.mayHave(full))
 }
 
+// Sub returns the view of a family of values under key, one per sub-key:
+// Sub(key).Put(sub, v) writes generated:{name}:{key}:{sub}, which readers
+// list with Keys or Scan of generated:{name}:{key}: (hashtags keeps one
+// value per tag and event this way, generated:hashtags:{tag}:{id}, so
+// that no value grows with the log). A Sub's keys must not be empty, and
+// a Sub has no Subs of its own.
+func (s *Scope) Sub(key string) *Scope {
+	if s.family {
+		return &Scope{w: s.w, prefix: "", family: true} // every use fails: see check
+	}
+	return &Scope{w: s.w, prefix: s.prefix + schema.EscapeSegment(key) + ":", family: true}
+}
+
+// ErrKey: a key a Scope cannot address (an empty key of a Sub, or any key
+// of a Sub of a Sub).
+var ErrKey = errors.New("key outside what a generator can address")
+
+// check rejects the keys a view cannot address.
+func (s *Scope) check(key string) error {
+	switch {
+	case s.family && s.prefix == "":
+		return fmt.Errorf("%w: %s: a Sub of a Sub (key %q)", ErrKey, s.w.name, key)
+	case s.family && key == "":
+		return fmt.Errorf("%w: %s: an empty key in %s", ErrKey, s.w.name, s.prefix)
+	}
+	return nil
+}
+
 // Name returns the generator's name.
 func (s *Scope) Name() string { return s.w.name }
 
@@ -102,6 +132,9 @@ func (s *Scope) Key(key string) string { return s.prefix + schema.EscapeSegment(
 
 // Put stores value, encoded as JSON, under the relative key.
 func (s *Scope) Put(key string, value any) error {
+	if err := s.check(key); err != nil {
+		return err
+	}
 	b, err := json.Marshal(value)
 	if err != nil {
 		return fmt.Errorf("%s: encoding the value of %q: %w", s.w.name, key, err)
@@ -111,6 +144,9 @@ func (s *Scope) Put(key string, value any) error {
 
 // Delete deletes the relative key (a missing key is not an error).
 func (s *Scope) Delete(key string) error {
+	if err := s.check(key); err != nil {
+		return err
+	}
 	w := s.w
 	full := s.Key(key)
 	stored := false
@@ -147,6 +183,9 @@ func (w *writes) maybeSpill() error {
 // Get decodes the value of the relative key into dst, with this run's
 // writes applied.
 func (s *Scope) Get(key string, dst any) (bool, error) {
+	if err := s.check(key); err != nil {
+		return false, err
+	}
 	return s.w.get(s.Key(key), dst)
 }
 
@@ -172,17 +211,37 @@ func (w *writes) get(full string, dst any) (bool, error) {
 }
 
 // Scan calls fn, in key order, with every relative key that starts with
-// prefix and its value, with this run's writes applied.
+// prefix and its value, with this run's writes applied. The keys of a
+// Sub are not the view's own: they are seen through the Sub.
 func (s *Scope) Scan(prefix string, fn func(key string, value json.RawMessage) error) error {
+	return s.ScanFrom(prefix, "", fn)
+}
+
+// ScanFrom is Scan from the relative key start on (start sorts after
+// prefix, or starts with it): an ordered index is read from any point,
+// and a Scan stopped after its first key (by an error of fn's own) is a
+// seek.
+func (s *Scope) ScanFrom(prefix, start string, fn func(key string, value json.RawMessage) error) error {
+	if s.family && s.prefix == "" {
+		return s.check(prefix)
+	}
 	// A spill commits and forgets the pending writes, which this Scan is
 	// walking (and reads the store from an iterator opened before it):
 	// writes made from inside fn wait until the outermost Scan is done.
 	w := s.w
+	from := ""
+	if start != "" {
+		from = s.Key(start)
+	}
 	err := func() error {
 		w.scanning++
 		defer func() { w.scanning-- }()
-		return w.scan(s.Key(prefix), func(k string, v json.RawMessage) error {
-			rel, err := schema.UnescapeSegment(k[len(s.prefix):])
+		return w.scan(s.Key(prefix), from, func(k string, v json.RawMessage) error {
+			rel := k[len(s.prefix):]
+			if strings.IndexByte(rel, ':') >= 0 {
+				return nil // a Sub's
+			}
+			rel, err := schema.UnescapeSegment(rel)
 			if err != nil {
 				return fmt.Errorf("%s: key %q: %w", w.name, k, err)
 			}
@@ -195,10 +254,15 @@ func (s *Scope) Scan(prefix string, fn func(key string, value json.RawMessage) e
 	return err
 }
 
-// scan calls emit with every full key under full and its value, pending
-// writes applied, in key order.
-func (w *writes) scan(full string, emit func(key string, value json.RawMessage) error) error {
+// scan calls emit with every full key under full, from the full key from
+// on ("": all of them), and its value, pending writes applied, in key
+// order.
+func (w *writes) scan(full, from string, emit func(key string, value json.RawMessage) error) error {
 	mine := w.pendingUnder(full)
+	if from != "" {
+		lo, _ := slices.BinarySearch(mine, from)
+		mine = mine[lo:]
+	}
 	// flush emits the pending writes ordered before k (all when k is "").
 	i := 0
 	flush := func(k string) error {
@@ -212,7 +276,11 @@ func (w *writes) scan(full string, emit func(key string, value json.RawMessage) 
 		return nil
 	}
 	if !w.cleared {
-		err := w.live.Scan(full, func(k string, v json.RawMessage) error {
+		start := full
+		if from > full {
+			start = from
+		}
+		err := w.live.ScanFrom(full, start, func(k string, v json.RawMessage) error {
 			if err := flush(k); err != nil {
 				return err
 			}

@@ -2,6 +2,7 @@ package generators
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -47,9 +48,9 @@ func TestScopeScanMatchesAModel(t *testing.T) {
 				}
 				s.committed()
 			}
-			check := func(prefix string) {
+			checkFrom := func(prefix, start string) {
 				var got []string
-				err := s.Scan(prefix, func(k string, v json.RawMessage) error {
+				err := s.ScanFrom(prefix, start, func(k string, v json.RawMessage) error {
 					got = append(got, k+"="+string(v))
 					return nil
 				})
@@ -58,14 +59,15 @@ func TestScopeScanMatchesAModel(t *testing.T) {
 				}
 				var want []string
 				for _, k := range slices.Sorted(maps.Keys(model)) {
-					if strings.HasPrefix(k, prefix) {
+					if strings.HasPrefix(k, prefix) && k >= start {
 						want = append(want, fmt.Sprintf("%s=%d", k, model[k]))
 					}
 				}
 				if !slices.Equal(got, want) {
-					t.Fatalf("Scan(%q):\n got %v\nwant %v", prefix, got, want)
+					t.Fatalf("ScanFrom(%q, %q):\n got %v\nwant %v", prefix, start, got, want)
 				}
 			}
+			check := func(prefix string) { checkFrom(prefix, "") }
 			folded := false
 			for i := range 3000 {
 				k := fmt.Sprintf("%c%03d", 'a'+rune(rng.IntN(4)), rng.IntN(100))
@@ -100,8 +102,10 @@ func TestScopeScanMatchesAModel(t *testing.T) {
 						t.Fatal(err)
 					}
 					delete(model, k)
-				case r < 95:
+				case r < 92:
 					check(k[:1+rng.IntN(2)])
+				case r < 95:
+					checkFrom(k[:1], k[:1+rng.IntN(3)])
 				case r < 96:
 					// A scan inside a scan: the inner one may fold the
 					// index the outer one is walking.
@@ -170,5 +174,71 @@ func TestScopeSpillWaitsForTheScan(t *testing.T) {
 	var v string
 	if found, err := e.db.Get(schema.GeneratedKey("spill", "za099"), &v); err != nil || !found || v != big {
 		t.Fatalf("the spill did not commit the writes made during the Scan: %v %v", found, err)
+	}
+}
+
+// A generator's views: its values, a Sub's family of values under one of
+// their keys (generated:{name}:{key}:{sub}), and its private state, each
+// seeing only its own keys; the keys a view cannot address are errors.
+func TestScopeViews(t *testing.T) {
+	e := newEnv(t, Options{Enabled: []string{}})
+	s := newScope("v", e.db, false)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.Put("tag", 1))
+	must(s.Sub("tag").Put("id1", "d1"))
+	must(s.Sub("tag").Put("id:2", "d2"))
+	must(s.Sub("other").Put("id1", "d3"))
+	must(s.State().Put("tag", "private"))
+	w := e.db.NewWriteBatch()
+	s.commitTo(w)
+	must(w.Commit())
+	s.committed()
+	keys, err := e.db.Keys(schema.PrefixGenerated)
+	must(err)
+	state, err := e.db.Keys(schema.PrefixState)
+	must(err)
+	keys = append(keys, state...)
+	want := []string{
+		schema.GeneratedKey("v", "tag"),
+		schema.GeneratedSubKey("v", "other", "id1"),
+		schema.GeneratedSubKey("v", "tag", "id:2"),
+		schema.GeneratedSubKey("v", "tag", "id1"),
+		schema.StateKey("v", "tag"),
+	}
+	slices.Sort(want)
+	if !slices.Equal(keys, want) {
+		t.Fatalf("keys %q, want %q", keys, want)
+	}
+	scan := func(v *Scope) string {
+		var got []string
+		must(v.Scan("", func(k string, val json.RawMessage) error { got = append(got, k+"="+string(val)); return nil }))
+		return strings.Join(got, " ")
+	}
+	if got := scan(s); got != "tag=1" {
+		t.Fatalf("the values' Scan: %s (a Sub's keys are the Sub's)", got)
+	}
+	if got := scan(s.Sub("tag")); got != `id:2="d2" id1="d1"` { // in the store's order: id%3A2 first
+		t.Fatalf("the Sub's Scan: %s", got)
+	}
+	if got := scan(s.State()); got != `tag="private"` {
+		t.Fatalf("the state's Scan: %s", got)
+	}
+	if err := s.Sub("tag").Put("", 1); !errors.Is(err, ErrKey) {
+		t.Fatalf("an empty key in a Sub: %v", err)
+	}
+	if err := s.Sub("a").Sub("b").Put("c", 1); !errors.Is(err, ErrKey) {
+		t.Fatalf("a Sub of a Sub: %v", err)
+	}
+	for _, k := range keys {
+		if p, err := schema.ParseKey(k); err != nil {
+			t.Fatalf("%q does not parse: %v", k, err)
+		} else if p.Kind == schema.KeyGenerated && p.Generator != "v" {
+			t.Fatalf("%q parses as %+v", k, p)
+		}
 	}
 }

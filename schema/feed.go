@@ -8,13 +8,36 @@ import (
 )
 
 // Change is one entry of the change feed, "mirrord:changes:{seq}": the ids
-// of the events one applied batch put or deleted, or Reset when everything
-// may have changed (a resync or a first load finished). The mirror engine
-// writes it in the same batch as the data; generators read it.
+// of the events one applied batch put or deleted, each with its
+// before-image, or Reset when everything may have changed (a resync or a
+// first load finished). The mirror engine writes it in the same batch as
+// the data; generators read it.
 type Change struct {
-	Seq   uint64   `json:"-"`
-	IDs   []string `json:"ids,omitempty"`
-	Reset bool     `json:"reset,omitempty"`
+	Seq uint64   `json:"-"`
+	IDs []string `json:"ids,omitempty"`
+	// Before holds, for each of IDs, the event as the mirror held it
+	// before the batch (its stored JSON), or null for an id it did not
+	// hold: with it a generator takes back what the event contributed
+	// without keeping an index of its own. Entries written before the
+	// feed recorded it have none (HasBefore is false).
+	Before []json.RawMessage `json:"before,omitempty"`
+	Reset  bool              `json:"reset,omitempty"`
+}
+
+// HasBefore reports whether the entry records a before-image for each of
+// its ids.
+func (c *Change) HasBefore() bool { return len(c.Before) == len(c.IDs) }
+
+// BeforeOf returns the before-image of IDs[i]: the stored event, or nil
+// when the mirror did not hold it (or the entry records none).
+func (c *Change) BeforeOf(i int) []byte {
+	if i >= len(c.Before) {
+		return nil
+	}
+	if b := c.Before[i]; len(b) > 0 && string(b) != "null" {
+		return b
+	}
+	return nil
 }
 
 // Changes calls fn for every change-feed entry with a sequence number

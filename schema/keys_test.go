@@ -30,7 +30,7 @@ func TestEscapeSegment(t *testing.T) {
 }
 
 func TestUnescapeSegmentRejectsNonCanonical(t *testing.T) {
-	for _, seg := range []string{"a:b", "%41", "%3a", "%2", "%", "%zz", "%7F"} {
+	for _, seg := range []string{"a:b", "%41", "%3a", "%2", "%", "%zz", "%7F", "a\x1eb", "\x00"} {
 		if _, err := UnescapeSegment(seg); !errors.Is(err, ErrBadKey) {
 			t.Errorf("UnescapeSegment(%q) err = %v, want ErrBadKey", seg, err)
 		}
@@ -72,6 +72,12 @@ func TestBuildersAndParseKeyRoundTrip(t *testing.T) {
 			if !strings.HasPrefix(GeneratedKey(id, name), GeneratorPrefix(id)) {
 				t.Errorf("GeneratedKey(%q, %q) is outside GeneratorPrefix", id, name)
 			}
+			if k, err := ParseKey(GeneratedSubKey(id, name, "s:"+id)); err != nil || k != (Key{Kind: KeyGenerated, Generator: id, Name: name, Sub: "s:" + id}) {
+				t.Errorf("ParseKey(GeneratedSubKey(%q, %q, ...)) = %+v, %v", id, name, k, err)
+			}
+			if sub := GeneratedSubKey(id, name, "x"); !strings.HasPrefix(sub, GeneratedSubPrefix(id, name)) || !strings.HasPrefix(sub, GeneratorPrefix(id)) {
+				t.Errorf("GeneratedSubKey(%q, %q, x) = %q is outside its prefixes", id, name, sub)
+			}
 			sk := StateKey(id, name)
 			if !strings.HasPrefix(sk, StatePrefix(id)) || !strings.HasPrefix(sk, PrefixState) {
 				t.Errorf("StateKey(%q, %q) = %q is outside StatePrefix", id, name, sk)
@@ -110,7 +116,7 @@ func TestAppendBuildersMatchStringBuilders(t *testing.T) {
 }
 
 func TestParseKeyErrors(t *testing.T) {
-	for _, key := range []string{"", "other:x", "modifier:abc", "event:a:b", "generated:g", "event:%GG"} {
+	for _, key := range []string{"", "other:x", "modifier:abc", "event:a:b", "generated:g", "event:%GG", "generated:g:k:", "generated:g:k:a:b", "generated:g:k:%ZZ"} {
 		if _, err := ParseKey(key); !errors.Is(err, ErrBadKey) {
 			t.Errorf("ParseKey(%q) err = %v, want ErrBadKey", key, err)
 		}
@@ -139,7 +145,7 @@ func TestChangeKeyOrderIsNumeric(t *testing.T) {
 }
 
 func FuzzParseKey(f *testing.F) {
-	for _, s := range []string{"event:a", "modifier:a%3Ab:c", "generated:g:k", "mirrord:x", "event:%", "modifier::", "event:%1F"} {
+	for _, s := range []string{"event:a", "modifier:a%3Ab:c", "generated:g:k", "generated:g:k:id", "generated:g:k:", "generated:g:k:a:b", "mirrord:x", "event:%", "modifier::", "event:%1F"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, key string) {
@@ -157,6 +163,9 @@ func FuzzParseKey(f *testing.F) {
 			rebuilt = ModifierKey(k.ID, k.Name)
 		case KeyGenerated:
 			rebuilt = GeneratedKey(k.Generator, k.Name)
+			if k.Sub != "" {
+				rebuilt = GeneratedSubKey(k.Generator, k.Name, k.Sub)
+			}
 		case KeyInternal:
 			return
 		}
