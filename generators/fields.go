@@ -1,6 +1,8 @@
 package generators
 
 import (
+	"bytes"
+
 	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/internal/jsonx"
 )
@@ -47,8 +49,10 @@ func readFields(b []byte) (*Fields, bool) {
 		if b[i] != '"' {
 			return nil, false
 		}
-		kend, _, err := jsonx.ScanString(b, i)
-		if err != nil {
+		// Stored values were checked when they were written: strings are
+		// found by their closing quote, not checked again.
+		kend := jsonx.StringEnd(b, i)
+		if kend > len(b) || b[kend-1] != '"' || kend-i < 2 {
 			return nil, false
 		}
 		key := b[i+1 : kend-1]
@@ -74,13 +78,16 @@ func readFields(b []byte) (*Fields, bool) {
 			if b[i] != '"' {
 				return nil, false
 			}
-			var escaped bool
-			if end, escaped, err = jsonx.ScanString(b, i); err != nil {
+			end = jsonx.StringEnd(b, i)
+			if end-i < 2 || b[end-1] != '"' {
 				return nil, false
 			}
-			if !escaped {
-				*dst = string(b[i+1 : end-1])
-			} else if s, err := jsonx.AppendUnquote(nil, b[i:end]); err == nil {
+			tok := b[i:end]
+			if bytes.IndexByte(tok, '\\') < 0 {
+				*dst = string(tok[1 : len(tok)-1])
+			} else if _, _, err := jsonx.ScanString(tok, 0); err != nil {
+				return nil, false // checked before decoding: a bad escape would not decode safely
+			} else if s, err := jsonx.AppendUnquote(nil, tok); err == nil {
 				*dst = string(s)
 			} else {
 				return nil, false

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sort"
+	"strings"
 )
 
 func init() { Register("hashtags", func() Generator { return hashtags{} }) }
@@ -40,7 +41,11 @@ func Tags(text string) []string {
 	var tags []string
 	for i := 0; i < len(text); i++ {
 		if text[i] != '#' {
-			continue
+			j := strings.IndexByte(text[i:], '#')
+			if j < 0 {
+				break
+			}
+			i += j
 		}
 		end := wordEnd(text, i+1)
 		if end == i+1 {
@@ -80,6 +85,7 @@ func isWord(c byte) bool {
 }
 
 func (hashtags) Update(ctx context.Context, in *Input, out *Scope) error {
+	var date []byte // scratch
 	return in.FieldChanges(func(id string, before, after *Fields) error {
 		var was, now []string
 		if before != nil {
@@ -99,7 +105,8 @@ func (hashtags) Update(ctx context.Context, in *Input, out *Scope) error {
 			if slices.Contains(was, t) && before.Date == after.Date {
 				continue // stored as it is
 			}
-			if err := out.Sub(t).Put(id, after.Date); err != nil {
+			date = append(append(append(date[:0], '"'), after.Date...), '"') // dates need no escaping
+			if err := out.Sub(t).putJSON(id, date); err != nil {
 				return err
 			}
 		}

@@ -1,6 +1,7 @@
 package generators
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -26,6 +27,11 @@ type Input struct {
 
 	changes []change // of IDs, in the same order
 
+	// In a streamed rebuild: the session's stream of events, and the
+	// run's context.
+	stream *member
+	ctx    context.Context
+
 	mu      sync.Mutex
 	current string // the event being processed, for reports
 }
@@ -38,25 +44,50 @@ type change struct {
 	before, after []byte
 }
 
+// item is one change handed to a generator: stored JSON, and in a
+// streamed rebuild the batch that caches its parses.
+type item struct {
+	id            string
+	before, after []byte
+	batch         *eventBatch
+	i             int
+}
+
+func (it item) afterEvent() (*eventlog.Event, error) {
+	if it.batch != nil {
+		return it.batch.eventOf(it.i)
+	}
+	return parseStored(it.after)
+}
+
+func (it item) afterFields() (*Fields, error) {
+	if it.batch != nil {
+		return it.batch.fieldsOf(it.i)
+	}
+	return storedFields(it.after)
+}
+
 // Changes calls fn with each event changed since the generator's last
 // run: its id, the event as it stood then (nil: it was not in the
 // mirror) and as it stands now (nil: deleted). An event changed several
 // times is handed once, with the first and the last of its versions. In
 // a rebuild, every event of the mirror, with before nil. A generator that
 // only needs to take back what an event contributed (counts, sums, sets
-// keyed by one of its fields) thus keeps no index of its own. A panic or
-// an error inside fn is reported with that event's id.
+// keyed by one of its fields) thus keeps no index of its own. The events
+// are the generator's to read, not to change: in a rebuild they are
+// shared with the other generators. A panic or an error inside fn is
+// reported with that event's id.
 func (in *Input) Changes(fn func(id string, before, after *eventlog.Event) error) error {
-	return in.each(func(id string, before, after []byte) error {
-		b, err := parseStored(before)
+	return in.each(func(it item) error {
+		b, err := parseStored(it.before)
 		if err != nil {
 			return err
 		}
-		a, err := parseStored(after)
+		a, err := it.afterEvent()
 		if err != nil {
 			return err
 		}
-		return fn(id, b, a)
+		return fn(it.id, b, a)
 	})
 }
 
@@ -65,71 +96,69 @@ func (in *Input) Changes(fn func(id string, before, after *eventlog.Event) error
 // without decoding the rest, several times faster than a full parse, and
 // all the built-in generators need.
 func (in *Input) FieldChanges(fn func(id string, before, after *Fields) error) error {
-	return in.each(func(id string, before, after []byte) error {
-		b, err := storedFields(before)
+	return in.each(func(it item) error {
+		b, err := storedFields(it.before)
 		if err != nil {
 			return err
 		}
-		a, err := storedFields(after)
+		a, err := it.afterFields()
 		if err != nil {
 			return err
 		}
-		return fn(id, b, a)
+		return fn(it.id, b, a)
 	})
 }
 
 // Events calls fn with each changed event as it stands now, or with a nil
-// event when it was deleted; in a rebuild, with every event. A panic or
-// an error inside fn is reported with that event's id.
+// event when it was deleted; in a rebuild, with every event (shared with
+// the other generators: not to be changed). A panic or an error inside fn
+// is reported with that event's id.
 func (in *Input) Events(fn func(id string, ev *eventlog.Event) error) error {
-	return in.each(func(id string, _, after []byte) error {
-		ev, err := parseStored(after)
+	return in.each(func(it item) error {
+		ev, err := it.afterEvent()
 		if err != nil {
 			return err
 		}
-		return fn(id, ev)
+		return fn(it.id, ev)
 	})
 }
 
-// each calls fn with every change of the run as stored JSON, naming the
-// event in what fn returns and in a panic's report.
-func (in *Input) each(fn func(id string, before, after []byte) error) error {
-	call := func(id string, before, after []byte) error {
-		in.setCurrent(id)
-		if err := fn(id, before, after); err != nil {
-			return WithEvent(id, err)
+// each calls fn with every change of the run, naming the event in what fn
+// returns and in a panic's report.
+func (in *Input) each(fn func(it item) error) error {
+	call := func(it item) error {
+		in.setCurrent(it.id)
+		if err := fn(it); err != nil {
+			return WithEvent(it.id, err)
 		}
 		in.setCurrent("")
 		return nil
 	}
 	if !in.Rebuild {
 		for _, c := range in.changes {
-			if err := call(c.id, c.before, c.after); err != nil {
+			if err := call(item{id: c.id, before: c.before, after: c.after}); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	each := func(key string, raw []byte) error {
+	if snap, ok := in.View.(*kv.Snapshot); ok {
+		if in.stream != nil {
+			ctx := in.ctx
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			return in.stream.each(ctx, snap, call)
+		}
+		return eachStored(snap, "", call)
+	}
+	return in.View.Scan(schema.PrefixEvent, func(key string, raw json.RawMessage) error {
 		k, err := schema.ParseKey(key)
 		if err != nil {
 			return err
 		}
-		return call(k.ID, nil, raw)
-	}
-	// The events are checked where they are parsed, so the views that
-	// can skip Scan's own check of the grammar do: a second pass over
-	// every event, a tenth of the CPU of a rebuild.
-	if v, ok := in.View.(rawScanner); ok {
-		return v.ScanRaw([]byte(schema.PrefixEvent), func(key, raw []byte) error { return each(string(key), raw) })
-	}
-	return in.View.Scan(schema.PrefixEvent, func(key string, raw json.RawMessage) error { return each(key, raw) })
-}
-
-// rawScanner is what kv.DB and kv.Snapshot offer beyond kv.Reader: a Scan
-// that hands values over unchecked.
-type rawScanner interface {
-	ScanRaw(prefix []byte, fn func(key, value []byte) error) error
+		return call(item{id: k.ID, after: raw})
+	})
 }
 
 // parseStored parses a stored event (nil for nil).

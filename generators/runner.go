@@ -81,6 +81,10 @@ type Runner struct {
 	opts Options
 	log  *slog.Logger
 	gens []*genRunner
+
+	sessMu sync.Mutex
+	sess   *session       // the rebuild session being formed, if any
+	scans  sync.WaitGroup // the sessions' scans
 }
 
 type genRunner struct {
@@ -103,10 +107,9 @@ type genRunner struct {
 // so that they never hold the change feed back; enabling one again
 // rebuilds it.
 //
-// A store has one Runner at a time, and nothing else writes under
-// generated:: a rebuild trusts that the store holds under its
-// generator's prefix only what the rebuild itself committed (see
-// spilledKeys), and would otherwise keep a value it should delete.
+// A store has one Runner at a time, and nothing else writes under a
+// generator's prefixes: a generator's runs read its own values as its
+// last commit left them.
 func NewRunner(db *kv.DB, opts *Options) (*Runner, error) {
 	var o Options
 	if opts != nil {
@@ -224,6 +227,7 @@ func (r *Runner) Run(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+	r.scans.Wait()
 }
 
 // CatchUp brings every enabled generator up to date with the change feed
@@ -247,6 +251,7 @@ func (r *Runner) CatchUp(ctx context.Context, attempts int) error {
 		}()
 	}
 	wg.Wait()
+	r.scans.Wait()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -478,7 +483,7 @@ func (g *genRunner) runOnce(ctx context.Context) (more bool, err error) {
 	if err != nil {
 		return false, g.fail(err, "")
 	}
-	if g.rebuild.Swap(false) || p.Version != g.version {
+	if g.rebuild.Load() || p.due(g.version) {
 		p.Rebuild = true
 	}
 	snap, err := r.db.Snapshot()
@@ -492,42 +497,29 @@ func (g *genRunner) runOnce(ctx context.Context) (more bool, err error) {
 	if err != nil {
 		return false, g.fail(err, "")
 	}
-	if !in.Rebuild && upTo == p.Seq {
+	if in.Rebuild {
+		// A streamed rebuild, from a snapshot of its own; the entries
+		// after it are for the runs that follow.
+		snap.Close()
+		if err := g.rebuildStreamed(ctx); err != nil {
+			return false, err
+		}
+		return true, nil
+	}
+	if upTo == p.Seq {
 		g.setStatus(func(s *Status) { s.State = "idle"; s.Position = p.Seq })
 		return false, nil // nothing new
 	}
 
-	state := "running"
-	if in.Rebuild {
-		state = "rebuilding"
-		// A rebuild reads the whole snapshot; entries that arrive after
-		// it are handled by the next run.
-		more = false
-	}
-	g.setStatus(func(s *Status) { s.State = state })
-	start := time.Now()
-	out := newScope(g.name, r.db, in.Rebuild)
-	if in.Rebuild {
-		out.w.spill = func() error { return g.commit(out, position{Seq: p.Seq, Rebuild: true, Version: p.Version}) }
-	}
+	g.setStatus(func(s *Status) { s.State = "running" })
+	out := newScope(g.name, r.db, false)
 	if err := g.update(ctx, in, out); err != nil {
-		if in.Rebuild {
-			g.rebuild.Store(true) // still due
-		}
 		return false, g.fail(err, in.currentID())
 	}
-	next := position{Seq: upTo, Version: g.version}
-	if err := g.commit(out, next); err != nil {
-		if in.Rebuild {
-			g.rebuild.Store(true)
-		}
+	if err := g.commit(out, position{Seq: upTo, Version: g.version}); err != nil {
 		return false, g.fail(err, "")
 	}
-	if in.Rebuild {
-		r.log.Info("generator rebuilt", "generator", g.name, "position", upTo, "took", time.Since(start).Round(time.Millisecond))
-	} else {
-		r.log.Debug("generator updated", "generator", g.name, "position", upTo, "events", len(in.IDs))
-	}
+	r.log.Debug("generator updated", "generator", g.name, "position", upTo, "events", len(in.IDs))
 	g.setStatus(func(s *Status) {
 		s.State, s.Position, s.LastError, s.LastEvent, s.Retries = "idle", upTo, "", "", 0
 		s.LastRun = r.opts.Now()
@@ -652,6 +644,9 @@ func (g *genRunner) update(ctx context.Context, in *Input, out *Scope) (err erro
 	}()
 	return g.gen.Update(ctx, in, out)
 }
+
+// encodePosition is a position as stored.
+func encodePosition(p position) ([]byte, error) { return json.Marshal(p) }
 
 // commit writes the scope's pending writes and the position in one batch.
 func (g *genRunner) commit(out *Scope, p position) error {

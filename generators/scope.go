@@ -51,12 +51,14 @@ type writes struct {
 	// Pebble twice. A commit forgets it.
 	missed string
 
-	// spill, set by the runner for a rebuild, commits the pending writes
-	// when they grow large (the rebuild stays marked until it completes).
-	spill func() error
+	// stream, in a streamed rebuild, holds the writes spilt to sorted
+	// runs once the pending ones pass its budget (see streamScope).
+	stream  *spillRuns
+	scratch []byte // a key being built
 
 	// spilled, in a scope that began cleared (a rebuild), holds every key
-	// committed since: under the prefixes the store has nothing else.
+	// written out since (committed, or spilt to a run): under the prefixes
+	// nothing else is there.
 	spilled *spilledKeys
 }
 
@@ -70,10 +72,6 @@ type op struct {
 	// rebuild's writes and compactions.
 	stored bool
 }
-
-// spillSize bounds the pending writes of one run before a rebuild commits
-// part of them.
-const spillSize = 4 << 20
 
 func newScope(name string, live kv.Reader, cleared bool) *Scope {
 	w := &writes{name: name, prefixes: []string{schema.GeneratorPrefix(name), schema.StatePrefix(name)},
@@ -160,6 +158,15 @@ func (s *Scope) Delete(key string) error {
 }
 
 func (w *writes) set(full string, o op) error {
+	if w.stream != nil {
+		if _, ok := w.pending[full]; !ok && !o.del {
+			// A value nobody read in this run: to the append log.
+			w.stream.append(full, o.value)
+			w.spilled.add(full)
+			w.size += len(full) + len(o.value)
+			return w.maybeSpillUnlessScanning()
+		}
+	}
 	if old, ok := w.pending[full]; ok {
 		w.size -= len(full) + len(old.value)
 	} else {
@@ -167,6 +174,10 @@ func (w *writes) set(full string, o op) error {
 	}
 	w.pending[full] = o
 	w.size += len(full) + len(o.value)
+	return w.maybeSpillUnlessScanning()
+}
+
+func (w *writes) maybeSpillUnlessScanning() error {
 	if w.scanning > 0 {
 		return nil // see Scan
 	}
@@ -174,8 +185,8 @@ func (w *writes) set(full string, o op) error {
 }
 
 func (w *writes) maybeSpill() error {
-	if w.spill != nil && w.size > spillSize {
-		return w.spill()
+	if w.stream != nil && w.size > w.stream.budget {
+		return w.spillRun()
 	}
 	return nil
 }
@@ -198,6 +209,9 @@ func (w *writes) get(full string, dst any) (bool, error) {
 			return true, nil
 		}
 		return true, json.Unmarshal(o.value, dst)
+	}
+	if w.stream != nil {
+		return w.streamGet(full, dst)
 	}
 	if w.unstored(full) {
 		w.missed = full
@@ -258,6 +272,9 @@ func (s *Scope) ScanFrom(prefix, start string, fn func(key string, value json.Ra
 // on ("": all of them), and its value, pending writes applied, in key
 // order.
 func (w *writes) scan(full, from string, emit func(key string, value json.RawMessage) error) error {
+	if w.stream != nil {
+		return w.streamScan(full, from, emit)
+	}
 	mine := w.pendingUnder(full)
 	if from != "" {
 		lo, _ := slices.BinarySearch(mine, from)

@@ -15,15 +15,21 @@ import (
 )
 
 // TestScopeScanMatchesAModel drives a scope with random puts, deletes,
-// prefix scans (some from inside another scan's callback) and commits,
-// enough of them to cross the point where pending keys are folded into
-// the sorted index many times, and checks every scan against a map.
+// gets, prefix scans (some from inside another scan's callback) and
+// commits, enough of them to cross the point where pending keys are folded
+// into the sorted index many times, and checks every read against a map:
+// an incremental run's scope over the store, a cleared one, and a streamed
+// rebuild's, whose "commits" spill its writes to runs (and a small budget
+// many more), read back by Get and Scan and, at the end, written out.
 func TestScopeScanMatchesAModel(t *testing.T) {
 	e := newEnv(t, Options{Enabled: []string{}})
-	for _, cleared := range []bool{false, true} {
-		t.Run(fmt.Sprintf("cleared=%v", cleared), func(t *testing.T) {
-			rng := rand.New(rand.NewPCG(7, uint64(len(fmt.Sprint(cleared)))))
-			name := fmt.Sprintf("model%v", cleared)
+	defer func(n int) { streamBudget = n }(streamBudget)
+	streamBudget = 2 << 10
+	for _, mode := range []string{"incremental", "cleared", "stream"} {
+		cleared := mode != "incremental"
+		t.Run(mode, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(7, uint64(len(mode))))
+			name := "model-" + mode
 			// The store already holds some values; a cleared scope must
 			// not see them.
 			model := map[string]int{}
@@ -47,6 +53,16 @@ func TestScopeScanMatchesAModel(t *testing.T) {
 					t.Fatal(err)
 				}
 				s.committed()
+			}
+			if mode == "stream" {
+				fs, dir := e.db.TempDir()
+				s = newStreamScope(name, fs, dir)
+				defer s.w.closeRuns()
+				wb = func() {
+					if err := s.w.spillRun(); err != nil {
+						t.Fatal(err)
+					}
+				}
 			}
 			checkFrom := func(prefix, start string) {
 				var got []string
@@ -116,14 +132,46 @@ func TestScopeScanMatchesAModel(t *testing.T) {
 				case r < 97 && rng.IntN(4) == 0:
 					wb()
 				}
-				folded = folded || len(s.w.sorted) > 0
+				folded = folded || len(s.w.sorted) > 0 || (s.w.stream != nil && len(s.w.stream.recs) > 20)
 				if i%1000 == 0 {
 					check("")
 				}
 			}
 			check("")
 			if !folded {
-				t.Fatal("the pending keys were never folded into the sorted index: the test misses that path")
+				t.Fatal("the pending keys were never folded into the sorted index (or, streamed, many in the log): the test misses that path")
+			}
+			if mode != "stream" {
+				return
+			}
+			if len(s.w.stream.runs) < 10 {
+				t.Fatalf("%d runs: the test misses reading across many", len(s.w.stream.runs))
+			}
+			// Written out, the store holds exactly the model.
+			in := e.db.NewReplacement()
+			vr, sr := replaceRanges(name)
+			if err := s.w.writeOutput(in.Replace(vr[0], vr[1]), in.Replace(sr[0], sr[1])); err != nil {
+				t.Fatal(err)
+			}
+			if err := in.Commit(e.ctx()); err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]int{}
+			err := e.db.Scan(schema.GeneratorPrefix(name), func(k string, v json.RawMessage) error {
+				p, err := schema.ParseKey(k)
+				if err != nil {
+					return err
+				}
+				var n int
+				err = json.Unmarshal(v, &n)
+				got[p.Name] = n
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !maps.Equal(got, model) {
+				t.Fatalf("written out: %d keys, the model %d", len(got), len(model))
 			}
 		})
 	}
@@ -131,22 +179,13 @@ func TestScopeScanMatchesAModel(t *testing.T) {
 
 // Writes made from inside a Scan's callback never spill in the middle of
 // it: the Scan goes on seeing the pending values it walks, and the spill
-// comes once the Scan is done.
+// comes once the Scan is done; what was spilt is still read back.
 func TestScopeSpillWaitsForTheScan(t *testing.T) {
 	e := newEnv(t, Options{Enabled: []string{}})
-	s := newScope("spill", e.db, true)
-	spills := 0
-	s.w.spill = func() error {
-		spills++
-		w := e.db.NewWriteBatch()
-		defer w.Close()
-		s.commitTo(w)
-		if err := w.Commit(); err != nil {
-			return err
-		}
-		s.committed()
-		return nil
-	}
+	fs, dir := e.db.TempDir()
+	s := newStreamScope("spill", fs, dir)
+	defer s.w.closeRuns()
+	s.w.stream.budget = 1 << 20
 	for i := range 100 {
 		if err := s.Put(fmt.Sprintf("a%03d", i), i); err != nil {
 			t.Fatal(err)
@@ -159,7 +198,7 @@ func TestScopeSpillWaitsForTheScan(t *testing.T) {
 			return fmt.Errorf("Scan gave %s=%q, want %s=%d", k, v, want, n)
 		}
 		n++
-		// 100 × 64 KiB: past the spill size well before the Scan ends.
+		// 100 × 64 KiB: past the budget well before the Scan ends.
 		return s.Put("z"+k, big)
 	})
 	if err != nil {
@@ -168,12 +207,19 @@ func TestScopeSpillWaitsForTheScan(t *testing.T) {
 	if n != 100 {
 		t.Fatalf("Scan gave %d keys, want 100", n)
 	}
-	if spills != 1 {
-		t.Fatalf("%d spills, want 1, once the Scan was done", spills)
+	if runs := len(s.w.stream.runs); runs != 1 {
+		t.Fatalf("%d spills, want 1, once the Scan was done", runs)
+	}
+	if s.Len() != 0 {
+		t.Fatalf("%d writes still pending after the spill", s.Len())
 	}
 	var v string
-	if found, err := e.db.Get(schema.GeneratedKey("spill", "za099"), &v); err != nil || !found || v != big {
-		t.Fatalf("the spill did not commit the writes made during the Scan: %v %v", found, err)
+	if found, err := s.Get("za099", &v); err != nil || !found || v != big {
+		t.Fatalf("a value spilt during the Scan is not read back: %v %v", found, err)
+	}
+	var i int
+	if found, err := s.Get("a042", &i); err != nil || !found || i != 42 {
+		t.Fatalf("a value spilt is not read back: %d %v %v", i, found, err)
 	}
 }
 

@@ -73,8 +73,12 @@ func (p *bloomPart) has(h uint64) bool {
 }
 
 // add records a key that is being committed.
-func (f *spilledKeys) add(key string) {
-	h := xxhash.Sum64String(key)
+func (f *spilledKeys) add(key string) { f.addHash(xxhash.Sum64String(key)) }
+
+// addBytes is add of a key held as bytes.
+func (f *spilledKeys) addBytes(key []byte) { f.addHash(xxhash.Sum64(key)) }
+
+func (f *spilledKeys) addHash(h uint64) {
 	if f.has(h) {
 		return // already there (or a false positive: reported either way)
 	}

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
-	"time"
 )
 
 func init() { Register("summary", func() Generator { return summary{} }) }
@@ -48,10 +46,12 @@ type MonthSummary struct {
 	Last   string         `json:"last"`
 }
 
-// month is a month's value during a run, and whether its first or last
-// date must be looked up again (their holder left).
+// month is a month's value during a run, the instants of its first and
+// last dates, and whether they must be looked up again (their holder
+// left).
 type month struct {
 	v               MonthSummary
+	first, last     moment
 	refirst, relast bool
 }
 
@@ -69,16 +69,19 @@ func (summary) Update(ctx context.Context, in *Input, out *Scope) error {
 		if ms.v.ByType == nil {
 			ms.v.ByType = map[string]int{}
 		}
+		ms.first, ms.last = instant(ms.v.First), instant(ms.v.Last)
 		months[m] = ms
 		return ms, nil
 	}
+	var key, date []byte // scratch
 	err := in.FieldChanges(func(id string, before, after *Fields) error {
 		if before != nil {
 			ms, err := load(before.Date[:7])
 			if err != nil {
 				return err
 			}
-			if err := idx.Delete(indexKey(before.Date, id)); err != nil {
+			key = appendIndexKey(key[:0], before.Date, id)
+			if err := idx.Delete(string(key)); err != nil {
 				return err
 			}
 			ms.take(before)
@@ -88,7 +91,9 @@ func (summary) Update(ctx context.Context, in *Input, out *Scope) error {
 			if err != nil {
 				return err
 			}
-			if err := idx.Put(indexKey(after.Date, id), after.Date); err != nil {
+			key = appendIndexKey(key[:0], after.Date, id)
+			date = append(append(append(date[:0], '"'), after.Date...), '"') // dates need no escaping
+			if err := idx.putJSON(string(key), date); err != nil {
 				return err
 			}
 			ms.add(after)
@@ -154,26 +159,25 @@ func (ms *month) add(f *Fields) {
 	v.ByType[f.Type]++
 	t := instant(f.Date)
 	if v.Count == 1 {
-		v.First, v.Last = f.Date, f.Date
+		v.First, v.Last, ms.first, ms.last = f.Date, f.Date, t, t
 		return
 	}
 	// A first or last to be looked up again is looked up with this event
 	// in the index already.
-	if !ms.refirst && earlier(t, f.Date, instant(v.First), v.First) {
-		v.First = f.Date
+	if !ms.refirst && earlier(t, f.Date, ms.first, v.First) {
+		v.First, ms.first = f.Date, t
 	}
-	if !ms.relast && earlier(instant(v.Last), v.Last, t, f.Date) {
-		v.Last = f.Date
+	if !ms.relast && earlier(ms.last, v.Last, t, f.Date) {
+		v.Last, ms.last = f.Date, t
 	}
 }
 
-// indexKey is an event's key in the ordered index, relative to the
-// state: {YYYY-MM}/{instant}/{id}.
-func indexKey(date, id string) string {
-	b := make([]byte, 0, 8+instantDigits+1+len(id))
+// appendIndexKey appends an event's key in the ordered index, relative
+// to the state: {YYYY-MM}/{instant}/{id}.
+func appendIndexKey(b []byte, date, id string) []byte {
 	b = append(append(b, date[:7]...), '/')
 	b = appendInstant(b, instant(date))
-	return string(append(append(b, '/'), id...))
+	return append(append(b, '/'), id...)
 }
 
 // instantDigits is the length of an instant in the index: 16 hex digits
@@ -181,9 +185,9 @@ func indexKey(date, id string) string {
 // order of the instants) and 8 of nanoseconds.
 const instantDigits = 24
 
-func appendInstant(b []byte, t time.Time) []byte {
-	b = appendHex(b, uint64(t.Unix())^1<<63, 16)
-	return appendHex(b, uint64(t.Nanosecond()), 8)
+func appendInstant(b []byte, t moment) []byte {
+	b = appendHex(b, uint64(t.sec)^1<<63, 16)
+	return appendHex(b, uint64(t.nsec), 8)
 }
 
 func appendHex(b []byte, v uint64, digits int) []byte {
@@ -287,34 +291,46 @@ func indexDate(key string, raw json.RawMessage) (string, error) {
 	return date, nil
 }
 
+// moment is an instant: seconds since the Unix epoch and nanoseconds.
+type moment struct {
+	sec  int64
+	nsec int32
+}
+
+func (a moment) before(b moment) bool {
+	return a.sec < b.sec || (a.sec == b.sec && a.nsec < b.nsec)
+}
+
 // earlier orders dates by instant, and equal instants by their spelling,
 // so that first and last do not depend on the order events are seen.
-func earlier(a time.Time, as string, b time.Time, bs string) bool {
-	if !a.Equal(b) {
-		return a.Before(b)
+func earlier(a moment, as string, b moment, bs string) bool {
+	if a != b {
+		return a.before(b)
 	}
 	return as < bs
 }
 
 // instant parses any date form the log accepts (see eventlog.ValidDate):
 // YYYY-MM-DDTHH:MM:SS, optional fractional seconds, and Z, ±HHMM or
-// ±HH:MM. By hand, as a rebuild parses a million of them: time.Parse
-// tried two layouts for each.
-func instant(s string) time.Time {
+// ±HH:MM; the zero moment for anything else. By hand, as a rebuild parses
+// a million of them: time.Parse tried two layouts for each, and
+// strconv and time.Date were a twentieth of a rebuild's instructions.
+func instant(s string) moment {
+	if len(s) < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' {
+		return moment{}
+	}
+	ok := true
 	num := func(i, n int) int {
-		v, err := strconv.Atoi(s[i : i+n])
-		if err != nil {
-			return -1
+		v := 0
+		for _, c := range []byte(s[i : i+n]) {
+			if c < '0' || c > '9' {
+				ok = false
+			}
+			v = v*10 + int(c-'0')
 		}
 		return v
 	}
-	if len(s) < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' {
-		return time.Time{}
-	}
 	year, mon, day, hh, mm, ss := num(0, 4), num(5, 2), num(8, 2), num(11, 2), num(14, 2), num(17, 2)
-	if year < 0 || mon < 1 || day < 0 || hh < 0 || mm < 0 || ss < 0 {
-		return time.Time{}
-	}
 	i, nsec := 19, 0
 	if s[i] == '.' {
 		scale := 100_000_000
@@ -331,10 +347,30 @@ func instant(s string) time.Time {
 	case len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':':
 		off = num(i+1, 2)*3600 + num(i+4, 2)*60
 	default:
-		return time.Time{}
+		return moment{}
 	}
-	if len(s[i:]) > 1 && s[i] == '-' {
+	if !ok || mon < 1 || mon > 12 {
+		return moment{}
+	}
+	if s[i] == '-' {
 		off = -off
 	}
-	return time.Date(year, time.Month(mon), day, hh, mm, ss, nsec, time.UTC).Add(-time.Duration(off) * time.Second)
+	sec := daysFromCivil(year, mon, day)*86400 + int64(hh*3600+mm*60+ss-off)
+	return moment{sec: sec, nsec: int32(nsec)}
+}
+
+// daysFromCivil is the number of days from 1970-01-01 to a date of the
+// proleptic Gregorian calendar.
+func daysFromCivil(y, m, d int) int64 {
+	if m <= 2 {
+		y--
+	}
+	era := y / 400
+	if y < 0 && y%400 != 0 {
+		era--
+	}
+	yoe := y - era*400                     // [0, 399]
+	doy := (153*((m+9)%12)+2)/5 + d - 1    // [0, 365], from March 1
+	doe := yoe*365 + yoe/4 - yoe/100 + doy // [0, 146096]
+	return int64(era)*146097 + int64(doe) - 719468
 }

@@ -71,6 +71,10 @@ func appendEscaped[T text](dst []byte, s T) []byte {
 	return append(dst, s[start:]...)
 }
 
+// AppendSegment appends s escaped as one key segment to dst: EscapeSegment
+// without the allocation, for hot paths.
+func AppendSegment[T text](dst []byte, s T) []byte { return appendEscaped(dst, s) }
+
 // EscapeSegment returns s escaped for use as one key segment.
 func EscapeSegment(s string) string {
 	if !needsEscape(s) {

@@ -113,6 +113,9 @@ func TestAppendBuildersMatchStringBuilders(t *testing.T) {
 	if got := string(AppendDigestKey(nil, id)); got != DigestKey(id) || !strings.HasPrefix(got, PrefixDigest) {
 		t.Errorf("AppendDigestKey = %q", got)
 	}
+	if got := string(AppendSegment([]byte("x"), id)); got != "x"+EscapeSegment(id) {
+		t.Errorf("AppendSegment = %q", got)
+	}
 }
 
 func TestParseKeyErrors(t *testing.T) {

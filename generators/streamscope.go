@@ -1,0 +1,300 @@
+package generators
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/mirrord/mirrord/kv"
+	"github.com/mirrord/mirrord/schema"
+)
+
+// streamBudget bounds the writes a generator holds in memory in a
+// streamed rebuild (keys and values) before they are spilt to a sorted
+// run.
+var streamBudget = 8 << 20
+
+// spillRuns is what a streamed rebuild's scope keeps beside its pending
+// writes: an append log of the values it wrote without reading them first
+// (most of a rebuild's writes: an index entry, a tag's key, each written
+// once), which costs an append, not a map entry; and the sorted runs
+// written out so far, oldest first. A key is in the log or in the pending
+// map, never both: a Get of a key the log may hold writes the log out as
+// a run first, and the key then goes to the map.
+type spillRuns struct {
+	fs     vfs.FS
+	dir    string
+	budget int
+	runs   []*spillRun
+	buf    []byte // a lookup's block
+
+	log  []byte   // records: uvarint key length, key, value (to the next record)
+	recs []logRec // the log's records, in the order written
+}
+
+type logRec struct {
+	off, klen, end uint32 // the key at log[off:off+klen], the value up to end
+	pfx            uint64 // sort key: 8 bytes of the key (see sortLog)
+}
+
+// runSeq names the runs of the process's rebuilds apart.
+var runSeq atomic.Uint64
+
+// newStreamScope is the scope of a generator's streamed rebuild: it starts
+// empty, reads nothing from the store, and keeps what the generator
+// writes in memory and in sorted runs in dir of fs, for writeOutput.
+func newStreamScope(name string, fs vfs.FS, dir string) *Scope {
+	s := newScope(name, nil, true)
+	s.w.stream = &spillRuns{fs: fs, dir: dir, budget: streamBudget}
+	return s
+}
+
+// append adds a value to the log.
+func (st *spillRuns) append(key string, value []byte) {
+	off := len(st.log)
+	st.log = append(st.log, key...)
+	st.log = append(st.log, value...)
+	st.recs = append(st.recs, logRec{off: uint32(off), klen: uint32(len(key)), end: uint32(len(st.log))})
+}
+
+// appendBytes is append of a key held as bytes.
+func (st *spillRuns) appendBytes(key, value []byte) {
+	off := len(st.log)
+	st.log = append(st.log, key...)
+	st.log = append(st.log, value...)
+	st.recs = append(st.recs, logRec{off: uint32(off), klen: uint32(len(key)), end: uint32(len(st.log))})
+}
+
+// putJSON stores raw, JSON the caller encoded (a built-in generator's
+// own, trusted; copied), under the relative key: Put without the
+// encoding, and in a streamed rebuild without a string or a map entry
+// for the key.
+func (s *Scope) putJSON(key string, raw []byte) error {
+	if err := s.check(key); err != nil {
+		return err
+	}
+	w := s.w
+	if w.stream == nil {
+		return w.set(s.Key(key), op{value: bytes.Clone(raw)})
+	}
+	w.scratch = schema.AppendSegment(append(w.scratch[:0], s.prefix...), key)
+	if _, ok := w.pending[string(w.scratch)]; ok {
+		return w.set(string(w.scratch), op{value: bytes.Clone(raw)})
+	}
+	w.stream.appendBytes(w.scratch, raw)
+	w.spilled.addBytes(w.scratch)
+	w.size += len(w.scratch) + len(raw)
+	return w.maybeSpillUnlessScanning()
+}
+
+func (st *spillRuns) key(r logRec) []byte   { return st.log[r.off : r.off+r.klen] }
+func (st *spillRuns) value(r logRec) []byte { return st.log[r.off+r.klen : r.end] }
+
+// sortLog sorts the log's records by key, the later of equal keys last.
+// Keys of one generator share a long prefix (mirrord:state:summary:2025-05/
+// and the instant's first digits): the 8 bytes after the prefix all of
+// them share settle most comparisons as integers.
+func (st *spillRuns) sortLog() {
+	if len(st.recs) == 0 {
+		return
+	}
+	first := st.key(st.recs[0])
+	common := len(first)
+	for _, r := range st.recs[1:] {
+		k := st.key(r)
+		n := min(common, len(k))
+		i := 0
+		for i < n && k[i] == first[i] {
+			i++
+		}
+		common = i
+	}
+	for i := range st.recs {
+		var b [8]byte
+		k := st.key(st.recs[i])
+		if common < len(k) {
+			copy(b[:], k[common:])
+		}
+		st.recs[i].pfx = binary.BigEndian.Uint64(b[:])
+	}
+	slices.SortFunc(st.recs, func(a, b logRec) int {
+		if a.pfx != b.pfx {
+			if a.pfx < b.pfx {
+				return -1
+			}
+			return 1
+		}
+		if c := bytes.Compare(st.key(a), st.key(b)); c != 0 {
+			return c
+		}
+		return int(a.off) - int(b.off) // the order written: the later last
+	})
+}
+
+// spillRun writes the log and the pending writes out as a run and forgets
+// them.
+func (w *writes) spillRun() error {
+	st := w.stream
+	path := st.fs.PathJoin(st.dir, fmt.Sprintf("gen-%d-run", runSeq.Add(1)))
+	st.sortLog()
+	srcs := []mergeSource{&logIter{st: st}, &pendingIter{keys: w.pendingUnder(""), pending: w.pending}}
+	r, err := writeSpillRun(st.fs, path, newMerged(srcs, ""), w.spilled.mayHave)
+	if err != nil {
+		return fmt.Errorf("%s: spilling a rebuild's writes: %w", w.name, err)
+	}
+	for k, o := range w.pending {
+		if !o.del {
+			w.spilled.add(k)
+		}
+	}
+	st.runs = append(st.runs, r)
+	st.log, st.recs = st.log[:0], st.recs[:0]
+	clear(w.pending)
+	w.sorted, w.fresh = nil, nil
+	w.size = 0
+	return nil
+}
+
+// streamGet looks a key that is not pending up in the log and the runs,
+// newest first. A key that was looked up is pending from then on (as a
+// deletion when it was not found), so that the next Put of it, and the
+// next Get, are the map's.
+func (w *writes) streamGet(full string, dst any) (bool, error) {
+	st := w.stream
+	if !w.spilled.mayHave(full) {
+		return false, w.set(full, op{del: true})
+	}
+	if len(st.recs) > 0 {
+		// The log is not sorted: written out, it is a run like the others.
+		if err := w.spillRun(); err != nil {
+			return false, err
+		}
+	}
+	for i := len(st.runs) - 1; i >= 0; i-- {
+		v, del, found, err := st.runs[i].lookup(full, &st.buf)
+		if err != nil {
+			return false, err
+		}
+		if !found {
+			continue
+		}
+		if del {
+			break
+		}
+		v = bytes.Clone(v)
+		if err := w.set(full, op{value: v}); err != nil {
+			return false, err
+		}
+		if dst == nil {
+			return true, nil
+		}
+		return true, json.Unmarshal(v, dst)
+	}
+	return false, w.set(full, op{del: true})
+}
+
+// sources are the runs and the pending writes under prefix, as sources
+// of a merge (the pending writes last: they are the newest).
+func (w *writes) sources(prefix string) []mergeSource {
+	var srcs []mergeSource
+	for _, r := range w.stream.runs {
+		srcs = append(srcs, &runIter{r: r})
+	}
+	return append(srcs, &logIter{st: w.stream}, &pendingIter{keys: w.pendingUnder(prefix), pending: w.pending})
+}
+
+// streamScan is scan over the runs, the log and the pending writes.
+func (w *writes) streamScan(full, from string, emit func(key string, value json.RawMessage) error) error {
+	w.stream.sortLog()
+	start := max(full, from)
+	err := newMerged(w.sources(full), start).each(func(k, v []byte) error {
+		if !strings.HasPrefix(string(k), full) {
+			return errFound
+		}
+		return emit(string(k), v)
+	})
+	if errors.Is(err, errFound) {
+		err = nil
+	}
+	return err
+}
+
+// writeOutput streams everything the rebuild wrote, in key order, to the
+// ingest streams of its values and of its state; and removes the runs.
+func (w *writes) writeOutput(values, state *kv.IngestFile) error {
+	defer w.closeRuns()
+	if w.stream == nil {
+		return fmt.Errorf("%s: not a streamed rebuild", w.name)
+	}
+	w.stream.sortLog()
+	vp, sp := w.prefixes[0], w.prefixes[1]
+	return newMerged(w.sources(""), "").each(func(k, v []byte) error {
+		switch {
+		case bytes.HasPrefix(k, []byte(vp)):
+			return values.Add(k, v)
+		case bytes.HasPrefix(k, []byte(sp)):
+			return state.Add(k, v)
+		}
+		return fmt.Errorf("%s: key %q outside the generator's prefixes", w.name, k)
+	})
+}
+
+// closeRuns removes the runs' files.
+func (w *writes) closeRuns() {
+	if w.stream == nil {
+		return
+	}
+	for _, r := range w.stream.runs {
+		r.close(w.stream.fs)
+	}
+	w.stream.runs = nil
+}
+
+// logIter walks the sorted log, the last of equal keys only.
+type logIter struct {
+	st *spillRuns
+	i  int
+}
+
+func (it *logIter) seek(key string) bool {
+	recs := it.st.recs
+	it.i = sort.Search(len(recs), func(i int) bool { return string(it.st.key(recs[i])) >= key })
+	return it.settle()
+}
+
+// settle moves to the last of the records equal to the current one.
+func (it *logIter) settle() bool {
+	recs := it.st.recs
+	if it.i >= len(recs) {
+		return false
+	}
+	for it.i+1 < len(recs) && bytes.Equal(it.st.key(recs[it.i]), it.st.key(recs[it.i+1])) {
+		it.i++
+	}
+	return true
+}
+
+func (it *logIter) next() bool {
+	it.i++
+	return it.settle()
+}
+
+func (it *logIter) current() ([]byte, []byte, bool) {
+	r := it.st.recs[it.i]
+	return it.st.key(r), it.st.value(r), false
+}
+func (it *logIter) error() error { return nil }
+
+// replaceRanges returns the ranges a rebuild of the generator replaces:
+// its values and its state.
+func replaceRanges(name string) (values, state [2][]byte) {
+	vp, sp := []byte(schema.GeneratorPrefix(name)), []byte(schema.StatePrefix(name))
+	return [2][]byte{vp, kv.PrefixEnd(vp)}, [2][]byte{sp, kv.PrefixEnd(sp)}
+}
