@@ -28,6 +28,9 @@ type env struct {
 	run   *Runner
 	opts  Options
 	evs   []*eventlog.Event // the log, in order
+	// feed: the engine's bulk loads rebuild the generators beside them
+	// (what sync --once wires).
+	feed bool
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -61,7 +64,16 @@ func (e *env) open() {
 	}
 	e.db = db
 	far := time.Now().Add(24 * time.Hour) // every file looks settled
-	e.eng, err = mirror.Open(db, &mirror.Options{EventLog: e.path, Logger: quietLogger(), Now: func() time.Time { return far }})
+	mo := &mirror.Options{EventLog: e.path, Logger: quietLogger(), Now: func() time.Time { return far }}
+	if e.feed {
+		mo.LoadFeed = func() mirror.LoadFeed {
+			if f := e.run.LoadFeed(); f != nil {
+				return f
+			}
+			return nil
+		}
+	}
+	e.eng, err = mirror.Open(db, mo)
 	if err != nil {
 		e.t.Fatal(err)
 	}

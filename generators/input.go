@@ -142,14 +142,15 @@ func (in *Input) each(fn func(it item) error) error {
 		}
 		return nil
 	}
-	if snap, ok := in.View.(*kv.Snapshot); ok {
-		if in.stream != nil {
-			ctx := in.ctx
-			if ctx == nil {
-				ctx = context.Background()
-			}
-			return in.stream.each(ctx, snap, call)
+	if in.stream != nil {
+		ctx := in.ctx
+		if ctx == nil {
+			ctx = context.Background()
 		}
+		snap, _ := in.View.(*kv.Snapshot) // nil beside a load
+		return in.stream.each(ctx, snap, call)
+	}
+	if snap, ok := in.View.(*kv.Snapshot); ok {
 		return eachStored(snap, "", call)
 	}
 	return in.View.Scan(schema.PrefixEvent, func(key string, raw json.RawMessage) error {

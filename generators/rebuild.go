@@ -33,6 +33,9 @@ import (
 // machine, a quarter-second stall while summary spilt a run had both
 // generators read alone, and a rebuild take twice the CPU).
 
+// errFedOnce: a generator rebuilt beside a load reads the events once.
+var errFedOnce = errors.New("a rebuild beside a load hands the events once")
+
 // joinWait is how long a session waits for the generators it expects
 // before it starts the scan without them.
 var joinWait = 200 * time.Millisecond
@@ -69,6 +72,8 @@ type eventBatch struct {
 	eventsOnce sync.Once
 	events     []*eventlog.Event
 	eventsErr  []error
+
+	refs atomic.Int32 // its holders: the producer and the generators handed it
 }
 
 func (b *eventBatch) fieldsOf(i int) (*Fields, error) {
@@ -89,6 +94,39 @@ func (b *eventBatch) eventOf(i int) (*eventlog.Event, error) {
 		}
 	})
 	return b.events[i], b.eventsErr[i]
+}
+
+// newBatch returns an empty batch with room for a full one, held once
+// (by its producer).
+func newBatch() *eventBatch {
+	b := &eventBatch{}
+	if bufs, ok := batchBufs.Get().(*eventBatch); ok {
+		b.arena, b.ids, b.raws = bufs.arena[:0], bufs.ids[:0], bufs.raws[:0]
+	} else {
+		b.arena, b.ids, b.raws = make([]byte, 0, batchBytes+batchBytes/4), make([]string, 0, batchEvents), make([][]byte, 0, batchEvents)
+	}
+	b.refs.Store(1)
+	return b
+}
+
+// batchBufs recycles the batches' buffers: a rebuild of a million events
+// allocated 700 MB of them, and the collections that cost were a good
+// part of the generators' CPU beside a load.
+var batchBufs sync.Pool
+
+// hold adds a holder of the batch (a generator it was handed to).
+func (b *eventBatch) hold() { b.refs.Add(1) }
+
+// release drops a holder; the last one recycles the buffers, unless an
+// event was parsed whole (its fields may point into them, and the
+// generators may keep it).
+func (b *eventBatch) release() {
+	if b.refs.Add(-1) != 0 || b.events != nil {
+		return
+	}
+	clear(b.ids)
+	clear(b.raws)
+	batchBufs.Put(&eventBatch{arena: b.arena, ids: b.ids, raws: b.raws})
 }
 
 // session is one streamed pass over the mirror for the generators being
@@ -279,10 +317,6 @@ func (s *session) allJoined() bool {
 // stream scans the snapshot's events and hands each batch to every
 // member still reading.
 func (s *session) stream(ctx context.Context, members []*member) error {
-	newBatch := func() *eventBatch {
-		return &eventBatch{arena: make([]byte, 0, batchBytes+batchBytes/4), ids: make([]string, 0, batchEvents),
-			raws: make([][]byte, 0, batchEvents)}
-	}
 	b := newBatch()
 	slow := time.NewTimer(time.Hour)
 	defer slow.Stop()
@@ -291,10 +325,12 @@ func (s *session) stream(ctx context.Context, members []*member) error {
 			return nil
 		}
 		live := 0
+		defer b.release()
 		for _, m := range members {
 			if m.detached.Load() {
 				continue
 			}
+			b.hold()
 			select {
 			case m.ch <- b:
 				live++
@@ -310,10 +346,13 @@ func (s *session) stream(ctx context.Context, members []*member) error {
 			case m.ch <- b:
 				live++
 			case <-m.done:
+				b.release()
 				m.detach()
 			case <-slow.C:
+				b.release()
 				m.detach() // it reads the rest itself, from b's first event
 			case <-ctx.Done():
+				b.release()
 				return ctx.Err()
 			}
 		}
@@ -358,6 +397,9 @@ func (m *member) detach() {
 // without it) the rest of the snapshot, read by itself.
 func (m *member) each(ctx context.Context, snap *kv.Snapshot, call func(it item) error) error {
 	if m.read {
+		if snap == nil {
+			return errFedOnce
+		}
 		return eachStored(snap, "", call) // a second reading: the snapshot, alone
 	}
 	m.read = true
@@ -366,10 +408,11 @@ func (m *member) each(ctx context.Context, snap *kv.Snapshot, call func(it item)
 		m.reading.Store(true)
 		for i := range b.raws {
 			if err := call(item{id: b.ids[i], after: b.raws[i], batch: b, i: i}); err != nil {
-				return err
+				return err // the batch is not released: the collector takes it
 			}
 		}
 		last = b.last
+		b.release()
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -418,7 +461,7 @@ func (g *genRunner) rebuildStreamed(ctx context.Context) error {
 	err = g.update(ctx, in, out)
 	close(m.done)
 	if err == nil {
-		err = g.ingest(ctx, out, s)
+		err = g.ingest(ctx, out, s.head)
 	}
 	if err != nil {
 		g.rebuild.Store(true) // still due
@@ -433,9 +476,9 @@ func (g *genRunner) rebuildStreamed(ctx context.Context) error {
 }
 
 // ingest writes what a rebuild wrote as sstables that replace the
-// generator's values and state, with its position at the session's
-// head, and puts them in place at once.
-func (g *genRunner) ingest(ctx context.Context, out *Scope, s *session) error {
+// generator's values and state, with its position at seq, and puts them
+// in place at once.
+func (g *genRunner) ingest(ctx context.Context, out *Scope, seq uint64) error {
 	in := g.r.db.NewReplacement()
 	committed := false
 	defer func() {
@@ -449,7 +492,7 @@ func (g *genRunner) ingest(ctx context.Context, out *Scope, s *session) error {
 		return err
 	}
 	pk := []byte(schema.GeneratorStateKey(g.name))
-	p, err := encodePosition(position{Seq: s.head, Version: g.version, Updated: g.r.opts.Now().UTC()})
+	p, err := encodePosition(position{Seq: seq, Version: g.version, Updated: g.r.opts.Now().UTC()})
 	if err != nil {
 		return err
 	}

@@ -73,15 +73,20 @@ func (p *bloomPart) has(h uint64) bool {
 }
 
 // add records a key that is being committed.
-func (f *spilledKeys) add(key string) { f.addHash(xxhash.Sum64String(key)) }
-
-// addBytes is add of a key held as bytes.
-func (f *spilledKeys) addBytes(key []byte) { f.addHash(xxhash.Sum64(key)) }
-
-func (f *spilledKeys) addHash(h uint64) {
+func (f *spilledKeys) add(key string) {
+	h := xxhash.Sum64String(key)
 	if f.has(h) {
 		return // already there (or a false positive: reported either way)
 	}
+	f.addHash(h)
+}
+
+// addBytes records a key written once: a streamed rebuild's append log
+// writes almost every key once, and looking each up in every part first
+// cost its summary a third of the time it took to write the key.
+func (f *spilledKeys) addBytes(key []byte) { f.addHash(xxhash.Sum64(key)) }
+
+func (f *spilledKeys) addHash(h uint64) {
 	if len(f.parts) == 0 || f.parts[len(f.parts)-1].n >= f.parts[len(f.parts)-1].capacity {
 		m := uint64(firstPartBits)
 		if len(f.parts) > 0 {

@@ -76,13 +76,18 @@ func (st *spillRuns) appendBytes(key, value []byte) {
 // own, trusted; copied), under the relative key: Put without the
 // encoding, and in a streamed rebuild without a string or a map entry
 // for the key.
-func (s *Scope) putJSON(key string, raw []byte) error {
-	if err := s.check(key); err != nil {
-		return err
+func (s *Scope) putJSON(key string, raw []byte) error { return putJSON(s, key, raw) }
+
+// putJSON is Scope.putJSON of a key held as a string or as bytes.
+func putJSON[K string | []byte](s *Scope, key K, raw []byte) error {
+	if len(key) == 0 || (s.family && s.prefix == "") {
+		if err := s.check(string(key)); err != nil {
+			return err
+		}
 	}
 	w := s.w
 	if w.stream == nil {
-		return w.set(s.Key(key), op{value: bytes.Clone(raw)})
+		return w.set(s.Key(string(key)), op{value: bytes.Clone(raw)})
 	}
 	w.scratch = schema.AppendSegment(append(w.scratch[:0], s.prefix...), key)
 	if _, ok := w.pending[string(w.scratch)]; ok {

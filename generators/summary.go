@@ -53,11 +53,15 @@ type month struct {
 	v               MonthSummary
 	first, last     moment
 	refirst, relast bool
+	// counts are ByType's during the run, by the run's number for each
+	// type (types): an array's increment, not a map's, for each event.
+	counts []int
 }
 
 func (summary) Update(ctx context.Context, in *Input, out *Scope) error {
 	months := map[string]*month{}
 	idx := out.State()
+	types := &typeNumbers{}
 	load := func(m string) (*month, error) {
 		if ms, ok := months[m]; ok {
 			return ms, nil
@@ -66,8 +70,8 @@ func (summary) Update(ctx context.Context, in *Input, out *Scope) error {
 		if _, err := out.Get(m, &ms.v); err != nil {
 			return nil, err
 		}
-		if ms.v.ByType == nil {
-			ms.v.ByType = map[string]int{}
+		for typ, n := range ms.v.ByType {
+			ms.count(types.of(typ), n)
 		}
 		ms.first, ms.last = instant(ms.v.First), instant(ms.v.Last)
 		months[m] = ms
@@ -84,7 +88,7 @@ func (summary) Update(ctx context.Context, in *Input, out *Scope) error {
 			if err := idx.Delete(string(key)); err != nil {
 				return err
 			}
-			ms.take(before)
+			ms.take(before, types.of(before.Type))
 		}
 		if after != nil {
 			ms, err := load(after.Date[:7])
@@ -93,10 +97,10 @@ func (summary) Update(ctx context.Context, in *Input, out *Scope) error {
 			}
 			key = appendIndexKey(key[:0], after.Date, id)
 			date = append(append(append(date[:0], '"'), after.Date...), '"') // dates need no escaping
-			if err := idx.putJSON(string(key), date); err != nil {
+			if err := putJSON(idx, key, date); err != nil {
 				return err
 			}
-			ms.add(after)
+			ms.add(after, types.of(after.Type))
 		}
 		return nil
 	})
@@ -113,6 +117,12 @@ func (summary) Update(ctx context.Context, in *Input, out *Scope) error {
 			return err
 		}
 		ms := months[m]
+		ms.v.ByType = map[string]int{}
+		for t, n := range ms.counts {
+			if n > 0 {
+				ms.v.ByType[types.names[t]] = n
+			}
+		}
 		if ms.v.Count <= 0 {
 			if err := out.Delete(m); err != nil {
 				return err
@@ -136,15 +146,40 @@ func (summary) Update(ctx context.Context, in *Input, out *Scope) error {
 	return nil
 }
 
-// take takes an event back out of its month.
-func (ms *month) take(f *Fields) {
+// typeNumbers numbers the types a run meets.
+type typeNumbers struct {
+	index map[string]int
+	names []string
+}
+
+func (t *typeNumbers) of(typ string) int {
+	n, ok := t.index[typ]
+	if !ok {
+		if t.index == nil {
+			t.index = map[string]int{}
+		}
+		n = len(t.names)
+		t.index[typ] = n
+		t.names = append(t.names, typ)
+	}
+	return n
+}
+
+// count adds d events of type number t.
+func (ms *month) count(t, d int) {
+	for len(ms.counts) <= t {
+		ms.counts = append(ms.counts, 0)
+	}
+	ms.counts[t] += d
+}
+
+// take takes an event (of type number typ) back out of its month.
+func (ms *month) take(f *Fields, typ int) {
 	v := &ms.v
 	v.Count--
-	if v.ByType[f.Type]--; v.ByType[f.Type] <= 0 {
-		delete(v.ByType, f.Type)
-	}
+	ms.count(typ, -1)
 	if v.Count <= 0 {
-		*ms = month{v: MonthSummary{ByType: v.ByType}}
+		*ms = month{counts: ms.counts}
 		return
 	}
 	// Another event may hold the same date: the index says.
@@ -152,11 +187,11 @@ func (ms *month) take(f *Fields) {
 	ms.relast = ms.relast || f.Date == v.Last
 }
 
-// add counts an event in its month.
-func (ms *month) add(f *Fields) {
+// add counts an event (of type number typ) in its month.
+func (ms *month) add(f *Fields, typ int) {
 	v := &ms.v
 	v.Count++
-	v.ByType[f.Type]++
+	ms.count(typ, +1)
 	t := instant(f.Date)
 	if v.Count == 1 {
 		v.First, v.Last, ms.first, ms.last = f.Date, f.Date, t, t
