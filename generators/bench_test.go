@@ -1,9 +1,11 @@
 package generators
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/internal/synth"
 )
 
@@ -50,6 +52,36 @@ func BenchmarkFieldsByParseEvent(b *testing.B) {
 	b.SetBytes(int64(len(raw)))
 	for b.Loop() {
 		if _, err := parseStored(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAppendSkewed is the generators' work for one appended event on
+// a skewed log (every event in one month, a tag on all): the mirror's
+// apply is not timed, the runners' catching up is. It must not grow with
+// the log: compare -benchtime runs on logs of different sizes.
+func BenchmarkAppendSkewed(b *testing.B) {
+	e := newEnv(b, Options{Enabled: []string{"summary", "hashtags"}})
+	gen := synth.New(3)
+	skew := func(evs []*eventlog.Event) []*eventlog.Event {
+		for i, ev := range evs {
+			ev.Date = fmt.Sprintf("2026-03-%02dT%02d:%02d:00+0100", 1+i%28, i%24, i%60)
+			ev.Input += " #daily"
+		}
+		return evs
+	}
+	e.appendEvents(skew(gen.Events(20_000))...)
+	e.sync()
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		e.appendEvents(skew(gen.Events(1))...)
+		if err := e.eng.Sync(e.ctx()); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if err := e.run.CatchUp(e.ctx(), 1); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/mirrord/mirrord/eventlog"
+	"github.com/mirrord/mirrord/internal/synth"
 	"github.com/mirrord/mirrord/schema"
 	"pgregory.net/rapid"
 )
@@ -433,4 +434,42 @@ func TestIncrementalWithBeforeImagesEqualsFromScratch(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Deleting one event of many writes a handful of keys, whatever the size
+// of the log and of its month and tags: the cost of a change is the
+// events it changes, not the log.
+func TestOneDeletionWritesAFewKeys(t *testing.T) {
+	e := newEnv(t, Options{Enabled: []string{"summary", "hashtags"}})
+	evs := synth.New(31).Events(2000)
+	for i, ev := range evs { // one month, one tag on all: the worst case for a list per tag
+		ev.Date = fmt.Sprintf("2026-03-%02dT%02d:%02d:00+0100", 1+i%28, i%24, i%60)
+		ev.Input += " #daily"
+	}
+	e.appendEvents(evs...)
+	e.sync()
+	written := func() int64 {
+		var n int64
+		for _, s := range e.run.Statuses() {
+			n += s.Written
+		}
+		return n
+	}
+	before := written()
+	// The month's first event goes: its first date is looked up again.
+	first := evs[0]
+	for _, ev := range evs {
+		if earlier(instant(ev.Date), ev.Date, instant(first.Date), first.Date) {
+			first = ev
+		}
+	}
+	e.write(slices.DeleteFunc(slices.Clone(e.evs), func(ev *eventlog.Event) bool { return ev.ID == first.ID }))
+	e.sync()
+	checkSummary(t, e)
+	checkHashtags(t, e)
+	// summary: the month and the index entry; hashtags: #daily and the
+	// event's other tag; a position each.
+	if n := written() - before; n > 8 {
+		t.Fatalf("deleting one event wrote %d keys", n)
+	}
 }

@@ -211,6 +211,7 @@ func (f *LoadFeed) Done(committed bool) {
 			g.setStatus(func(st *Status) {
 				st.State, st.Position, st.LastError, st.LastEvent, st.Retries = "idle", f.seq, "", "", 0
 				st.LastRun = g.r.opts.Now()
+				st.Written += fm.out.w.written + 1
 			})
 		}
 	}

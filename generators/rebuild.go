@@ -471,6 +471,7 @@ func (g *genRunner) rebuildStreamed(ctx context.Context) error {
 	g.setStatus(func(st *Status) {
 		st.State, st.Position, st.LastError, st.LastEvent, st.Retries = "idle", s.head, "", "", 0
 		st.LastRun = r.opts.Now()
+		st.Written += out.w.written + 1
 	})
 	return nil
 }

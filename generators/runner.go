@@ -68,7 +68,10 @@ type Status struct {
 	LastEvent string `json:"last_error_event,omitempty"`
 	Retries   int    `json:"retries"`
 	// Failures counts the failed runs since the runner started.
-	Failures  int       `json:"failures"`
+	Failures int `json:"failures"`
+	// Written counts the keys its runs wrote (values, state, position;
+	// deletions too) since the runner started.
+	Written   int64     `json:"written"`
 	LastRun   time.Time `json:"last_run,omitempty"`
 	NextRetry time.Time `json:"next_retry,omitempty"`
 }
@@ -655,10 +658,12 @@ func (g *genRunner) commit(out *Scope, p position) error {
 	out.commitTo(wb)
 	p.Updated = g.r.opts.Now().UTC()
 	wb.Put(schema.GeneratorStateKey(g.name), p)
+	n := wb.Len()
 	if err := wb.Commit(); err != nil {
 		return err
 	}
 	out.committed()
+	g.setStatus(func(s *Status) { s.Written += int64(n) })
 	return nil
 }
 

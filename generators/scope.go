@@ -55,6 +55,7 @@ type writes struct {
 	// runs once the pending ones pass its budget (see streamScope).
 	stream  *spillRuns
 	scratch []byte // a key being built
+	written int64  // keys written out by writeOutput
 
 	// spilled, in a scope that began cleared (a rebuild), holds every key
 	// written out since (committed, or spilt to a run): under the prefixes

@@ -241,6 +241,7 @@ func (w *writes) writeOutput(values, state *kv.IngestFile) error {
 	w.stream.sortLog()
 	vp, sp := w.prefixes[0], w.prefixes[1]
 	return newMerged(w.sources(""), "").each(func(k, v []byte) error {
+		w.written++
 		switch {
 		case bytes.HasPrefix(k, []byte(vp)):
 			return values.Add(k, v)

@@ -1,7 +1,9 @@
 package schema
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/mirrord/mirrord/kv"
@@ -56,12 +58,48 @@ func Changes(r kv.Reader, after uint64, fn func(Change) error) error {
 	})
 }
 
+// pruneByKey is how many entries PruneChanges deletes one by one; more go
+// with one range tombstone.
+const pruneByKey = 64
+
 // PruneChanges deletes the change-feed entries with a sequence number up
-// to and including upTo, with one range tombstone.
+// to and including upTo. The few entries a following daemon's generators
+// leave behind each time (one an append) go by point deletions: a range
+// tombstone for each made every read of the store slower while the
+// memtable held them (each read fragments them all again), a few
+// milliseconds of CPU an append after a few hundred. A backlog goes with
+// one range tombstone; nothing to prune writes nothing.
 func PruneChanges(db *kv.DB, upTo uint64) error {
 	end := kv.PrefixEnd([]byte(PrefixChanges))
 	if upTo < ^uint64(0) {
 		end = []byte(ChangeKey(upTo + 1))
 	}
-	return db.DeleteRange([]byte(PrefixChanges), end)
+	var keys [][]byte
+	errMany := errors.New("many")
+	err := db.ScanKeys([]byte(PrefixChanges), func(k []byte) error {
+		if string(k) >= string(end) {
+			return errStopScan
+		}
+		if len(keys) == pruneByKey {
+			return errMany
+		}
+		keys = append(keys, bytes.Clone(k))
+		return nil
+	})
+	switch {
+	case errors.Is(err, errMany):
+		return db.DeleteRange([]byte(PrefixChanges), end)
+	case err != nil && !errors.Is(err, errStopScan):
+		return err
+	case len(keys) == 0:
+		return nil
+	}
+	wb := db.NewWriteBatch()
+	defer wb.Close()
+	for _, k := range keys {
+		wb.Delete(k)
+	}
+	return wb.Commit()
 }
+
+var errStopScan = errors.New("stop")

@@ -51,4 +51,28 @@ func TestFeedRoundTrip(t *testing.T) {
 	if len(got) != 1 || got[0].Seq != 3 {
 		t.Fatalf("after pruning up to 2: %+v", got)
 	}
+	// A backlog longer than the point deletions goes with one range.
+	wb = db.NewWriteBatch()
+	for seq := uint64(4); seq < 4+3*pruneByKey; seq++ {
+		wb.Put(ChangeKey(seq), Change{Reset: true})
+	}
+	if err := wb.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := PruneChanges(db, 3+2*pruneByKey); err != nil {
+		t.Fatal(err)
+	}
+	got = got[:0]
+	if err := Changes(db, 0, func(c Change) error { got = append(got, c); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != pruneByKey || got[0].Seq != 4+2*pruneByKey {
+		t.Fatalf("after pruning a backlog: %d entries from %d, want %d from %d", len(got), got[0].Seq, pruneByKey, 4+2*pruneByKey)
+	}
+	if err := PruneChanges(db, ^uint64(0)); err != nil {
+		t.Fatal(err)
+	}
+	if keys, _ := db.Keys(PrefixChanges); len(keys) != 0 {
+		t.Fatalf("pruning everything left %d entries", len(keys))
+	}
 }
