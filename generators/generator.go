@@ -10,16 +10,19 @@ import (
 )
 
 // Generator computes derived values from the mirrored events. Update is
-// called with the events that changed since its last successful run (or,
-// when in.Rebuild is set, with everything), and writes through out, which
-// can only address the generator's own keys, generated:{name}:*. What it
-// writes is committed in one batch with its new position in the change
-// feed: either both or neither.
+// called with the events that changed since its last successful run, each
+// with what it was and what it is (or, when in.Rebuild is set, with every
+// event, out starting empty), and writes through out, which can only
+// address the generator's own keys: its values, generated:{name}:*, and
+// its state, mirrord:state:{name}:*. What it writes is committed with its
+// new position in the change feed: either both or neither.
 //
-// Update must be idempotent per event: after a failure or a crash the same
-// ids are handed over again. It is called from one goroutine at a time.
-// in and out are valid only until Update returns: a Scope kept for later
-// reads what that run knew, not the store.
+// A run takes back what each event's before-image contributed and adds
+// what its new version does; after a failure or a crash the same changes
+// are handed over again, against the state of the last commit. Update is
+// called from one goroutine at a time. in and out are valid only until
+// Update returns: a Scope kept for later reads what that run knew, not
+// the store.
 type Generator interface {
 	Update(ctx context.Context, in *Input, out *Scope) error
 }

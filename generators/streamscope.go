@@ -17,9 +17,10 @@ import (
 )
 
 // streamBudget bounds the writes a generator holds in memory in a
-// streamed rebuild (keys and values) before they are spilt to a sorted
-// run.
-var streamBudget = 8 << 20
+// streamed rebuild (keys and values; their index takes a quarter as much
+// again) before they are spilt to a sorted run. With 8 MiB a log of 10M
+// small events made 225 runs a generator, and a merge as deep.
+var streamBudget = 16 << 20
 
 // spillRuns is what a streamed rebuild's scope keeps beside its pending
 // writes: an append log of the values it wrote without reading them first
@@ -35,8 +36,9 @@ type spillRuns struct {
 	runs   []*spillRun
 	buf    []byte // a lookup's block
 
-	log  []byte   // records: uvarint key length, key, value (to the next record)
+	log  []byte   // the records' keys and values, one after the other
 	recs []logRec // the log's records, in the order written
+	tmp  []logRec // the radix sort's scratch space
 }
 
 type logRec struct {
@@ -66,6 +68,12 @@ func (st *spillRuns) append(key string, value []byte) {
 
 // appendBytes is append of a key held as bytes.
 func (st *spillRuns) appendBytes(key, value []byte) {
+	if st.log == nil {
+		// The whole budget at once: grown by doubling, the log was
+		// copied again and again on its way to it.
+		st.log = make([]byte, 0, st.budget+st.budget/8)
+		st.recs = make([]logRec, 0, st.budget/64)
+	}
 	off := len(st.log)
 	st.log = append(st.log, key...)
 	st.log = append(st.log, value...)
@@ -129,18 +137,63 @@ func (st *spillRuns) sortLog() {
 		}
 		st.recs[i].pfx = binary.BigEndian.Uint64(b[:])
 	}
-	slices.SortFunc(st.recs, func(a, b logRec) int {
-		if a.pfx != b.pfx {
-			if a.pfx < b.pfx {
-				return -1
-			}
-			return 1
+	st.tmp = radixSortLog(st.recs, st.tmp)
+	// Records of equal prefixes, in the order written (the radix sort is
+	// stable), are put in key order; of equal keys the later stays last.
+	for i := 0; i < len(st.recs); {
+		j := i + 1
+		for j < len(st.recs) && st.recs[j].pfx == st.recs[i].pfx {
+			j++
 		}
-		if c := bytes.Compare(st.key(a), st.key(b)); c != 0 {
-			return c
+		if j-i > 1 {
+			slices.SortStableFunc(st.recs[i:j], func(a, b logRec) int { return bytes.Compare(st.key(a), st.key(b)) })
 		}
-		return int(a.off) - int(b.off) // the order written: the later last
-	})
+		i = j
+	}
+}
+
+// radixSortLog sorts recs by pfx, stably: a least-significant-digit radix
+// sort, a byte a pass, skipping the bytes every record shares; it returns
+// its scratch space (tmp, grown) for the next sort. A comparison sort of
+// a spill's records took a generator's rebuild a tenth of its time.
+func radixSortLog(recs, tmp []logRec) []logRec {
+	n := len(recs)
+	if n < 2 {
+		return tmp
+	}
+	if cap(tmp) < n {
+		tmp = make([]logRec, n)
+	}
+	tmp = tmp[:n]
+	var counts [8][256]int
+	for _, r := range recs {
+		for d := range 8 {
+			counts[d][byte(r.pfx>>(8*d))]++
+		}
+	}
+	src, dst := recs, tmp
+	for d := range 8 {
+		c := &counts[d]
+		shift := 8 * d
+		if c[byte(src[0].pfx>>shift)] == n {
+			continue // every record has this byte
+		}
+		at := 0
+		for v, k := range c {
+			c[v] = at
+			at += k
+		}
+		for _, r := range src {
+			v := byte(r.pfx >> shift)
+			dst[c[v]] = r
+			c[v]++
+		}
+		src, dst = dst, src
+	}
+	if &src[0] != &recs[0] {
+		copy(recs, src)
+	}
+	return tmp
 }
 
 // spillRun writes the log and the pending writes out as a run and forgets
