@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/mirrord/mirrord/api"
+	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/schema"
 )
 
@@ -82,44 +84,98 @@ func TestClientErrorBodies(t *testing.T) {
 
 // A stream that fails after it started ends with an {"error": ...} line,
 // which the client reports as an error after the lines that came before.
+// The failure: a damaged block of the store (kv's reads trust the values
+// kv wrote, but Pebble checks every block's checksum).
 func TestClientStreamErrorLine(t *testing.T) {
 	f := newFixture(t, fixtureOptions{events: 2})
-	putMany(t, f.db, "generated:t:", 5, 10)
-	// A value that is not JSON, written below the kv API's checks (only
-	// the engine's raw batch can do it).
-	wb := f.db.NewWriteBatch()
-	wb.PutRaw([]byte("generated:t:000002x"), []byte("not json"))
-	if err := wb.Commit(); err != nil {
+	// Five values of 6000 bytes that do not compress, one to a 4 KiB
+	// block, in a table of their own; then the middle of that table,
+	// data blocks only, is spoiled.
+	in := f.db.NewIngest("generated:t:", kv.PrefixEnd([]byte("generated:t:")))
+	file := in.File()
+	for i := range 5 {
+		value := fmt.Sprintf(`{"i":%d,"pad":"`, i)
+		for len(value) < 6000 {
+			value += fmt.Sprintf("%016x", uint64(len(value)+i)*0x9e3779b97f4a7c15)
+		}
+		if err := file.Add([]byte(fmt.Sprintf("generated:t:%06d", i)), []byte(value+`"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := in.Commit(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+	spoilNewestTable(t, f.fs)
+	var failed string // the first key the stream cannot read
 	for _, values := range []bool{false, true} {
 		var got []string
 		err := f.client.Stream(testCtx(t, 5*time.Second), values, "generated:t:", func(line []byte) error {
 			got = append(got, string(line))
 			return nil
 		})
-		if err == nil || !strings.Contains(err.Error(), "not valid JSON") || !strings.Contains(err.Error(), "generated:t:000002x") {
-			t.Errorf("values %v: err %v, want the stored value's error", values, err)
+		if err == nil || !strings.Contains(err.Error(), "corrupt") {
+			t.Errorf("values %v: err %v, want the store's corruption", values, err)
 		}
-		if len(got) != 3 {
-			t.Errorf("values %v: %d lines before the error, want 3: %q", values, len(got), got)
+		if len(got) == 0 || len(got) >= 5 {
+			t.Errorf("values %v: %d lines before the error, want some and not all 5: %q", values, len(got), got)
 		}
 		for _, l := range got {
 			if strings.Contains(l, "error") {
 				t.Errorf("the error line was handed over as data: %q", l)
 			}
 		}
+		failed = fmt.Sprintf("generated:t:%06d", len(got))
 	}
 	// Raw: the stream is a 200 whose last line is the error.
 	code, body := httpDo(t, f.sock, "GET", "/v1/dump?prefix=generated:t:")
 	ls := lines(t, body)
-	if code != 200 || len(ls) != 4 || !strings.HasPrefix(ls[3], `{"error":`) {
+	if code != 200 || len(ls) < 2 || !strings.HasPrefix(ls[len(ls)-1], `{"error":`) {
 		t.Errorf("raw stream: %d %q", code, ls)
 	}
 	// A stream that fails at once (the first value) too.
-	code, body = httpDo(t, f.sock, "GET", "/v1/keys?prefix=generated:t:000002x")
+	code, body = httpDo(t, f.sock, "GET", "/v1/keys?prefix="+failed)
 	if ls := lines(t, body); code != 200 || len(ls) != 1 || !strings.HasPrefix(ls[0], `{"error":`) {
 		t.Errorf("raw stream failing at once: %d %q", code, ls)
+	}
+}
+
+// spoilNewestTable inverts the middle fifth of the store's newest sstable
+// (its data blocks, when they make most of it): every block there fails
+// its checksum.
+func spoilNewestTable(t *testing.T, fsys vfs.FS) {
+	t.Helper()
+	names, err := fsys.List(storePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newest := ""
+	for _, n := range names {
+		if strings.HasSuffix(n, ".sst") && n > newest {
+			newest = n
+		}
+	}
+	if newest == "" {
+		t.Fatal("the store has no sstable")
+	}
+	fh, err := fsys.OpenReadWrite(fsys.PathJoin(storePath, newest), vfs.WriteCategoryUnspecified)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	st, err := fh.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, st.Size()/5)
+	off := 2 * st.Size() / 5
+	if _, err := fh.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	for i := range b {
+		b[i] ^= 0xFF
+	}
+	if _, err := fh.WriteAt(b, off); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -66,8 +66,9 @@ func TestRegressionHealthStalePendingTailHidesStall(t *testing.T) {
 // answers 503 "the last apply failed" (and mirrord_healthy is 0) until
 // the log next grows, although the mirror is caught up and nothing fails
 // any more. With a daemon running as its own user, a log briefly
-// unreadable (EACCES) does this; as root the test uses a directory put in
-// the log's place for a moment.
+// unreadable (EACCES) does this; as root the test puts a symlink loop
+// (ELOOP) in the log's place for a moment. (Not a directory: that is a
+// misconfiguration Run ends on, mirror.ErrNotRegular.)
 func TestRegressionHealthStaysFailedAfterRecovery(t *testing.T) {
 	f := newFixture(t, fixtureOptions{events: 5, stall: time.Hour})
 	f.runEngine()
@@ -77,7 +78,7 @@ func TestRegressionHealthStaysFailedAfterRecovery(t *testing.T) {
 	if err := os.Rename(f.logPath, aside); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Mkdir(f.logPath, 0o755); err != nil {
+	if err := os.Symlink(filepath.Base(f.logPath), f.logPath); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 5*time.Second, "/healthz reports the failure", func() (bool, string) {

@@ -18,7 +18,9 @@ const (
 	KindEvent Kind = iota + 1
 	// KindInvalid is a value, or a run of text, that is skipped: not JSON,
 	// not an object, larger than the size bound, or an object that breaks
-	// a rule of DESIGN §1. Field and Reason say why.
+	// a rule of the log format (docs/design.md, The event log). Field and
+	// Reason say why (a value larger than the bound: "value larger than
+	// max-value-size N bytes").
 	KindInvalid
 	// KindIncomplete is the end of the input falling inside a value (a
 	// writer caught mid-append) or inside text that may yet turn out to be
@@ -82,8 +84,8 @@ func (e *Entry) Event() (*Event, error) {
 // Options configures a Decoder. A nil *Options means every default below.
 type Options struct {
 	// MaxValueSize bounds one value in bytes. A larger value is an invalid
-	// entry, skipped without ever being held in memory whole.
-	// Default: 16 MiB.
+	// entry, skipped by its structure without ever being held in memory
+	// whole. Default: 16 MiB.
 	MaxValueSize int
 	// Offset is the file offset of the reader's first byte, so that
 	// entries carry file offsets when decoding a tail. Default: 0.
@@ -99,12 +101,32 @@ type Options struct {
 	Fingerprint *Fingerprint
 	// BufferSize is the initial read buffer. Default: 256 KiB.
 	BufferSize int
+	// Resume, when set, is what Decoder.Resume returned after an
+	// incomplete tail, for reading the same file again once it has grown:
+	// the decoder then skips (with io.Seeker) the bytes that decoder
+	// already scanned and goes on from where it stopped, so that a large
+	// incomplete value costs only the bytes appended to it. It is a hint:
+	// it is ignored unless Offset, Line, MaxValueSize and the Fingerprint
+	// are those it was made for (its Offset is the Consumed() of the
+	// decoder that made it) and the reader is an io.Seeker. The caller
+	// vouches that the bytes it covers have not changed. Default: nil.
+	Resume *Resume
 }
 
 // DefaultMaxValueSize is the default bound on one value.
 const DefaultMaxValueSize = 16 << 20
 
 var bom = []byte{0xEF, 0xBB, 0xBF}
+
+// decodeMode says what the bytes at the decoder's position are.
+type decodeMode uint8
+
+const (
+	modeBetween decodeMode = iota // between values
+	modeValue                     // inside a value read in pieces, kept in the buffer from its start
+	modeOver                      // inside a value larger than the bound, skipped by its structure
+	modeLine                      // inside skipped text, up to a line that starts with '{'
+)
 
 // Decoder reads a log as a stream of entries. It never holds more than one
 // value (bounded by MaxValueSize) and its read buffer in memory.
@@ -119,6 +141,7 @@ type Decoder struct {
 	eof  bool
 	rerr error
 	done bool
+	read int64 // bytes read from r
 
 	consumed     int64 // see Consumed
 	consumedLine int
@@ -127,11 +150,25 @@ type Decoder struct {
 	hashed       int64 // file offset up to which bytes went to fp (or spill)
 	spill        Fingerprint
 	spilled      bool // spill holds fp plus bytes not yet committed
+	prevNL       bool // the byte before buf[0] is '\n'
 
-	skipping   bool // inside a run of text or an oversized value
+	// The value or text being skipped or read in pieces (any mode but
+	// modeBetween): where it starts, its line, and why it is skipped.
+	mode       decodeMode
 	skipStart  int64
 	skipLine   int
 	skipReason string
+	sc         jsonx.Scanner
+	text       bool   // the skipped text is not a value: its reason quotes it
+	quoted     []byte // the start of its line, up to previewLen bytes
+	quoteDone  bool   // quoted is complete
+	noResume   bool   // the skipped text's start was decided at the end of the input
+
+	origin     int64 // Options.Offset and Line: where a restart reads from
+	originLine int
+	resumeFrom *Resume // to apply on the first call to Next
+	resumed    bool    // reading started at resumeFrom.at, not at origin
+	resume     *Resume // handed back with an incomplete tail
 
 	e       Entry
 	p       parsed
@@ -154,7 +191,7 @@ func NewDecoder(r io.Reader, opts *Options) *Decoder {
 	if o.BufferSize <= 0 {
 		o.BufferSize = 256 << 10
 	}
-	return &Decoder{
+	d := &Decoder{
 		r:            r,
 		max:          o.MaxValueSize,
 		fp:           o.Fingerprint,
@@ -165,7 +202,15 @@ func NewDecoder(r io.Reader, opts *Options) *Decoder {
 		hashed:       o.Offset,
 		consumed:     o.Offset,
 		consumedLine: o.Line,
+		origin:       o.Offset,
+		originLine:   o.Line,
 	}
+	if o.Resume.fits(&o) {
+		if _, ok := r.(io.Seeker); ok {
+			d.resumeFrom = o.Resume
+		}
+	}
+	return d
 }
 
 // FileDecoder is a Decoder over a file opened at an offset.
@@ -199,12 +244,28 @@ func (fd *FileDecoder) Close() error { return fd.f.Close() }
 // the reader is returned instead of io.EOF). The entry is only valid until
 // the next call.
 func (d *Decoder) Next() (*Entry, error) {
+	if d.resumeFrom != nil {
+		if err := d.applyResume(); err != nil {
+			d.done, d.rerr = true, err
+		}
+	}
 	if d.done {
 		return nil, d.finalErr()
 	}
 	for {
-		if d.skipping {
-			if e := d.skip(); e != nil {
+		switch d.mode {
+		case modeLine:
+			if e := d.resync(); e != nil {
+				return e, nil
+			}
+			continue
+		case modeValue, modeOver:
+			e, err := d.stream()
+			if err != nil {
+				d.done, d.rerr = true, err
+				return nil, err
+			}
+			if e != nil {
 				return e, nil
 			}
 			continue
@@ -238,50 +299,37 @@ func (d *Decoder) Next() (*Entry, error) {
 		}
 		start := d.pos
 		if !isValueStart(d.buf[start]) {
-			// The reason quotes the start of the line; read enough of it
-			// first, so that the reason does not depend on how the input
-			// happened to be read.
-			if b := d.buf[start:d.end]; len(b) < previewLen && bytes.IndexByte(b, '\n') < 0 && !d.eof {
-				d.fill(start)
-				continue
+			if d.abs(start) == 0 && d.buf[start] == bom[0] && d.end-start < len(bom) {
+				// The start of a byte order mark that the input ends
+				// inside: a decision more input could change.
+				d.noResume = true
 			}
-			d.startSkip(start, fmt.Sprintf("not JSON: text starting %q", preview(d.buf[start:d.end])))
+			d.begin(start)
+			d.toLine(start+1, "")
+			// The reason quotes the start of the line, collected as it is
+			// read (so that it does not depend on how the input was read).
+			d.text, d.quoted, d.quoteDone = true, d.quoted[:0], false
+			d.quote(d.buf[start : start+1])
 			continue
 		}
 		out, vend, members, err := jsonx.AppendCompactMembers(d.out[:0], d.buf[:d.end], start, d.members)
 		d.out, d.members = out, members
-		// A value that touches the end of the data may go on (a number)
-		// or be cut: read more before deciding, unless the input is over.
-		if errors.Is(err, jsonx.ErrShort) || (err == nil && vend == d.end && !d.eof) {
-			if d.end-start > d.max {
-				d.startSkip(start, fmt.Sprintf("value larger than %d bytes (the size bound)", d.max))
-				continue
-			}
-			if d.eof {
-				return d.incomplete(start, "the input ends inside a value"), nil
-			}
-			d.fill(start)
+		// A value that goes on past the data read (or a number that
+		// touches its end, and may yet grow) is read in pieces from here.
+		if errors.Is(err, jsonx.ErrShort) || (err == nil && vend == d.end && isNumberStart(d.buf[start])) {
+			d.begin(start)
+			d.mode = modeValue
+			d.sc = jsonx.Scanner{}
 			continue
 		}
 		if se, ok := err.(*jsonx.SyntaxError); ok {
-			// An error beyond the size bound is not reached when the value
-			// is read in small pieces (it is too large first): classify by
-			// where the error is, not by what happens to be buffered.
-			if se.Offset-start > d.max {
-				d.startSkip(start, fmt.Sprintf("value larger than %d bytes (the size bound)", d.max))
-			} else {
-				d.startSkip(start, "not JSON: "+se.Msg)
-			}
+			d.begin(start)
+			d.notJSON(se.Offset, se.Msg)
 			continue
-		}
-		// A top-level number at the very end of the input may yet grow
-		// ("12" becoming "123"): like any value that may grow, it waits.
-		if vend == d.end && d.eof && isNumberStart(d.buf[start]) {
-			return d.incomplete(start, "the input ends inside a number"), nil
 		}
 		if vend-start > d.max {
-			d.startSkip(start, fmt.Sprintf("value larger than %d bytes (the size bound)", d.max))
-			continue
+			d.begin(start)
+			return d.tooLarge(vend), nil
 		}
 		return d.value(start, vend), nil
 	}
@@ -313,6 +361,10 @@ func (d *Decoder) lineOf(i int) int {
 // trailing whitespace included. Resuming a decode there gives the same
 // entries as reading on. The Fingerprint covers exactly up to it.
 func (d *Decoder) Consumed() (int64, int) { return d.consumed, d.consumedLine }
+
+// BytesRead returns how many bytes the decoder has read from its reader:
+// the work it did, which a Resume keeps to the bytes appended.
+func (d *Decoder) BytesRead() int64 { return d.read }
 
 // commit marks the bytes up to buffer position i consumed and adds them to
 // the fingerprint: they belong to an entry being returned (or are the
@@ -347,6 +399,9 @@ func (d *Decoder) fill(keep int) {
 		_, _ = d.spill.Write(d.buf[from:keep])
 		d.hashed = d.abs(keep)
 	}
+	if keep > 0 {
+		d.prevNL = d.buf[keep-1] == '\n'
+	}
 	n := copy(d.buf, d.buf[keep:d.end])
 	if n == len(d.buf) {
 		// Full of one value: grow, but never far beyond what deciding
@@ -362,6 +417,7 @@ func (d *Decoder) fill(keep int) {
 	for d.end < len(d.buf) {
 		m, err := d.r.Read(d.buf[d.end:])
 		d.end += m
+		d.read += int64(m)
 		if err != nil {
 			d.eof = true
 			if !errors.Is(err, io.EOF) {
@@ -387,14 +443,27 @@ func isNumberStart(c byte) bool { return c == '-' || (c >= '0' && c <= '9') }
 
 const previewLen = 24
 
-func preview(b []byte) []byte {
+// quote adds the bytes b, read next, to the start of the skipped text's
+// line that its reason quotes.
+func (d *Decoder) quote(b []byte) {
+	if d.quoteDone {
+		return
+	}
 	if i := bytes.IndexByte(b, '\n'); i >= 0 {
-		b = b[:i]
+		b, d.quoteDone = b[:i], true
 	}
-	if len(b) > previewLen {
-		b = b[:previewLen]
+	if room := previewLen - len(d.quoted); len(b) >= room {
+		b, d.quoteDone = b[:room], true
 	}
-	return b
+	d.quoted = append(d.quoted, b...)
+}
+
+// reason is why the text or value being skipped is.
+func (d *Decoder) reason() string {
+	if d.text {
+		return fmt.Sprintf("not JSON: text starting %q", d.quoted)
+	}
+	return d.skipReason
 }
 
 // value turns the complete value buf[start:vend] (compacted in d.out) into
@@ -405,6 +474,7 @@ func (d *Decoder) value(start, vend int) *Entry {
 	e.EndLine = d.lineOf(vend)
 	d.commit(vend)
 	d.pos = vend
+	d.mode = modeBetween
 	err := d.p.parseMembers(d.out, d.members)
 	var fe *FieldError
 	if err == nil {
@@ -425,51 +495,155 @@ func (d *Decoder) value(start, vend int) *Entry {
 	return e
 }
 
-func (d *Decoder) incomplete(start int, reason string) *Entry {
-	d.done = true
-	d.spilled = false
-	d.e = Entry{Kind: KindIncomplete, Offset: d.abs(start), End: d.abs(d.end), Line: d.lineOf(start), Reason: reason}
+// begin notes that the value or text being skipped or read in pieces
+// starts at buffer position start.
+func (d *Decoder) begin(start int) {
+	d.skipStart = d.abs(start)
+	d.skipLine = d.lineOf(start)
+}
+
+func (d *Decoder) largerReason() string {
+	return fmt.Sprintf("value larger than max-value-size %d bytes", d.max)
+}
+
+// tooLarge is the invalid entry of a value larger than the bound that
+// ends at buffer position vend: it was skipped by its structure, so
+// nothing inside it was read as a value, and what follows it is read on.
+func (d *Decoder) tooLarge(vend int) *Entry {
+	d.e = Entry{Kind: KindInvalid, Offset: d.skipStart, End: d.abs(vend), Line: d.skipLine, EndLine: d.lineOf(vend), Reason: d.largerReason()}
+	d.commit(vend)
+	d.pos = vend
+	d.mode = modeBetween
 	return &d.e
 }
 
-// startSkip enters skipping mode: the text from start is not a value the
-// decoder can use, and reading resumes at the next line that starts with
-// '{'.
-func (d *Decoder) startSkip(start int, reason string) {
-	d.skipping = true
-	d.skipStart = d.abs(start)
-	d.skipLine = d.lineOf(start)
-	d.skipReason = reason
-	d.pos = start + 1
+// notJSON handles a syntax error at buffer position at of the value that
+// starts at skipStart. Reading resumes at the next line that starts with
+// '{': one after the value's first byte when the error lies within the
+// size bound (the buffer then holds the value from its start), else at or
+// after the error itself (the value, valid up to there, was skipped by its
+// structure and is not read again).
+func (d *Decoder) notJSON(at int, msg string) {
+	if d.abs(at)-d.skipStart > int64(d.max) {
+		// The error may lie in a character cut by the end of a read,
+		// whose first bytes have left the buffer: they cannot start a
+		// line, so the search starts at the buffer's first byte.
+		d.toLine(max(at, 0), fmt.Sprintf("%s, and not JSON at offset %d: %s", d.largerReason(), d.abs(at), msg))
+		return
+	}
+	d.toLine(int(d.skipStart-d.base)+1, "not JSON: "+msg)
 }
 
-// skip looks for the next "\n{" without holding the skipped text in
-// memory. It returns the invalid entry once found, the incomplete entry at
-// the end of the input, or nil when it needs more input.
-func (d *Decoder) skip() *Entry {
-	if i := bytes.Index(d.buf[d.pos:d.end], []byte("\n{")); i >= 0 {
-		next := d.pos + i + 1
-		d.skipping = false
-		d.e = Entry{Kind: KindInvalid, Offset: d.skipStart, End: d.abs(next), Line: d.skipLine, EndLine: d.lineOf(next), Reason: d.skipReason}
+// toLine enters modeLine: the skipped text ends at the first '{' that
+// starts a line at or after buffer position from.
+func (d *Decoder) toLine(from int, reason string) {
+	d.mode = modeLine
+	d.skipReason, d.text = reason, false
+	d.pos = from
+}
+
+// nlBefore reports whether the byte before buffer position i is '\n'.
+func (d *Decoder) nlBefore(i int) bool {
+	if i > 0 {
+		return d.buf[i-1] == '\n'
+	}
+	return d.prevNL
+}
+
+// resync looks for the line that ends skipped text, without holding the
+// text in memory. It returns the invalid entry once found, the incomplete
+// entry at the end of the input, or nil when it needs more input.
+func (d *Decoder) resync() *Entry {
+	next := -1
+	if d.pos < d.end && d.buf[d.pos] == '{' && d.nlBefore(d.pos) {
+		next = d.pos
+	} else if i := bytes.Index(d.buf[d.pos:d.end], []byte("\n{")); i >= 0 {
+		next = d.pos + i + 1
+	}
+	if next >= 0 {
+		if d.text {
+			d.quote(d.buf[d.pos:next])
+		}
+		d.e = Entry{Kind: KindInvalid, Offset: d.skipStart, End: d.abs(next), Line: d.skipLine, EndLine: d.lineOf(next), Reason: d.reason()}
 		d.commit(next)
 		d.pos = next
+		d.mode, d.text = modeBetween, false
 		return &d.e
+	}
+	if d.text {
+		d.quote(d.buf[d.pos:d.end])
+	}
+	d.pos = d.end
+	if d.eof {
+		return d.incomplete(d.reason() + ", and no line starting with '{' follows yet")
+	}
+	d.fill(d.end)
+	return nil
+}
+
+// stream feeds the bytes read since to the Scanner of a value read in
+// pieces. It returns the value's entry once it ends, the incomplete entry
+// at the end of the input, or nil when it needs more input (or has moved
+// to another mode).
+func (d *Decoder) stream() (*Entry, error) {
+	n, done, err := d.sc.Feed(d.buf[d.pos:d.end])
+	d.pos += n
+	start := int(d.skipStart - d.base) // negative once the value's start has left the buffer
+	if se, ok := err.(*jsonx.SyntaxError); ok {
+		at := d.skipStart + int64(se.Offset)
+		if at-d.skipStart <= int64(d.max) && start < 0 {
+			// Reading resumed past the start of a value that the error
+			// keeps within the bound: read it again whole.
+			return nil, d.restart()
+		}
+		d.notJSON(int(at-d.base), se.Msg)
+		return nil, nil
+	}
+	if done {
+		if d.abs(d.pos)-d.skipStart > int64(d.max) {
+			return d.tooLarge(d.pos), nil
+		}
+		if start < 0 {
+			return nil, d.restart()
+		}
+		// A value within the bound is whole in the buffer: compact it.
+		out, vend, members, err := jsonx.AppendCompactMembers(d.out[:0], d.buf[:d.end], start, d.members)
+		d.out, d.members = out, members
+		if err != nil || vend != d.pos {
+			// The Scanner and the scanner accept the same language.
+			return nil, fmt.Errorf("eventlog: the value at offset %d scans two ways (%v): a bug", d.skipStart, err)
+		}
+		return d.value(start, vend), nil
+	}
+	// Every byte read is scanned, and the value goes on.
+	if d.mode == modeValue && d.abs(d.end)-d.skipStart > int64(d.max) {
+		d.mode = modeOver // larger than the bound: it is no longer kept
 	}
 	if d.eof {
-		d.skipping = false
-		d.done = true
-		d.spilled = false
-		d.e = Entry{Kind: KindIncomplete, Offset: d.skipStart, End: d.abs(d.end), Line: d.skipLine,
-			Reason: d.skipReason + ", and no line starting with '{' follows yet"}
-		return &d.e
+		reason := "the input ends inside a value"
+		switch {
+		case d.mode == modeOver:
+			reason = d.largerReason() + ", and the input ends inside it"
+		case d.sc.InNumber():
+			reason = "the input ends inside a number"
+		}
+		return d.incomplete(reason), nil
 	}
-	// Keep only the last byte: it may be the '\n' of a "\n{" split by the
-	// read.
-	keep := d.end - 1
-	if keep < d.pos {
-		keep = d.pos
+	if d.mode == modeValue && start >= 0 {
+		d.fill(start)
+	} else {
+		d.fill(d.end)
 	}
-	d.pos = keep
-	d.fill(keep)
-	return nil
+	return nil, nil
+}
+
+// incomplete is the last entry: the input ends inside the value or text
+// that starts at skipStart. Its bytes are not consumed; the Resume handed
+// back lets the next decoder go on from where this one stopped.
+func (d *Decoder) incomplete(reason string) *Entry {
+	d.done = true
+	d.e = Entry{Kind: KindIncomplete, Offset: d.skipStart, End: d.abs(d.end), Line: d.skipLine, Reason: reason}
+	d.resume = d.makeResume()
+	d.spilled = false
+	return &d.e
 }

@@ -9,10 +9,10 @@ import (
 	"github.com/mirrord/mirrord/internal/jsonx"
 )
 
-// Event is one entry of the log, with the fields DESIGN §1 names. Fields
-// the contract does not name are kept in Extra, and the order of the keys
-// in the log is remembered, so that an event decoded from the log encodes
-// back to exactly the same bytes.
+// Event is one entry of the log, with the fields the log format names
+// (docs/design.md, The event log). Fields it does not name are kept in
+// Extra, and the order of the keys in the log is remembered, so that an
+// event decoded from the log encodes back to exactly the same bytes.
 type Event struct {
 	ID          string
 	Date        string
@@ -72,16 +72,27 @@ var (
 
 // ParseEvent decodes one event object (any JSON spelling: the log's
 // indented form or the mirror's compacted form) and checks it against the
-// rules of DESIGN §1. The error, if any, is a *FieldError.
+// rules of the log format (docs/design.md, The event log). The error, if any, is a *FieldError.
+//
+// It is called for every event a generator reads, so it does the least
+// it can: one pass that validates the object and locates its fields, a
+// reused scratch state, and no allocation beyond the event's own (the
+// strings that recur from event to event, such as the type, the
+// creator's and the modifiers' names, are shared).
 func ParseEvent(b []byte) (*Event, error) {
-	if !jsonx.Valid(b) {
+	p := parsers.Get().(*parsed)
+	defer p.release()
+	var ok bool
+	if p.members, ok = jsonx.ValidMembers(b, p.members); !ok {
 		return nil, &FieldError{Reason: "not valid JSON"}
 	}
-	// The key order is kept by the Event: room for the contract's fields
-	// and a few more, allocated once.
-	p := parsed{collect: true, order: make([]string, 0, nFields+4)}
-	if err := p.parse(b[jsonx.SkipSpace(b, 0):]); err != nil {
-		return nil, err
+	p.reset()
+	p.collect = true
+	if b[jsonx.SkipSpace(b, 0)] != '{' {
+		return nil, errNotObject
+	}
+	for _, m := range p.members {
+		p.member(b[m.Key[0]:m.Key[1]], b[m.Val[0]:m.Val[1]])
 	}
 	return p.event()
 }
@@ -123,6 +134,7 @@ func (e *Event) AppendJS(dst []byte) []byte {
 	order := appendMissing(e.order, eventOrder, e.Extra, func(k string) bool {
 		return k != "modifiers" || len(e.Modifiers) > 0 || e.order == nil
 	})
+	extra := lastFields(e.Extra)
 	w := jsWriter{dst: dst}
 	w.open('{')
 	for _, k := range order {
@@ -148,18 +160,16 @@ func (e *Event) AppendJS(dst []byte) []byte {
 		case "modifiers":
 			w.key(k)
 			w.open('{')
-			for i, m := range e.Modifiers {
-				if shadowed(e.Modifiers, i) {
-					continue
-				}
+			for _, m := range uniqueModifiers(e.Modifiers) {
 				w.key(m.Name)
-				w.str(lastValue(e.Modifiers, m.Name))
+				w.str(m.Value)
 			}
 			w.close('}')
 		case "creator":
 			w.key(k)
 			c := &e.Creator
 			corder := appendMissing(c.order, creatorOrder, c.Extra, func(string) bool { return true })
+			cextra := lastFields(c.Extra)
 			w.open('{')
 			for _, ck := range corder {
 				switch ck {
@@ -173,7 +183,7 @@ func (e *Event) AppendJS(dst []byte) []byte {
 					w.key(ck)
 					w.str(c.Version)
 				default:
-					if v, ok := fieldValue(c.Extra, ck); ok {
+					if v, ok := cextra.value(ck); ok {
 						w.key(ck)
 						w.raw(v)
 					}
@@ -181,7 +191,7 @@ func (e *Event) AppendJS(dst []byte) []byte {
 			}
 			w.close('}')
 		default:
-			if v, ok := fieldValue(e.Extra, k); ok {
+			if v, ok := extra.value(k); ok {
 				w.key(k)
 				w.raw(v)
 			}
@@ -205,39 +215,85 @@ func appendMissing(order, known []string, extra []Field, want func(string) bool)
 			out = append(out, k)
 		}
 	}
+	if len(extra) < linearMax {
+		for _, f := range extra {
+			if !slices.Contains(out, f.Name) {
+				out = append(out, f.Name)
+			}
+		}
+		return out
+	}
+	// Many fields: a set, not a search of the order for each.
+	seen := make(map[string]struct{}, len(out)+len(extra))
+	for _, k := range out {
+		seen[k] = struct{}{}
+	}
 	for _, f := range extra {
-		if !slices.Contains(out, f.Name) {
+		if _, ok := seen[f.Name]; !ok {
+			seen[f.Name] = struct{}{}
 			out = append(out, f.Name)
 		}
 	}
 	return out
 }
 
-// shadowed reports whether an earlier modifier has the same name as
-// mods[i]: JSON.parse keeps a repeated key at its first place, with its
-// last value.
-func shadowed(mods []Modifier, i int) bool {
-	for j := 0; j < i; j++ {
-		if mods[j].Name == mods[i].Name {
-			return true
+// uniqueModifiers returns the modifiers as JSON.parse keeps them: each
+// name once, at its first place, with its last value. Without a repeated
+// name (the usual case) that is mods itself.
+func uniqueModifiers(mods []Modifier) []Modifier {
+	if len(mods) < linearMax {
+		repeated := false
+		for i := 1; i < len(mods) && !repeated; i++ {
+			for j := range i {
+				if mods[j].Name == mods[i].Name {
+					repeated = true
+					break
+				}
+			}
+		}
+		if !repeated {
+			return mods
 		}
 	}
-	return false
+	at := make(map[string]int, len(mods))
+	out := make([]Modifier, 0, len(mods))
+	for _, m := range mods {
+		if i, ok := at[m.Name]; ok {
+			out[i].Value = m.Value
+			continue
+		}
+		at[m.Name] = len(out)
+		out = append(out, m)
+	}
+	return out
 }
 
-func lastValue(mods []Modifier, name string) string {
-	for i := len(mods) - 1; i >= 0; i-- {
-		if mods[i].Name == name {
-			return mods[i].Value
+// fieldSet finds the last value of a name among fields: by searching a
+// few, by a map built once for many.
+type fieldSet struct {
+	fs   []Field
+	last map[string]json.RawMessage
+}
+
+func lastFields(fs []Field) fieldSet {
+	s := fieldSet{fs: fs}
+	if len(fs) >= linearMax {
+		s.last = make(map[string]json.RawMessage, len(fs))
+		for _, f := range fs {
+			s.last[f.Name] = f.Value
 		}
 	}
-	return ""
+	return s
 }
 
-func fieldValue(fs []Field, name string) (json.RawMessage, bool) {
-	for i := len(fs) - 1; i >= 0; i-- {
-		if fs[i].Name == name {
-			return fs[i].Value, true
+func (s fieldSet) value(name string) (json.RawMessage, bool) {
+	if s.last != nil {
+		v, ok := s.last[name]
+		return v, ok
+	}
+	for i := len(s.fs) - 1; i >= 0; i-- {
+		if s.fs[i].Name == name {
+			return s.fs[i].Value, true
 		}
 	}
 	return nil, false
@@ -247,17 +303,35 @@ func fieldValue(fs []Field, name string) (json.RawMessage, bool) {
 // value, as JSON.parse does.
 func dedupFields(fs []Field) []Field {
 	var out []Field
+	var at map[string]int // once there are many
 	for _, f := range fs {
-		if i := slices.IndexFunc(out, func(o Field) bool { return o.Name == f.Name }); i >= 0 {
+		i := -1
+		if at != nil {
+			if j, ok := at[f.Name]; ok {
+				i = j
+			}
+		} else {
+			i = slices.IndexFunc(out, func(o Field) bool { return o.Name == f.Name })
+		}
+		if i >= 0 {
 			out[i].Value = f.Value
 			continue
 		}
 		out = append(out, f)
+		if at != nil {
+			at[f.Name] = len(out) - 1
+		} else if len(out) >= linearMax {
+			at = make(map[string]int, len(fs))
+			for j, o := range out {
+				at[o.Name] = j
+			}
+		}
 	}
 	return out
 }
 
 // event builds an Event from a parsed object, or the first rule it breaks.
+// The Event shares nothing with p, which is reused.
 func (p *parsed) event() (*Event, error) {
 	if err := p.validate(); err != nil {
 		return nil, err
@@ -267,25 +341,27 @@ func (p *parsed) event() (*Event, error) {
 		Date:        p.str(fDate),
 		Original:    p.str(fOriginal),
 		Input:       p.str(fInput),
-		Type:        p.str(fType),
+		Type:        p.intern(p.span[fType]),
 		Description: p.str(fDescription),
-		order:       p.order,
+		order:       sharedOrder(p.order, eventOrder, eventOrderNoModifiers),
 	}
 	if len(p.mods) > 0 {
-		e.Modifiers = make([]Modifier, 0, len(p.mods))
+		e.Modifiers = make([]Modifier, len(p.mods))
 	}
-	for _, m := range p.mods {
-		e.Modifiers = append(e.Modifiers, Modifier{Name: string(m.Name), Value: p.unquote(m.Value)})
+	for i, m := range p.mods {
+		e.Modifiers[i] = Modifier{Name: p.internBytes(m.Name), Value: p.unquote(m.Value)}
 	}
 	for _, f := range p.extra {
 		e.Extra = append(e.Extra, Field{Name: f.name, Value: append(json.RawMessage(nil), f.value...)})
 	}
 	e.Extra = dedupFields(e.Extra)
-	cp := parsed{order: make([]string, 0, len(creatorOrder)+1), extra: make([]rawField, 0, len(creatorOrder)+1)}
-	if err := cp.parseCreator(p.span[fCreator]); err != nil {
-		return nil, err
+	cp := p.creator
+	e.Creator = Creator{
+		Name:    p.intern(cp.lastRaw("name")),
+		UUID:    p.intern(cp.lastRaw("uuid")),
+		Version: p.intern(cp.lastRaw("version")),
+		order:   sharedOrder(cp.order, creatorOrder),
 	}
-	e.Creator = Creator{Name: cp.cstr("name"), UUID: cp.cstr("uuid"), Version: cp.cstr("version"), order: cp.order}
 	for _, f := range cp.extra {
 		if f.name != "name" && f.name != "uuid" && f.name != "version" {
 			e.Creator.Extra = append(e.Creator.Extra, Field{Name: f.name, Value: append(json.RawMessage(nil), f.value...)})
@@ -293,6 +369,22 @@ func (p *parsed) event() (*Event, error) {
 	}
 	e.Creator.Extra = dedupFields(e.Creator.Extra)
 	return e, nil
+}
+
+// eventOrderNoModifiers is the application's key order of an event without
+// modifiers.
+var eventOrderNoModifiers = []string{"id", "date", "original", "input", "type", "description", "creator"}
+
+// sharedOrder returns a key order for an Event: one of the usual orders
+// (shared: an Event never changes its order in place) when it is one, else
+// a copy.
+func sharedOrder(order []string, usual ...[]string) []string {
+	for _, u := range usual {
+		if slices.Equal(order, u) {
+			return u
+		}
+	}
+	return append(make([]string, 0, len(order)), order...)
 }
 
 // FieldError says why an object is not a valid event.

@@ -51,6 +51,10 @@ func decodeSeeds(f *testing.F) [][]byte {
 		[]byte(strings.Replace(validEvent, `"d"`, `"\ud83d cut"`, 1)),
 		[]byte(strings.Replace(validEvent, `"version":"v"`, `"version":"v","x":{"a":[1,2.5e-3,{}],"a":null}`, 1)),
 		[]byte("12\n-\n"),
+		// Larger than the small bound of the fuzz target: lines that
+		// start with '{' inside, a glued value, a break after the bound.
+		[]byte(`{"pad":"`+strings.Repeat("x", 120)+`","in":[`+"\n"+validEvent+`]}`+validEvent),
+		[]byte(`["`+strings.Repeat("}", 120)+`\"\\",`+"\n"+`{"a":1} x`+"\n"+validEvent),
 		[]byte("{\"id\":\"a\r\n"),
 	)
 	return seeds
@@ -98,22 +102,45 @@ func FuzzDecoder(f *testing.F) {
 			}
 		}
 
-		// The independent model of DESIGN §1 agrees.
-		model := refDecode(in, 0)
-		for i := 0; i < len(model) || i < len(got); i++ {
-			if i >= len(model) || i >= len(got) || !model[i].matches(got[i]) {
-				var m any
-				if i < len(model) {
-					m = model[i]
-				}
-				var g any
-				if i < len(got) {
-					g = got[i]
-				}
-				t.Fatalf("entry %d: decoder %v, reference model %+v", i, g, m)
-			}
+		// The independent model of the log format (refmodel_test.go) agrees.
+		compareModel(t, in, got, 0)
+
+		// With a small bound (values larger than it are skipped by their
+		// structure), read whole, in one-byte reads, and as a file that
+		// grows in three rounds, each resuming where the last stopped.
+		small := 16 + len(in)%97
+		sgot := decodeAll(t, bytes.NewReader(in), len(in), &Options{MaxValueSize: small})
+		checkEntries(t, in, sgot)
+		compareModel(t, in, sgot, small)
+		sone := decodeAll(t, bytes.NewReader(in), len(in), &Options{MaxValueSize: small, BufferSize: 1})
+		if d := diffSnaps(sgot, sone); d != "" {
+			t.Errorf("bound %d: BufferSize 1 differs from the default: %s", small, d)
+		}
+		rounds, _, _ := decodeInRounds(t, in, []int{len(in) / 3, 2 * len(in) / 3}, Options{MaxValueSize: small}, true)
+		if d := diffSnaps(sgot, rounds); d != "" {
+			t.Errorf("bound %d: decoded in rounds: %s", small, d)
 		}
 	})
+}
+
+// compareModel fails the test where the decoder's entries got for in,
+// with MaxValueSize max, differ from the reference model's.
+func compareModel(t *testing.T, in []byte, got []snap, max int) {
+	t.Helper()
+	model := refDecode(in, max)
+	for i := 0; i < len(model) || i < len(got); i++ {
+		if i >= len(model) || i >= len(got) || !model[i].matches(got[i]) {
+			var m any
+			if i < len(model) {
+				m = model[i]
+			}
+			var g any
+			if i < len(got) {
+				g = got[i]
+			}
+			t.Fatalf("max %d, entry %d: decoder %v, reference model %+v", max, i, g, m)
+		}
+	}
 }
 
 // checkEntries checks the shape of a decode of in.

@@ -9,31 +9,38 @@ import (
 	"testing/iotest"
 )
 
-// repeatReader yields n copies of c without holding them.
+// repeatReader yields n bytes of copies of pat without holding them.
 type repeatReader struct {
-	c     byte
+	pat   []byte
 	n     int64
+	done  int64
 	block []byte
 }
 
 func (r *repeatReader) Read(p []byte) (int, error) {
-	if r.n == 0 {
+	if r.done == r.n {
 		return 0, io.EOF
 	}
 	if r.block == nil {
-		r.block = bytes.Repeat([]byte{r.c}, 64<<10)
+		r.block = bytes.Repeat(r.pat, max(1, 64<<10/len(r.pat)))
 	}
-	k := int(min(int64(len(p)), r.n))
+	k := int(min(int64(len(p)), r.n-r.done))
 	for i := 0; i < k; {
-		i += copy(p[i:k], r.block)
+		off := int((r.done + int64(i)) % int64(len(r.pat)))
+		i += copy(p[i:k], r.block[off:])
 	}
-	r.n -= int64(k)
+	r.done += int64(k)
 	return k, nil
 }
 
 // bigInput is prefix, n times c, suffix, as a reader.
 func bigInput(prefix string, c byte, n int64, suffix string) io.Reader {
-	return io.MultiReader(strings.NewReader(prefix), &repeatReader{c: c, n: n}, strings.NewReader(suffix))
+	return bigPattern(prefix, string(c), n, suffix)
+}
+
+// bigPattern is prefix, n bytes of copies of pat, suffix, as a reader.
+func bigPattern(prefix, pat string, n int64, suffix string) io.Reader {
+	return io.MultiReader(strings.NewReader(prefix), &repeatReader{pat: []byte(pat), n: n}, strings.NewReader(suffix))
 }
 
 const smallEvent = `{"id":"after","date":"2025-05-22T15:30:00Z","original":"","input":"","type":"","description":"","creator":{"name":"n","uuid":"u","version":"v"}}`
@@ -45,8 +52,10 @@ func eventOfSize(id string, n int) string {
 }
 
 // TestMaxValueSize: a value larger than the bound is one invalid entry
-// that names the bound, and decoding goes on at the next line that starts
-// with '{'; a value of exactly the bound is read.
+// that names the bound. A value that is JSON is skipped by its structure,
+// up to its own end, and decoding goes on right after it; one that is not
+// JSON (beyond the bound) up to the next line that starts with '{'. A
+// value of exactly the bound is read.
 func TestMaxValueSize(t *testing.T) {
 	const max = 1024
 	exact, over := eventOfSize("exact", max), eventOfSize("over", max+1)
@@ -59,16 +68,16 @@ func TestMaxValueSize(t *testing.T) {
 		// the oversized text, and the id of the event that follows it
 		bad  string
 		next string
-		// the oversized value is not JSON either (after the bound)
-		notJSON bool
 	}{
-		{"event", exact + "\n" + over + "\n" + smallEvent + "\n", over + "\n", "after", false},
-		{"indented", exact + "\n" + "{\n\t\"pad\": \"" + strings.Repeat("y", 2000) + "\"\n}\n" + smallEvent, "{\n\t\"pad\": \"" + strings.Repeat("y", 2000) + "\"\n}\n", "after", false},
-		{"array", exact + "\n[" + strings.Repeat("1,", 1000) + "1]\n" + smallEvent, "[" + strings.Repeat("1,", 1000) + "1]\n", "after", false},
-		{"number", exact + "\n" + strings.Repeat("7", 3000) + "\n" + smallEvent, strings.Repeat("7", 3000) + "\n", "after", false},
-		{"unterminated string", exact + "\n" + `{"id":"` + strings.Repeat("z", 3000) + "\n" + smallEvent, `{"id":"` + strings.Repeat("z", 3000) + "\n", "after", true},
-		{"invalid after the bound", exact + "\n" + `{"id":"` + strings.Repeat("z", 3000) + `",x}` + "\n" + smallEvent, `{"id":"` + strings.Repeat("z", 3000) + `",x}` + "\n", "after", true},
-		{"no space before", exact + over + "\n" + smallEvent, over + "\n", "after", false},
+		{"event", exact + "\n" + over + "\n" + smallEvent + "\n", over, "after"},
+		{"indented", exact + "\n" + "{\n\t\"pad\": \"" + strings.Repeat("y", 2000) + "\"\n}\n" + smallEvent, "{\n\t\"pad\": \"" + strings.Repeat("y", 2000) + "\"\n}", "after"},
+		{"array", exact + "\n[" + strings.Repeat("1,", 1000) + "1]\n" + smallEvent, "[" + strings.Repeat("1,", 1000) + "1]", "after"},
+		{"number", exact + "\n" + strings.Repeat("7", 3000) + "\n" + smallEvent, strings.Repeat("7", 3000), "after"},
+		{"unterminated string", exact + "\n" + `{"id":"` + strings.Repeat("z", 3000) + "\n" + smallEvent, `{"id":"` + strings.Repeat("z", 3000) + "\n", "after"},
+		{"invalid after the bound", exact + "\n" + `{"id":"` + strings.Repeat("z", 3000) + `",x}` + "\n" + smallEvent, `{"id":"` + strings.Repeat("z", 3000) + `",x}` + "\n", "after"},
+		{"no space before", exact + over + "\n" + smallEvent, over, "after"},
+		{"glued after", exact + "\n" + over + smallEvent, over, "after"},
+		{"line inside", exact + "\n" + `{"pad":"` + strings.Repeat("i", 1100) + `","in":[` + "\n" + eventOfSize("inside", 200) + "]}" + smallEvent, `{"pad":"` + strings.Repeat("i", 1100) + `","in":[` + "\n" + eventOfSize("inside", 200) + "]}", "after"},
 	}
 	for _, c := range cases {
 		for _, v := range readerVariants {
@@ -88,10 +97,10 @@ func TestMaxValueSize(t *testing.T) {
 			}
 			if bad := got[1]; bad.Kind != KindInvalid || bad.Offset != badAt || bad.End != badEnd || bad.Line != lineAt(in, badAt) {
 				t.Errorf("%s, %s: entry %v, want invalid @%d-%d", c.name, v.name, bad, badAt, badEnd)
-			} else if !strings.Contains(bad.Reason, fmt.Sprintf("larger than %d bytes", max)) {
+			} else if !strings.Contains(bad.Reason, fmt.Sprintf("larger than max-value-size %d bytes", max)) {
 				t.Errorf("%s, %s: reason %q does not name the bound %d", c.name, v.name, bad.Reason, max)
 			}
-			if next := got[2]; next.Kind != KindEvent || next.ID != c.next || next.Offset != badEnd {
+			if next := got[2]; next.Kind != KindEvent || next.ID != c.next || next.Offset != int64(strings.LastIndex(c.in, smallEvent)) {
 				t.Errorf("%s, %s: after the oversized value: %v", c.name, v.name, next)
 			}
 		}
@@ -99,9 +108,9 @@ func TestMaxValueSize(t *testing.T) {
 }
 
 // TestMaxValueSizeReason: a value that is too large and also not JSON
-// somewhere after the bound is reported as too large when the decoder's
-// buffer ends before the syntax error, and as not JSON when the buffer
-// holds it: the reason depends on how the input was read.
+// somewhere after the bound is reported as too large (and where it is
+// not JSON), whether or not the decoder's buffer holds the error: the
+// reason does not depend on how the input was read.
 func TestMaxValueSizeReason(t *testing.T) {
 	in := []byte(`{"id":"` + strings.Repeat("z", 3000) + `",x}` + "\n" + smallEvent)
 	def := decodeBytes(t, in, &Options{MaxValueSize: 1024})
@@ -109,7 +118,7 @@ func TestMaxValueSizeReason(t *testing.T) {
 	if len(def) != 2 || len(small) != 2 || def[0].Kind != KindInvalid || small[0].Kind != KindInvalid {
 		t.Fatalf("entries %v and %v", def, small)
 	}
-	if !strings.Contains(small[0].Reason, "larger than 1024 bytes") {
+	if !strings.Contains(small[0].Reason, "larger than max-value-size 1024 bytes") {
 		t.Errorf("one byte per read: reason %q", small[0].Reason)
 	}
 	if def[0].Reason != small[0].Reason {
@@ -128,6 +137,7 @@ func bufBound(o Options) int {
 // could make it hold everything: it must keep its buffers near the bound.
 func TestMaxValueSizeMemory(t *testing.T) {
 	const n = 50 << 20
+	const lines = 8 << 20 / 13 * 13 // the JSON one: slower to scan than strings
 	type result struct {
 		kind   Kind
 		offset int64
@@ -158,28 +168,38 @@ func TestMaxValueSizeMemory(t *testing.T) {
 			r:      func() io.Reader { return bigInput(`{"id":"`, 's', n, "\n"+smallEvent+"\n") },
 			opts:   Options{MaxValueSize: 1024, BufferSize: 4096},
 			want:   []result{{KindInvalid, 0, n + 8, ""}, {KindEvent, n + 8, n + 8 + int64(len(smallEvent)), ""}},
-			reason: "larger than 1024 bytes",
+			reason: "larger than max-value-size 1024 bytes",
 		},
 		{
 			name:   "unterminated string at the end",
 			r:      func() io.Reader { return bigInput(`{"id":"`, 's', n, "") },
 			opts:   Options{MaxValueSize: 1024},
 			want:   []result{{KindIncomplete, 0, n + 7, ""}},
-			reason: "larger than 1024 bytes",
+			reason: "larger than max-value-size 1024 bytes",
 		},
 		{
 			name:   "string under a 1 MiB bound, growing buffer",
 			r:      func() io.Reader { return bigInput(`{"id":"`, 's', n, "\"}\n"+smallEvent+"\n") },
 			opts:   Options{MaxValueSize: 1 << 20, BufferSize: 4096},
-			want:   []result{{KindInvalid, 0, n + 10, ""}, {KindEvent, n + 10, n + 10 + int64(len(smallEvent)), ""}},
-			reason: "larger than 1048576 bytes",
+			want:   []result{{KindInvalid, 0, n + 9, ""}, {KindEvent, n + 10, n + 10 + int64(len(smallEvent)), ""}},
+			reason: "larger than max-value-size 1048576 bytes",
 		},
 		{
 			name:   "number",
 			r:      func() io.Reader { return bigInput("-", '9', n, "\n"+smallEvent) },
 			opts:   Options{MaxValueSize: 1024},
-			want:   []result{{KindInvalid, 0, n + 2, ""}, {KindEvent, n + 2, n + 2 + int64(len(smallEvent)), ""}},
-			reason: "larger than 1024 bytes",
+			want:   []result{{KindInvalid, 0, n + 1, ""}, {KindEvent, n + 2, n + 2 + int64(len(smallEvent)), ""}},
+			reason: "larger than max-value-size 1024 bytes",
+		},
+		{
+			// JSON, with a line that starts with '{' every 13 bytes: it is
+			// skipped by its structure, whole, and the event glued to it
+			// is read.
+			name:   "array of lines",
+			r:      func() io.Reader { return bigPattern("[", "\n{\"in\":\"x\"},", lines, "{}]"+smallEvent) },
+			opts:   Options{MaxValueSize: 1024, BufferSize: 4096},
+			want:   []result{{KindInvalid, 0, lines + 4, ""}, {KindEvent, lines + 4, lines + 4 + int64(len(smallEvent)), ""}},
+			reason: "larger than max-value-size 1024 bytes",
 		},
 		{
 			name: "whitespace",

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"sync"
 
 	"github.com/mirrord/mirrord/internal/jsonx"
 )
 
-// The fields DESIGN §1 names, in the order their rules are checked (so the
-// field an invalid entry reports is deterministic).
+// The fields the log format names (docs/design.md, The event log), in the
+// order their rules are checked (so the field an invalid entry reports is
+// deterministic).
 const (
 	fID = iota
 	fDate
@@ -23,15 +26,6 @@ const (
 )
 
 var fieldNames = [nFields]string{"id", "date", "original", "input", "type", "description", "creator", "modifiers"}
-
-// quotedNames are the field names as JSON tokens, for comparing a key
-// token without decoding it.
-var quotedNames = func() (q [nFields][]byte) {
-	for i, n := range fieldNames {
-		q[i] = []byte(`"` + n + `"`)
-	}
-	return q
-}()
 
 // RawModifier is a modifier as the decoder sees it: the decoded name and
 // the value's JSON string token (quotes included), as it stands in the
@@ -51,23 +45,167 @@ type rawField struct {
 // the unknown fields.
 type parsed struct {
 	span [nFields][]byte
+	seen uint16 // the named fields met (for the key order)
 	id   []byte
 	mods []RawModifier
 
-	collect bool
-	order   []string
-	extra   []rawField
+	collect  bool
+	order    []string
+	orderSet map[string]struct{} // the names of order, once it is long
+	extra    []rawField
 
-	buf []byte // decoded names and id
+	modIndex nameIndex // the names of mods, once they are many
+	buf      []byte    // decoded names and id
+
+	// For ParseEvent: the object's members, the creator's parse, and the
+	// short strings that recur from event to event.
+	members  []jsonx.Member
+	creator  *parsed
+	interned map[string]string
+}
+
+// parsers are ParseEvent's scratch states.
+var parsers = sync.Pool{New: func() any { return new(parsed) }}
+
+// release returns p to parsers, unless one huge event made it huge.
+func (p *parsed) release() {
+	if cap(p.buf) > 64<<10 || cap(p.mods) > 4096 || cap(p.members) > 4096 || cap(p.extra) > 4096 || cap(p.order) > 4096 {
+		return
+	}
+	parsers.Put(p)
+}
+
+// maxInterned bounds the strings a parser shares, and internMax their
+// length.
+const (
+	maxInterned = 512
+	internMax   = 64
+)
+
+// intern is the string of the string token tok (of a valid object),
+// shared with earlier events when it is short and was seen before.
+func (p *parsed) intern(tok []byte) string {
+	s := tok[1 : len(tok)-1]
+	if bytes.IndexByte(s, '\\') >= 0 {
+		return p.unquote(tok)
+	}
+	return p.internBytes(s)
+}
+
+// internBytes is string(b), shared when short and seen before.
+func (p *parsed) internBytes(b []byte) string {
+	if len(b) > internMax {
+		return string(b)
+	}
+	if s, ok := p.interned[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if p.interned == nil {
+		p.interned = make(map[string]string)
+	}
+	if len(p.interned) < maxInterned {
+		p.interned[s] = s
+	}
+	return s
 }
 
 func (p *parsed) reset() {
 	p.span = [nFields][]byte{}
+	p.seen = 0
 	p.id = p.id[:0]
 	p.mods = p.mods[:0]
 	p.order = p.order[:0]
+	p.orderSet = nil
 	p.extra = p.extra[:0]
+	p.modIndex.reset()
 	p.buf = p.buf[:0]
+}
+
+// linearMax is how many names a list holds before a repeated name is
+// looked for by hashing rather than by comparing with each: events have a
+// handful of fields and modifiers, where comparing is cheapest, but an
+// event may hold a million of them.
+const linearMax = 16
+
+// nameIndex is an open-addressing hash table of the names of a list
+// (positions into it), so that finding a repeated name costs the same
+// whatever the list's length. A slot holds the position and the top half
+// of its name's hash, so that a probe reads the list (and the name) only
+// when the hashes agree: one cache miss a name, not four, in the table of
+// a million.
+type nameIndex struct {
+	slots []uint64 // hash>>32<<32 | 1 + a position; 0 is a free slot
+	n     int      // the positions indexed: the first n of the list
+}
+
+var nameSeed = maphash.MakeSeed()
+
+func (x *nameIndex) reset() {
+	if x.n == 0 {
+		return
+	}
+	x.n = 0
+	if len(x.slots) > 1<<12 {
+		// Do not keep (and clear for every later event) the table of one
+		// huge event.
+		x.slots = nil
+		return
+	}
+	clear(x.slots)
+}
+
+// find returns the position of name in a list of count names, all
+// different (nameAt gives the name at a position), or -1 after noting
+// that name is at position count.
+func (x *nameIndex) find(name []byte, count int, nameAt func(int) []byte) int {
+	if count < linearMax && x.n == 0 {
+		for i := range count {
+			if bytes.Equal(nameAt(i), name) {
+				return i
+			}
+		}
+		return -1
+	}
+	if x.n < count || 2*(count+1) > len(x.slots) {
+		x.grow(count, nameAt)
+	}
+	h := maphash.Bytes(nameSeed, name)
+	tag := h >> 32 << 32
+	mask := uint64(len(x.slots) - 1)
+	i := h & mask
+	for ; x.slots[i] != 0; i = (i + 1) & mask {
+		if s := x.slots[i]; s>>32<<32 == tag && bytes.Equal(nameAt(int(uint32(s)-1)), name) {
+			return int(uint32(s) - 1)
+		}
+	}
+	x.slots[i] = tag | uint64(count+1)
+	x.n = count + 1
+	return -1
+}
+
+// grow rebuilds the table, at most half full with count+1 names, from the
+// list (read in order: its hashes are not kept).
+func (x *nameIndex) grow(count int, nameAt func(int) []byte) {
+	size := max(64, len(x.slots))
+	for 2*(count+1) > size {
+		size *= 2
+	}
+	if size != len(x.slots) {
+		x.slots = make([]uint64, size)
+	} else {
+		clear(x.slots)
+	}
+	mask := uint64(size - 1)
+	for pos := range count {
+		h := maphash.Bytes(nameSeed, nameAt(pos))
+		i := h & mask
+		for x.slots[i] != 0 {
+			i = (i + 1) & mask
+		}
+		x.slots[i] = h>>32<<32 | uint64(pos+1)
+	}
+	x.n = count
 }
 
 // valueKind names the JSON type of a value by its first byte.
@@ -135,20 +273,8 @@ func (p *parsed) keyNameLossy(key []byte) []byte {
 	return p.buf[start:]
 }
 
-// parse walks the top-level object b (valid JSON).
-func (p *parsed) parse(b []byte) error {
-	p.reset()
-	if b[0] != '{' {
-		return errNotObject
-	}
-	return walkObject(b, func(key, val []byte) error {
-		p.member(key, val)
-		return nil
-	})
-}
-
-// parseMembers is parse over an object compacted by
-// jsonx.AppendCompactMembers, whose members are already located.
+// parseMembers takes the members of the top-level object b, located by
+// jsonx.AppendCompactMembers (or ValidMembers).
 func (p *parsed) parseMembers(b []byte, members []jsonx.Member) error {
 	p.reset()
 	if b[0] != '{' {
@@ -162,16 +288,14 @@ func (p *parsed) parseMembers(b []byte, members []jsonx.Member) error {
 
 // member takes one member of the top-level object.
 func (p *parsed) member(key, val []byte) {
-	for f := range nFields {
-		if bytes.Equal(key, quotedNames[f]) {
-			p.note(f, fieldNames[f], val)
-			return
-		}
+	if f := quotedField(key); f >= 0 {
+		p.note(f, val)
+		return
 	}
 	name := p.keyNameLossy(key)
 	for f := range nFields {
 		if string(name) == fieldNames[f] {
-			p.note(f, fieldNames[f], val)
+			p.note(f, val)
 			return
 		}
 	}
@@ -182,22 +306,64 @@ func (p *parsed) member(key, val []byte) {
 	}
 }
 
-func (p *parsed) note(f int, name string, val []byte) {
+// quotedField is the field whose name the key token spells without
+// escapes, or -1.
+func quotedField(key []byte) int {
+	switch string(key) {
+	case `"id"`:
+		return fID
+	case `"date"`:
+		return fDate
+	case `"original"`:
+		return fOriginal
+	case `"input"`:
+		return fInput
+	case `"type"`:
+		return fType
+	case `"description"`:
+		return fDescription
+	case `"creator"`:
+		return fCreator
+	case `"modifiers"`:
+		return fModifiers
+	}
+	return -1
+}
+
+func (p *parsed) note(f int, val []byte) {
 	p.span[f] = val
-	if p.collect {
-		p.noteOrder(name)
+	// The key order: a named field at its first appearance (no unknown
+	// field has its name).
+	if p.collect && p.seen&(1<<f) == 0 {
+		p.seen |= 1 << f
+		p.order = append(p.order, fieldNames[f])
 	}
 }
+
+func (p *parsed) modName(i int) []byte { return p.mods[i].Name }
 
 // noteOrder records a key at its first appearance: JSON.parse keeps a
 // repeated key at its first place (with its last value).
 func (p *parsed) noteOrder(name string) {
+	if p.orderSet != nil {
+		if _, ok := p.orderSet[name]; !ok {
+			p.orderSet[name] = struct{}{}
+			p.order = append(p.order, name)
+		}
+		return
+	}
 	for _, k := range p.order {
 		if k == name {
 			return
 		}
 	}
 	p.order = append(p.order, name)
+	if len(p.order) >= linearMax {
+		p.orderSet = make(map[string]struct{}, 2*len(p.order))
+		for _, k := range p.order {
+			p.orderSet[k] = struct{}{}
+		}
+	}
 }
 
 func (p *parsed) str(f int) string {
@@ -220,8 +386,8 @@ func (p *parsed) unquote(tok []byte) string {
 	return out
 }
 
-// validate checks the rules of DESIGN §1 in field order and decodes the id
-// and the modifiers.
+// validate checks the rules of the log format (docs/design.md, The event
+// log) in field order and decodes the id and the modifiers.
 func (p *parsed) validate() *FieldError {
 	for f := fID; f <= fDescription; f++ {
 		v := p.span[f]
@@ -245,10 +411,33 @@ func (p *parsed) validate() *FieldError {
 	if reason := checkDate(p.span[fDate]); reason != "" {
 		return &FieldError{Field: "date", Reason: reason}
 	}
-	if fe := checkCreator(p.span[fCreator]); fe != nil {
+	if fe := p.checkCreator(); fe != nil {
 		return fe
 	}
 	return p.decodeModifiers()
+}
+
+// checkCreator checks the creator; when collecting (for an Event), by
+// parsing it whole into p.creator, which event then reads.
+func (p *parsed) checkCreator() *FieldError {
+	v := p.span[fCreator]
+	if !p.collect || v == nil || v[0] != '{' {
+		return checkCreator(v)
+	}
+	if p.creator == nil {
+		p.creator = new(parsed)
+	}
+	cp := p.creator
+	cp.parseCreator(v)
+	for _, n := range creatorOrder {
+		switch raw := cp.lastRaw(n); {
+		case raw == nil:
+			return &FieldError{Field: "creator." + n, Reason: "missing"}
+		case raw[0] != '"':
+			return &FieldError{Field: "creator." + n, Reason: "must be a string, found " + valueKind(raw)}
+		}
+	}
+	return nil
 }
 
 func checkCreator(v []byte) *FieldError {
@@ -303,11 +492,9 @@ func (p *parsed) decodeModifiers() *FieldError {
 		if val[0] != '"' {
 			return &FieldError{Field: "modifiers." + string(name), Reason: "must be a string, found " + valueKind(val)}
 		}
-		for i := range p.mods {
-			if bytes.Equal(p.mods[i].Name, name) {
-				p.mods[i].Value = val
-				return nil
-			}
+		if i := p.modIndex.find(name, len(p.mods), p.modName); i >= 0 {
+			p.mods[i].Value = val
+			return nil
 		}
 		p.mods = append(p.mods, RawModifier{Name: name, Value: val})
 		return nil
@@ -324,10 +511,10 @@ func (p *parsed) decodeModifiers() *FieldError {
 
 // parseCreator walks the creator object, collecting its key order and
 // fields (for building an Event).
-func (p *parsed) parseCreator(b []byte) error {
+func (p *parsed) parseCreator(b []byte) {
 	p.reset()
 	p.collect = true
-	return walkObject(b, func(key, val []byte) error {
+	_ = walkObject(b, func(key, val []byte) error {
 		n := creatorKey(p.keyNameLossy(key))
 		p.noteOrder(n)
 		p.extra = append(p.extra, rawField{n, val})
@@ -338,19 +525,23 @@ func (p *parsed) parseCreator(b []byte) error {
 // creatorKey is the key as a string, without allocating one for the
 // names every creator has.
 func creatorKey(b []byte) string {
-	for _, n := range creatorOrder {
-		if string(b) == n {
-			return n
-		}
+	switch string(b) {
+	case "name":
+		return "name"
+	case "uuid":
+		return "uuid"
+	case "version":
+		return "version"
 	}
 	return string(b)
 }
 
-func (p *parsed) cstr(name string) string {
+// lastRaw is the raw value of the last field called name, or nil.
+func (p *parsed) lastRaw(name string) []byte {
 	for i := len(p.extra) - 1; i >= 0; i-- {
 		if p.extra[i].name == name {
-			return p.unquote(p.extra[i].value)
+			return p.extra[i].value
 		}
 	}
-	return ""
+	return nil
 }

@@ -11,10 +11,10 @@ import (
 	"unicode/utf8"
 )
 
-// This file is a reference model of DESIGN §1 written independently of the
-// package: framing with encoding/json's Decoder (a different JSON scanner
-// from internal/jsonx), the rules with encoding/json, a regexp and the
-// time package. It gives, for an input, the kind, offsets, line, id and
+// This file is a reference model of the log format (docs/design.md, The
+// event log) written independently of the package: framing with
+// encoding/json's Decoder (a different JSON scanner from internal/jsonx),
+// the rules with encoding/json, a regexp and the time package. It gives, for an input, the kind, offsets, line, id and
 // modifiers of every entry; field and reason wording is the package's own
 // business and is not modelled. Tests compare the decoder (and the
 // hand-written expectations of testdata/decode) with it.
@@ -44,6 +44,13 @@ func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c =
 
 // refDecode models the Decoder over the whole input in (starting at file
 // offset 0, line 1) with the given MaxValueSize (0 means the default).
+//
+// A value that is not JSON is skipped up to the next line that starts
+// with '{': after its first byte when the error (the first byte at which
+// the text stops being the start of some JSON value) lies within the size
+// bound, at or after the error otherwise. A value that is JSON but larger
+// than the bound is skipped whole, and reading goes on right after it. A
+// value that the input ends inside is incomplete, whatever its size.
 func refDecode(in []byte, maxSize int) []refEntry {
 	if maxSize <= 0 {
 		maxSize = DefaultMaxValueSize
@@ -61,21 +68,33 @@ func refDecode(in []byte, maxSize int) []refEntry {
 		if pos == len(in) {
 			return out
 		}
-		// skip resynchronises at the next line that starts with '{'
-		// after pos; false means the input ended first.
-		skip := func() bool {
-			i := bytes.Index(in[pos+1:], []byte("\n{"))
-			if i < 0 {
+		// skip resynchronises at the first '{' at or after from that
+		// starts a line; false means the input ended first.
+		skip := func(from int) bool {
+			next := -1
+			for j := from; j < len(in); j++ {
+				if in[j] == '{' && j > 0 && in[j-1] == '\n' {
+					next = j
+					break
+				}
+			}
+			if next < 0 {
 				out = append(out, refEntry{Kind: KindIncomplete, Offset: int64(pos), End: int64(len(in)), Line: line(pos)})
 				return false
 			}
-			next := pos + 1 + i + 1
 			out = append(out, refEntry{Kind: KindInvalid, Offset: int64(pos), End: int64(next), Line: line(pos)})
 			pos = next
 			return true
 		}
+		// notJSON skips a value with an error at offset at.
+		notJSON := func(at int) bool {
+			if at-pos > maxSize {
+				return skip(at)
+			}
+			return skip(pos + 1)
+		}
 		if !bytes.ContainsAny(in[pos:pos+1], "{[\"-tfn0123456789") {
-			if !skip() {
+			if !skip(pos + 1) {
 				return out
 			}
 			continue
@@ -84,11 +103,11 @@ func refDecode(in []byte, maxSize int) []refEntry {
 		var raw json.RawMessage
 		err := dec.Decode(&raw)
 		if errors.Is(err, io.ErrUnexpectedEOF) {
-			// The input ends inside the value, unless the value is already
-			// too large or holds invalid UTF-8 (which encoding/json does
-			// not check) before a last, cut, character.
-			if len(in)-pos > maxSize || !validUTF8Prefix(in[pos:]) {
-				if !skip() {
+			// The input ends inside the value, unless it holds invalid
+			// UTF-8 (which encoding/json does not check) before a last,
+			// cut, character.
+			if bad := invalidUTF8Before(in[pos:], len(in)-pos); bad >= 0 {
+				if !notJSON(pos + bad) {
 					return out
 				}
 				continue
@@ -97,14 +116,18 @@ func refDecode(in []byte, maxSize int) []refEntry {
 			return out
 		}
 		if err != nil {
-			if !skip() {
+			at := pos + refErrorAt(in[pos:])
+			if bad := invalidUTF8Before(in[pos:], at-pos); bad >= 0 {
+				at = pos + bad
+			}
+			if !notJSON(at) {
 				return out
 			}
 			continue
 		}
 		end := pos + int(dec.InputOffset())
-		if end-pos > maxSize || !utf8.Valid(in[pos:end]) {
-			if !skip() {
+		if bad := invalidUTF8Before(in[pos:], end-pos); bad >= 0 {
+			if !notJSON(pos + bad) {
 				return out
 			}
 			continue
@@ -116,25 +139,57 @@ func refDecode(in []byte, maxSize int) []refEntry {
 			return out
 		}
 		e := refEntry{Kind: KindInvalid, Offset: int64(pos), End: int64(end), Line: line(pos)}
-		if id, mods, ok := refValidate(in[pos:end]); ok {
-			e.Kind, e.ID, e.Mods = KindEvent, id, mods
+		if end-pos <= maxSize {
+			if id, mods, ok := refValidate(in[pos:end]); ok {
+				e.Kind, e.ID, e.Mods = KindEvent, id, mods
+			}
 		}
 		out = append(out, e)
 		pos = end
 	}
 }
 
-// validUTF8Prefix reports whether b is valid UTF-8 apart from a last rune
-// cut short by the end of b.
-func validUTF8Prefix(b []byte) bool {
-	for len(b) > 0 {
-		r, n := utf8.DecodeRune(b)
-		if r == utf8.RuneError && n <= 1 {
-			return !utf8.FullRune(b)
+// refErrorAt returns where the text b, which is not JSON, stops being the
+// start of some JSON value: the length of its longest prefix that
+// encoding/json reads as a value, or as a value cut short.
+func refErrorAt(b []byte) int {
+	prefixOK := func(n int) bool {
+		if n == 0 {
+			return true
 		}
-		b = b[n:]
+		var raw json.RawMessage
+		err := json.NewDecoder(bytes.NewReader(b[:n])).Decode(&raw)
+		return err == nil || errors.Is(err, io.ErrUnexpectedEOF)
 	}
-	return true
+	// The prefixes that are starts of a value are those shorter than the
+	// answer: search for the first that is not.
+	lo, hi := 0, len(b) // prefixOK(lo); !prefixOK(hi)
+	for hi-lo > 1 {
+		mid := (lo + hi) / 2
+		if prefixOK(mid) {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return lo
+}
+
+// invalidUTF8Before returns the offset of the first byte of b before
+// limit that does not start a valid UTF-8 character, or -1. A character
+// cut short by the end of b is not invalid: more input may complete it.
+func invalidUTF8Before(b []byte, limit int) int {
+	for i := 0; i < limit; {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 {
+			if !utf8.FullRune(b[i:]) {
+				return -1
+			}
+			return i
+		}
+		i += n
+	}
+	return -1
 }
 
 // refMember is one member of an object: its raw key token (quotes
@@ -217,7 +272,7 @@ func refString(v []byte) (string, bool) {
 	return s, json.Unmarshal(v, &s) == nil
 }
 
-// refValidate applies the rules of DESIGN §1 to one complete value. Keys
+// refValidate applies the log format's rules to one complete value. Keys
 // are taken as JSON.parse does: a repeated key keeps its last value at its
 // first place. An id or a modifier name with a lone surrogate escape
 // makes the event invalid: its UTF-8 spelling would be shared with another
@@ -287,7 +342,7 @@ func refValidate(v []byte) (id string, mods []modSnap, ok bool) {
 
 var refDateRE = regexp.MustCompile(`^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:Z|[+-](\d{2}):?(\d{2}))$`)
 
-// refValidDate is the date rule of DESIGN §1, with the calendar checked by
+// refValidDate is the log format's date rule, with the calendar checked by
 // the time package.
 func refValidDate(s string) bool {
 	m := refDateRE.FindStringSubmatch(s)

@@ -178,35 +178,42 @@ func (w *jsWriter) raw(v []byte) {
 		w.dst = append(w.dst, "null"...)
 		return
 	}
-	i := 0
+	w.value(v, 0)
+}
+
+// value writes the value at v[i] of a validated value and returns the
+// index just past it. It walks each byte once, whatever the nesting (ends
+// found ahead of time would cost the value's size at every level).
+func (w *jsWriter) value(v []byte, i int) int {
 	switch v[i] {
-	case '{':
-		w.open('{')
-		_ = walkObject(v[i:], func(key, val []byte) error {
-			w.key(string(jsonx.AppendUnquoteLossy(nil, key)))
-			w.raw(val)
-			return nil
-		})
-		w.close('}')
-	case '[':
-		w.open('[')
-		j := jsonx.SkipSpace(v, i+1)
-		for v[j] != ']' {
-			end, err := jsonx.ValueEnd(v, j)
-			if err != nil {
-				break
+	case '{', '[':
+		closer := byte('}')
+		if v[i] == '[' {
+			closer = ']'
+		}
+		w.open(v[i])
+		i = jsonx.SkipSpace(v, i+1)
+		for v[i] != closer {
+			if closer == '}' {
+				kend := jsonx.StringEnd(v, i)
+				w.key(string(jsonx.AppendUnquoteLossy(nil, v[i:kend])))
+				i = jsonx.SkipSpace(v, jsonx.SkipSpace(v, kend)+1) // past ':'
+			} else {
+				w.elem()
 			}
-			w.elem()
-			w.raw(v[j:end])
-			j = jsonx.SkipSpace(v, end)
-			if v[j] == ',' {
-				j = jsonx.SkipSpace(v, j+1)
+			i = jsonx.SkipSpace(v, w.value(v, i))
+			if v[i] == ',' {
+				i = jsonx.SkipSpace(v, i+1)
 			}
 		}
-		w.close(']')
+		w.close(closer)
+		return i + 1
 	case '"':
-		w.str(string(jsonx.AppendUnquoteLossy(nil, v)))
-	default:
-		w.dst = append(w.dst, v...)
+		end := jsonx.StringEnd(v, i)
+		w.str(string(jsonx.AppendUnquoteLossy(nil, v[i:end])))
+		return end
 	}
+	end := jsonx.SkipValue(v, i) // a number or a literal
+	w.dst = append(w.dst, v[i:end]...)
+	return end
 }

@@ -1,12 +1,10 @@
 package generators
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,7 +13,6 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/mirrord/mirrord/internal/synth"
-	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/schema"
 )
 
@@ -26,14 +23,13 @@ import (
 var genCrashPoints = flag.Int("mirrord.crashpoints", 5, "power cuts per scenario in the power-loss tests")
 
 // cutFS is a crashable in-memory disk that clones itself, as a power cut
-// would leave it, before every n-th write, and can fail writes to the WAL.
+// would leave it, before every n-th write.
 type cutFS struct {
 	mem    *vfs.MemFS
 	fs     vfs.FS
 	count  atomic.Bool
 	writes atomic.Int64
 	every  int64
-	walErr atomic.Bool
 	mu     sync.Mutex
 	images []*vfs.MemFS
 	rng    *rand.Rand
@@ -56,8 +52,6 @@ func (l linkGuard) Link(oldname, newname string) error {
 	return l.FS.Link(oldname, newname)
 }
 
-var errInjected = errors.New("injected I/O error")
-
 func newCutFS() *cutFS {
 	c := &cutFS{mem: vfs.NewCrashableMem(), rng: rand.New(rand.NewPCG(3, 3))}
 	c.fs = errorfs.Wrap(linkGuard{c.mem, &c.linking}, errorfs.InjectorFunc(func(op errorfs.Op) error {
@@ -72,9 +66,6 @@ func newCutFS() *cutFS {
 				c.linking.Unlock()
 				c.mu.Unlock()
 			}
-		}
-		if c.walErr.Load() && strings.HasSuffix(op.Path, ".log") && (op.Kind == errorfs.OpFileWrite || op.Kind == errorfs.OpFileWriteAt) {
-			return errInjected
 		}
 		return nil
 	}))
@@ -176,55 +167,6 @@ func TestGeneratorsPowerLoss(t *testing.T) {
 		r := newEnvOn(t, img, path)
 		r.sync()
 		checkLikeScratch(t, r, want, fmt.Sprintf("cut %d of %d", i+1, len(rec.images)))
-	}
-}
-
-// A generator commit that meets a failed WAL write is an error (the
-// store's failure, at once, not after retries); its position never runs
-// ahead of what it wrote, and after a restart it catches up to what a
-// rebuild computes.
-func TestGeneratorCommitFault(t *testing.T) {
-	gen := synth.New(9)
-	path := filepath.Join(t.TempDir(), "data.json")
-	c := newCutFS()
-	e := newEnvOn(t, c.fs, path)
-	e.write(gen.Events(40))
-	e.sync()
-	e.opts.RetryMin, e.opts.RetryMax = time.Hour, time.Hour // a retry would wait: the failure must end CatchUp first
-	var err error
-	for i := 0; i < 60 && err == nil; i++ {
-		e.appendEvents(gen.Events(3)...)
-		if err = e.eng.Sync(e.ctx()); err != nil {
-			break
-		}
-		c.walErr.Store(true) // from the generators' first commit on; surfaces when Pebble writes its WAL
-		var run *Runner
-		if run, err = NewRunner(e.db, &e.opts); err == nil {
-			start := time.Now()
-			err = run.CatchUp(e.ctx(), 3)
-			if time.Since(start) > time.Minute {
-				t.Fatal("CatchUp retried a failed store")
-			}
-		}
-	}
-	if !errors.Is(err, kv.ErrFailed) || !errors.Is(err, errInjected) {
-		t.Fatalf("the failed write surfaced as %v", err)
-	}
-	c.walErr.Store(false)
-	for _, pct := range []int{100, 0} {
-		img := c.mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: pct, RNG: rand.New(rand.NewPCG(1, 1))})
-		r := newEnvOn(t, img, path)
-		head := uint64(0)
-		if err := schema.Changes(r.db, 0, func(ch schema.Change) error { head = ch.Seq; return nil }); err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range r.run.Statuses() {
-			if head > 0 && s.Position > head {
-				t.Fatalf("%s's position %d is ahead of the change feed (%d)", s.Name, s.Position, head)
-			}
-		}
-		r.sync()
-		checkLikeScratch(t, r, fromScratch(t, path), fmt.Sprintf("restart keeping %d%% of unsynced data", pct))
 	}
 }
 

@@ -276,8 +276,8 @@ func (g *genRunner) catchUp(ctx context.Context, attempts int) error {
 		var more bool
 		for more, err = g.runOnce(ctx); err == nil && more; more, err = g.runOnce(ctx) {
 		}
-		if err == nil || ctx.Err() != nil || errors.Is(err, kv.ErrFailed) {
-			break // a failed store fails every retry: say so at once
+		if err == nil || ctx.Err() != nil {
+			break
 		}
 	}
 	return err
@@ -448,9 +448,6 @@ func (g *genRunner) loop(ctx context.Context) {
 		more, err := g.runOnce(ctx)
 		if ctx.Err() != nil {
 			return
-		}
-		if errors.Is(err, kv.ErrFailed) {
-			return // the store cannot write any more; the daemon exits (see kv.DB.Failed)
 		}
 		if err != nil {
 			failures++

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"reflect"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,6 +40,21 @@ type Options struct {
 	// recent ones may be lost. mirrord's data can always be re-derived from
 	// its log, so it takes the speed (see the README).
 	Sync bool
+
+	// OnFatal is called when the store meets a failure it cannot go on
+	// from: a failed write, sync, creation or close of Pebble's
+	// write-ahead log or manifest (a full disk, an I/O error), a failed
+	// sync of the store's directory, a failed memtable flush, or an error
+	// Pebble itself reports as fatal. Pebble would panic there, in the
+	// middle of a commit or in a goroutine of its own, leaving a handle
+	// that can neither be used nor closed; so the process ends instead.
+	// err is a *Error naming the store, what failed and the cause, and
+	// matches ErrFailed. OnFatal must not return (if it does, kv exits
+	// with status 1 itself); it is called once, with Pebble's locks held.
+	// The store's files hold a consistent prefix of the batches: reopening
+	// it resumes from its last durable batch.
+	// Default: log err in one line through Logger, then os.Exit(1).
+	OnFatal func(err error)
 }
 
 func (o *Options) withDefaults() Options {
@@ -74,18 +87,22 @@ type DB struct {
 
 	tmpSeq atomic.Uint64 // names of the sstables to ingest
 
-	lock *pebble.Lock // the directory's lock, taken before Pebble opens
-	fail *failure     // set once Pebble has failed a write: see failure
-	wmu  sync.Mutex   // one write into Pebble at a time: see writing
+	lock    *pebble.Lock // the directory's lock, taken before Pebble opens
+	fatal   *fatal       // the way out of a failure Pebble cannot go on from
+	release func()       // forgets the store in this process's registry
 
 	// The gate: every operation enters while the store is open and leaves
 	// when done; Close waits for the operations in flight, so Pebble is
 	// never used after (or while) it closes. A plain RWMutex would deadlock
-	// when a Scan callback reads again while Close waits.
-	mu     sync.Mutex
-	idle   *sync.Cond
-	closed bool
-	active int
+	// when a Scan callback reads again while Close waits. Entering and
+	// leaving take no lock (one atomic add each, on the path of every
+	// read): an operation counts itself in active, then checks closed;
+	// Close sets closed, then waits for active to reach zero. One of the
+	// two always sees the other.
+	active atomic.Int64
+	closed atomic.Bool
+	mu     sync.Mutex // guards snaps and Close's wait
+	idle   *sync.Cond // signalled when the last operation leaves a closed store
 	snaps  map[*Snapshot]struct{}
 }
 
@@ -93,9 +110,11 @@ type DB struct {
 // parents) and an empty store when needed.
 //
 // It fails with ErrInitialization when the directory cannot be created, is
-// locked by another process or another handle of this process (ErrLocked),
-// holds other files but no store (ErrNotStore), or holds a store Pebble
-// cannot read.
+// locked by another process or is already open in this process, through
+// whatever path (ErrLocked), holds other files but no store (ErrNotStore),
+// or holds a store Pebble cannot read. A failure Pebble cannot go on from
+// while it opens the store (a full disk while it writes its manifest or
+// flushes its recovered WAL) is fatal: see Options.OnFatal.
 func Open(path string, opts *Options) (*DB, error) {
 	o := opts.withDefaults()
 	if path == "" {
@@ -104,6 +123,25 @@ func Open(path string, opts *Options) (*DB, error) {
 	if err := o.FS.MkdirAll(path, 0o755); err != nil {
 		return nil, initError(path, err)
 	}
+	id, err := identify(o.FS, path)
+	if err != nil {
+		return nil, initError(path, err)
+	}
+	release, err := claim(id, path)
+	if err != nil {
+		return nil, initError(path, err)
+	}
+	db, err := open(path, o)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	db.release = release
+	return db, nil
+}
+
+// open is Open once this process has claimed the store.
+func open(path string, o Options) (*DB, error) {
 	names, err := o.FS.List(path)
 	if err != nil {
 		return nil, initError(path, err)
@@ -125,51 +163,13 @@ func Open(path string, opts *Options) (*DB, error) {
 	}
 	// Temporary files of a bulk load a crash interrupted.
 	_ = o.FS.RemoveAll(o.FS.PathJoin(path, tempDirName))
-	cache := pebble.NewCache(o.CacheSize)
-	defer cache.Unref()
-	fail := &failure{ch: make(chan struct{})}
-	plog := pebbleLogger{l: o.Logger.With("component", "pebble"), fail: fail}
-	popts := &pebble.Options{
-		FS:     o.FS,
-		Lock:   lock,
-		Logger: plog,
-		// Pebble's default reaction to on-disk corruption is Logger.Fatalf,
-		// which would crash mirrord (with a long stack trace) from whatever
-		// goroutine met it, even a background one collecting table
-		// statistics. The read that met it fails with a corruption error
-		// anyway (ErrCorrupt), which the caller reports; here it is only
-		// logged.
-		EventListener: &pebble.EventListener{
-			DataCorruption: func(info pebble.DataCorruptionInfo) {
-				msg, _, _ := strings.Cut(info.Details.Error(), "\n")
-				plog.l.Error("store corrupt", "path", info.Path, "details", msg)
-			},
-		},
-		Cache:              cache,
-		MemTableSize:       o.MemTableSize,
-		FormatMajorVersion: pebble.FormatNewest,
-	}
-	// A flush that fails (a full disk) is retried by Pebble at once and
-	// without end: a hot loop that floods the log, stalls writes once the
-	// memtables fill, and keeps Open (which flushes the replayed WAL) from
-	// ever returning. The first failed flush fails the store instead (see
-	// failure): Open returns the error, and a running daemon exits to be
-	// restarted, which retries the flush after a pause.
-	popts.EventListener.FlushEnd = func(info pebble.FlushInfo) {
-		if info.Err != nil && info.Err.Error() != "pebble: empty table" { // an empty flush is not a failure
-			fail.set(fmt.Errorf("flushing the store's memtable: %w", info.Err))
-		}
-	}
-	// MinLZ, Pebble's fastest block compression on amd64: JSON compresses
-	// well, and the disk is written less.
-	popts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionFastest })
-	popts.Experimental.CompactionScheduler = newScheduler()
-	popts.EnsureDefaults()
-	pdb, err := openPebble(path, popts, fail, lock)
-	if fail.get() != nil {
-		return nil, initError(path, fail.get())
-	}
+	fatal := newFatal(path, &o)
+	sched := newScheduler()
+	popts := pebbleOptions(&o, lock, fatal, sched)
+	defer popts.Cache.Unref()
+	pdb, err := pebble.Open(path, popts)
 	if err != nil {
+		sched.Unregister() // Pebble's failed Open leaves it registered
 		_ = lock.Close()
 		if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EROFS) {
 			return nil, initError(path, fmt.Errorf("cannot open the store: %w", err))
@@ -186,53 +186,43 @@ func Open(path string, opts *Options) (*DB, error) {
 		popts: popts,
 		wo:    &pebble.WriteOptions{Sync: o.Sync},
 		lock:  lock,
-		fail:  fail,
+		fatal: fatal,
 		snaps: map[*Snapshot]struct{}{},
 	}
 	db.idle = sync.NewCond(&db.mu)
 	return db, nil
 }
 
-// openPebble is pebble.Open, except that a write failure while opening (a
-// full disk, an I/O error) is an error instead of a panic (a failed
-// manifest write) or an endless wait (a failed flush of the replayed WAL,
-// which Pebble retries forever). The abandoned open is left to finish in
-// the background, keeping the directory locked until it has; what it
-// opened is then closed.
-func openPebble(path string, popts *pebble.Options, fail *failure, lock *pebble.Lock) (*pebble.DB, error) {
-	type result struct {
-		db  *pebble.DB
-		err error
+// pebbleOptions are the options Pebble opens the store with; the caller
+// releases their Cache once Pebble has opened (or failed to).
+func pebbleOptions(o *Options, lock *pebble.Lock, fatal *fatal, sched *scheduler) *pebble.Options {
+	plog := pebbleLogger{l: o.Logger.With("component", "pebble"), f: fatal}
+	popts := &pebble.Options{
+		FS:     fatalFS{FS: o.FS, f: fatal},
+		Lock:   lock,
+		Logger: plog,
+		EventListener: &pebble.EventListener{
+			// Pebble's default reaction to on-disk corruption is
+			// Logger.Fatalf, from whatever goroutine met it, even a
+			// background one collecting table statistics. The read that
+			// met it fails with a corruption error anyway (ErrCorrupt),
+			// which the caller reports; here it is only logged.
+			DataCorruption: func(info pebble.DataCorruptionInfo) {
+				msg, _, _ := strings.Cut(info.Details.Error(), "\n")
+				plog.l.Error("store corrupt", "path", info.Path, "details", msg)
+			},
+			FlushEnd: fatal.flushEnd,
+		},
+		Cache:              pebble.NewCache(o.CacheSize),
+		MemTableSize:       o.MemTableSize,
+		FormatMajorVersion: pebble.FormatNewest,
 	}
-	done := make(chan result, 1)
-	go func() {
-		var r result
-		defer func() {
-			if p := recover(); p != nil {
-				r.err = fail.set(panicCause(p))
-			}
-			done <- r
-		}()
-		r.db, r.err = pebble.Open(path, popts)
-	}()
-	var r result
-	select {
-	case r = <-done:
-		if fail.get() == nil {
-			return r.db, r.err
-		}
-	case <-fail.ch:
-	}
-	go func() {
-		if r.db == nil && r.err == nil {
-			r = <-done
-		}
-		if r.db != nil {
-			_ = r.db.Close()
-		}
-		_ = lock.Close()
-	}()
-	return nil, fail.get()
+	// MinLZ, Pebble's fastest block compression on amd64: JSON compresses
+	// well, and the disk is written less.
+	popts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionFastest })
+	popts.Experimental.CompactionScheduler = sched
+	popts.EnsureDefaults()
+	return popts
 }
 
 // looksLikeStore reports whether a directory listing contains Pebble's
@@ -252,177 +242,57 @@ func (db *DB) Path() string { return db.path }
 
 // enter admits an operation while the store is open.
 func (db *DB) enter() bool {
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	if db.closed || db.fail.get() != nil {
+	db.active.Add(1)
+	if db.closed.Load() {
+		db.leave()
 		return false
 	}
-	db.active++
 	return true
 }
 
 func (db *DB) leave() {
-	db.mu.Lock()
-	db.active--
-	if db.active == 0 && db.closed {
+	if db.active.Add(-1) == 0 && db.closed.Load() {
+		db.mu.Lock() // Close holds it until it waits: no wakeup is lost
 		db.idle.Broadcast()
+		db.mu.Unlock()
 	}
-	db.mu.Unlock()
 }
 
-// closedError is the error of a call made after Close, or after the store
-// failed (then the failure, which says more).
+// closedError is the error of a call made after Close.
 func (db *DB) closedError(query string) error {
-	if err := db.fail.get(); err != nil {
-		return queryError(db.path, query, err)
-	}
 	return queryError(db.path, query, ErrClosed)
 }
 
-// write runs fn, a write into Pebble, as query: once the store is open
-// and has not failed, alone (see writing), and with a panic Pebble raises
-// in it (see failure) turned into the store's failure. An error fn
-// returns comes back as the query's error. A panic leaves whatever fn was
-// committing (a batch) with Pebble's failed commit pipeline: fn releases
-// it only on its normal path.
-func (db *DB) write(query string, fn func() error) (err error) {
+// write runs fn, a write into Pebble, as query, once the store is open.
+// An error fn returns comes back as the query's error.
+func (db *DB) write(query string, fn func() error) error {
 	if !db.enter() {
 		return db.closedError(query)
 	}
 	defer db.leave()
-	release, err := db.writing(query)
-	if err != nil {
-		return err
-	}
-	defer release() // after the recover below records the failure
-	defer func() {
-		if r := recover(); r != nil {
-			err = db.fatal(query, r)
-		}
-	}()
 	if err := fn(); err != nil {
 		return queryError(db.path, query, err)
 	}
 	return nil
 }
 
-// writing admits one write into Pebble at a time, and none once the store
-// has failed (write calls it; the release runs after the recover that
-// records a failure). A write that fails leaves Pebble's commit pipeline
-// locked (see failure): a second write already waiting inside Pebble
-// would wait for it forever (two generators committing side
-// by side did, about once in ten test runs). Waiting here instead, the
-// second write sees the failure. Pebble serialises commits itself; this
-// costs nothing measurable.
-func (db *DB) writing(query string) (release func(), err error) {
-	db.wmu.Lock()
-	if ferr := db.fail.get(); ferr != nil {
-		db.wmu.Unlock()
-		return nil, queryError(db.path, query, ferr)
-	}
-	return db.wmu.Unlock, nil
-}
-
-// failure is the first fatal write failure of a store. Pebble treats a
-// failed write or sync of its write-ahead log or manifest as fatal: it
-// panics (or calls Logger.Fatalf) in the middle of the commit, with its
-// commit pipeline locked, so that the handle can neither be used nor even
-// closed afterwards (Close would wait for that lock forever). The call
-// that meets such a panic returns it as an error matching ErrFailed and
-// the cause (syscall.ENOSPC, ...); every later call returns the same error
-// at once, and Close returns without touching Pebble. What was written
-// before is intact: the files hold a consistent prefix of the batches, so
-// reopening the store (the daemon exits non-zero for its service manager
-// to restart it) resumes from its last durable checkpoint.
-type failure struct {
-	mu  sync.Mutex // serialises set
-	err atomic.Pointer[error]
-	ch  chan struct{} // closed when err is set
-}
-
-func (f *failure) set(cause error) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if e := f.err.Load(); e != nil {
-		return *e
-	}
-	err := fmt.Errorf("%w: %w", ErrFailed, cause)
-	f.err.Store(&err)
-	close(f.ch)
-	return err
-}
-
-// get is on the path of every call (DB.enter): a load, no lock.
-func (f *failure) get() error {
-	if e := f.err.Load(); e != nil {
-		return *e
-	}
-	return nil
-}
-
-// fatalError is what Fatalf panics with: Pebble's message, and the error
-// among its arguments (so that errors.Is finds syscall.ENOSPC in it).
-type fatalError struct {
-	msg   string
-	cause error
-}
-
-func (e fatalError) Error() string { return e.msg }
-func (e fatalError) Unwrap() error { return e.cause }
-
-// panicCause turns what Pebble panicked with into an error.
-func panicCause(r any) error {
-	if err, ok := r.(error); ok {
-		return err
-	}
-	return fmt.Errorf("pebble: %v", r)
-}
-
-// fatal records a panic that Pebble raised during query as the store's
-// failure, and returns the query's error. The caller has recovered it.
-func (db *DB) fatal(query string, r any) error {
-	cause := panicCause(r)
-	db.opts.Logger.Error("the store failed a write; nothing more is written until it is reopened",
-		"path", db.path, "query", query, "err", cause)
-	ferr := db.fail.set(cause)
-	db.mu.Lock()
-	db.idle.Broadcast() // a Close waiting for operations in flight stops waiting
-	db.mu.Unlock()
-	return queryError(db.path, query, ferr)
-}
-
-// Failed returns a channel that is closed once the store has failed (see
-// Failure); a daemon selects on it to stop instead of retrying a store
-// that cannot write any more.
-func (db *DB) Failed() <-chan struct{} { return db.fail.ch }
-
-// Failure returns the store's fatal write failure (matching ErrFailed), or
-// nil while it works.
-func (db *DB) Failure() error { return db.fail.get() }
-
 // Close closes the store. It waits for operations in flight, closes any
 // snapshot still open, and is safe to call more than once: later calls
 // return nil. It must not be called from inside a Scan callback.
 func (db *DB) Close() error {
 	db.mu.Lock()
-	if db.closed {
+	if db.closed.Load() {
 		db.mu.Unlock()
 		return nil
 	}
-	db.closed = true
-	for db.active > 0 && db.fail.get() == nil {
+	db.closed.Store(true)
+	for db.active.Load() > 0 {
 		db.idle.Wait()
 	}
 	snaps := db.snaps
 	db.snaps = nil
 	db.mu.Unlock()
-	if ferr := db.fail.get(); ferr != nil {
-		// Pebble's Close would block forever on the commit pipeline the
-		// failed write left locked. The handle is abandoned, with its lock
-		// held (its goroutines may still touch the directory) until the
-		// process exits.
-		return queryError(db.path, "CLOSE", ferr)
-	}
+	defer db.release()
 
 	var errs []error
 	for s := range snaps {
@@ -430,6 +300,7 @@ func (db *DB) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	db.fatal.closing.Store(true) // see fatal
 	if err := db.pdb.Close(); err != nil {
 		errs = append(errs, err)
 	}
@@ -539,7 +410,7 @@ func (db *DB) Batch(ops []Op) error {
 			}
 		}
 		err := b.Commit(db.wo)
-		_ = b.Close() // not reached after a panic: see write
+		_ = b.Close()
 		return err
 	})
 }
@@ -573,65 +444,6 @@ func checkKey(key string) error {
 		return errors.New("empty key")
 	}
 	return nil
-}
-
-// pebbleLogger routes Pebble's messages to slog instead of stderr.
-type pebbleLogger struct {
-	l    *slog.Logger
-	fail *failure
-}
-
-func (p pebbleLogger) Infof(format string, args ...any) { p.l.Debug(fmt.Sprintf(format, args...)) }
-
-func (p pebbleLogger) Errorf(format string, args ...any) { p.l.Error(fmt.Sprintf(format, args...)) }
-
-// Fatalf is how Pebble reports a failure it cannot go on from, above all
-// a failed write or sync of its WAL or manifest. It must not return. The
-// store is marked failed; then, inside a kv call, Fatalf panics and the
-// call recovers the panic as its error (see failure). In one of Pebble's
-// own goroutines (a flush that cannot record its result in the manifest
-// of a full disk) a panic would end the process with a stack trace, so
-// that goroutine stops here for good instead: kv never calls into the
-// failed store again, and DB.Failed tells the daemon to exit.
-func (p pebbleLogger) Fatalf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	p.l.Error(msg)
-	cause := fatalError{msg: msg}
-	for _, a := range args {
-		if err, ok := a.(error); ok {
-			cause.cause = err
-			break
-		}
-	}
-	if p.fail != nil {
-		p.fail.set(cause)
-		if !inKVCall() {
-			select {} // see above
-		}
-	}
-	panic(cause)
-}
-
-// kvPrefix is this package's prefix in function names.
-var kvPrefix = func() string {
-	name := runtime.FuncForPC(reflect.ValueOf(Open).Pointer()).Name()
-	return name[:strings.LastIndex(name, ".")+1]
-}()
-
-// inKVCall reports whether Fatalf's caller runs inside a call of this
-// package (which recovers the panic), not in a goroutine of Pebble's own.
-func inKVCall() bool {
-	pcs := make([]uintptr, 256)
-	frames := runtime.CallersFrames(pcs[:runtime.Callers(3, pcs)])
-	for {
-		f, more := frames.Next()
-		if strings.HasPrefix(f.Function, kvPrefix) {
-			return true
-		}
-		if !more {
-			return false
-		}
-	}
 }
 
 // DeleteRange deletes every key in [start, end) with one range tombstone

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log"
 	"log/slog"
 	"math"
@@ -174,7 +175,8 @@ func TestErrorCarriesPathQueryAndCause(t *testing.T) {
 	if err := db.pdb.Set([]byte("event:abc"), []byte("not json{"), nil); err != nil {
 		t.Fatal(err)
 	}
-	_, err := db.Get("event:abc", &json.RawMessage{})
+	var st struct{ A int }
+	_, err := db.Get("event:abc", &st)
 	var kerr *Error
 	if !errors.As(err, &kerr) {
 		t.Fatalf("Get err = %v, want *Error", err)
@@ -191,26 +193,57 @@ func TestErrorCarriesPathQueryAndCause(t *testing.T) {
 	if msg := err.Error(); !strings.Contains(msg, "event:abc") || !strings.Contains(msg, "/store") {
 		t.Fatalf("message %q does not name key and path", msg)
 	}
-	// Every read path reports it, naming the key.
-	var st struct{ A int }
-	if _, err := db.Get("event:abc", &st); !errors.Is(err, ErrNotJSON) {
-		t.Fatalf("Get into struct: %v", err)
+	// Snapshot reads decode the same way.
+	snap, err := db.Snapshot()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := db.Get("event:abc", nil); !errors.Is(err, ErrNotJSON) {
-		t.Fatalf("Get(nil): %v", err)
-	}
-	if _, err := db.GetAll("event:"); !errors.Is(err, ErrQuery) || !strings.Contains(err.Error(), "event:abc") {
-		t.Fatalf("GetAll: %v", err)
-	}
-	err = db.Scan("event:", func(string, json.RawMessage) error { return nil })
-	if !errors.Is(err, ErrNotJSON) || !strings.Contains(err.Error(), "event:abc") {
-		t.Fatalf("Scan: %v", err)
+	defer snap.Close()
+	if _, err := snap.Get("event:abc", &st); !errors.Is(err, ErrNotJSON) || !strings.Contains(err.Error(), "event:abc") {
+		t.Fatalf("Snapshot.Get into a struct: %v", err)
 	}
 	// Valid JSON of the wrong type is a query error too, but not ErrNotJSON.
 	mustPut(t, db, "n", "text")
 	var n int
 	if _, err := db.Get("n", &n); !errors.Is(err, ErrQuery) || errors.Is(err, ErrNotJSON) {
 		t.Fatalf("type mismatch: %v", err)
+	}
+}
+
+// Reads that return values as bytes trust what kv wrote (see the package
+// doc): they hand back what is stored, exactly, without checking it is
+// JSON again.
+func TestRawReadsReturnValuesAsStored(t *testing.T) {
+	db := openMem(t)
+	stored := []byte("not json{")
+	if err := db.pdb.Set([]byte("event:abc"), stored, nil); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := db.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	for _, r := range []struct {
+		name string
+		r    Reader
+	}{{"DB", db}, {"Snapshot", snap}} {
+		var raw json.RawMessage
+		if found, err := r.r.Get("event:abc", &raw); !found || err != nil || !bytes.Equal(raw, stored) {
+			t.Fatalf("%s.Get into a RawMessage = %q, %v, %v", r.name, raw, found, err)
+		}
+		if found, err := r.r.Get("event:abc", nil); !found || err != nil {
+			t.Fatalf("%s.Get(nil) = %v, %v", r.name, found, err)
+		}
+		all, err := r.r.GetAll("event:")
+		if err != nil || len(all) != 1 || !bytes.Equal(all[0], stored) {
+			t.Fatalf("%s.GetAll = %q, %v", r.name, all, err)
+		}
+		var scanned []byte
+		err = r.r.Scan("event:", func(_ string, v json.RawMessage) error { scanned = append(scanned, v...); return nil })
+		if err != nil || !bytes.Equal(scanned, stored) {
+			t.Fatalf("%s.Scan = %q, %v", r.name, scanned, err)
+		}
 	}
 }
 
@@ -290,6 +323,74 @@ func TestSecondOpenFailsAtOnce(t *testing.T) {
 	defer m.Close()
 	if _, err := Open("/m", &Options{FS: fs}); !errors.Is(err, ErrLocked) {
 		t.Fatalf("second in-memory Open: %v", err)
+	}
+}
+
+// Pebble's lock is per process and knows a store by its path: this
+// process holds one handle per store, whatever path reaches it (a
+// symlink, a/../store), and Close gives it back.
+func TestOneHandlePerStoreWhateverThePath(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	store := filepath.Join(dir, "store")
+	db, err := Open(store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPut(t, db, "k", 1)
+	if err := os.Symlink(store, filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "a"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	others := []string{filepath.Join(dir, "link"), "a/../store", "store", store + "/"}
+	for _, other := range others {
+		_, err := Open(other, nil)
+		if !errors.Is(err, ErrInitialization) || !errors.Is(err, ErrLocked) {
+			t.Fatalf("Open(%q) of a store open as %q: %v, want ErrInitialization/ErrLocked", other, store, err)
+		}
+		if msg := err.Error(); !strings.Contains(msg, "(store "+other+")") || !strings.Contains(msg, "already has it open as "+store) {
+			t.Fatalf("the error %q does not name both %s and %s", msg, other, store)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Reopened after Close, through another path; a second Close of the
+	// first handle gives back nothing of the second's.
+	db2, err := Open("a/../store", nil)
+	if err != nil {
+		t.Fatalf("reopen after Close: %v", err)
+	}
+	defer db2.Close()
+	if err := db.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := Open(store, nil); !errors.Is(err, ErrLocked) {
+		t.Fatalf("Open while the reopened handle holds the store: %v", err)
+	}
+	var v int
+	if found, err := db2.Get("k", &v); !found || err != nil || v != 1 {
+		t.Fatalf("the reopened store: %v %v %v", v, found, err)
+	}
+
+	// In memory, the file system and the cleaned path tell stores apart.
+	mem := vfs.NewMem()
+	m, err := Open("/m", &Options{FS: mem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := Open("/x/../m", &Options{FS: mem}); !errors.Is(err, ErrLocked) {
+		t.Fatalf("in memory, /x/../m while /m is open: %v", err)
+	}
+	other, err := Open("/m", &Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatalf("/m on another in-memory file system: %v", err)
+	}
+	if err := other.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -386,6 +487,31 @@ func TestScanStreamsStopsAndNeverLeaksIterators(t *testing.T) {
 	}
 	if err := db.Close(); err != nil {
 		t.Fatalf("Close after scans: %v", err)
+	}
+}
+
+// The keys a Scan hands its callback are strings the callback may keep:
+// carved from shared blocks (see keyArena), they must not change as the
+// Scan goes on, whatever their lengths.
+func TestScanKeysCanBeKept(t *testing.T) {
+	db := openMem(t)
+	var want []string
+	var ops []Op
+	for i := range 3000 {
+		k := fmt.Sprintf("p:%05d:%s", i, strings.Repeat("k", i%300)) // some longer than a block's share
+		want = append(want, k)
+		ops = append(ops, PutOp(k, i))
+	}
+	if err := db.Batch(ops); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(want)
+	var kept []string
+	if err := db.Scan("p:", func(k string, _ json.RawMessage) error { kept = append(kept, k); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(kept, want) {
+		t.Fatalf("the kept keys changed: %d kept, %d written", len(kept), len(want))
 	}
 }
 

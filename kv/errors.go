@@ -30,11 +30,11 @@ var (
 	ErrLocked = errors.New("store is locked by another process or handle (is a mirrord daemon running on it?)")
 	// ErrNotJSON: a stored value is not valid JSON.
 	ErrNotJSON = errors.New("stored value is not valid JSON")
-	// ErrFailed: a write to the store's files failed in a way Pebble
-	// cannot go on from (a full disk, an I/O error, a read-only file
-	// system). The handle is unusable from then on; the files stay
-	// consistent, and reopening the store resumes from them.
-	ErrFailed = errors.New("the store failed a write and is unusable until it is reopened (restart mirrord; the store stays consistent at its last durable checkpoint)")
+	// ErrFailed: the store met a failure it cannot go on from (a full
+	// disk, an I/O error while it writes its log or manifest). Only
+	// Options.OnFatal sees it: the process ends, and the files stay
+	// consistent at the last durable batch.
+	ErrFailed = errors.New("the store cannot go on (its files stay consistent at the last durable batch; a restart resumes from there)")
 	// ErrNotStore: the directory holds files but no store.
 	ErrNotStore = errors.New("directory is not empty and holds no store (refusing to create one among other files; choose an empty or new directory)")
 	// ErrCorrupt: the store's files are damaged (a checksum mismatch, a

@@ -6,207 +6,156 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/mirrord/mirrord/internal/faultfs"
+	"go.uber.org/goleak"
 )
 
-// Storage faults at the kv level, through Pebble's own vfs: errorfs over a
-// crashable in-memory file system (or the real one). Pebble treats a failed
-// write of its WAL or manifest as fatal (it panics with its commit pipeline
-// locked); these tests hold kv to turning that into an error, keeping the
-// handle from hanging, and leaving files that reopen consistently.
+// Storage faults at the kv level, through Pebble's own vfs (errorfs over
+// the real file system). A failure Pebble cannot go on from (its WAL, its
+// manifest, a memtable flush) ends the process with one line (see
+// Options.OnFatal), so those tests run the store in a child process (the
+// test binary again, see runChild) and check how it ended and what a
+// restart finds. Failures Pebble handles stay errors of the call.
 
 var errInjected = errors.New("injected I/O error")
 
-func walOnly(fn func(errorfs.Op) error) func(errorfs.Op) error {
+// onFiles restricts a fault to the files whose base name match says.
+func onFiles(match func(base string) bool, kinds func(errorfs.OpKind) bool, err error) func(errorfs.Op) error {
 	return func(op errorfs.Op) error {
-		if strings.HasSuffix(op.Path, ".log") {
-			return fn(op)
+		if kinds(op.Kind) && match(filepath.Base(op.Path)) {
+			return err
 		}
 		return nil
 	}
 }
 
-// faultyFS is a crashable in-memory file system behind a switchable fault.
-type faultyFS struct {
-	mem *vfs.MemFS
-	on  atomic.Bool
-	inj func(errorfs.Op) error
-	fs  vfs.FS
+func isWAL(base string) bool      { return strings.HasSuffix(base, ".log") }
+func isManifest(base string) bool { return strings.HasPrefix(base, "MANIFEST-") }
+
+// isTable is an sstable Pebble writes (a flush's), not one of an ingest
+// (those are written in bulk-tmp, under their own names).
+func isTable(base string) bool {
+	return strings.HasSuffix(base, ".sst") && !strings.HasPrefix(base, "ingest-")
 }
 
-func newFaultyFS(inj func(errorfs.Op) error) *faultyFS {
-	f := &faultyFS{mem: vfs.NewCrashableMem(), inj: inj}
-	f.fs = errorfs.Wrap(f.mem, errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if f.on.Load() {
-			return f.inj(op)
+func isWrite(k errorfs.OpKind) bool  { return k == errorfs.OpFileWrite || k == errorfs.OpFileWriteAt }
+func isCreate(k errorfs.OpKind) bool { return k == errorfs.OpCreate || k == errorfs.OpReuseForWrite }
+
+// childFaults are the faults a child can meet, by name.
+var childFaults = map[string]func(errorfs.Op) error{
+	"none":         func(errorfs.Op) error { return nil },
+	"wal-write":    onFiles(isWAL, isWrite, errInjected),
+	"wal-sync":     onFiles(isWAL, faultfs.IsSyncOp, errInjected),
+	"wal-create":   onFiles(isWAL, isCreate, errInjected),
+	"manifest":     onFiles(isManifest, isWrite, errInjected),
+	"flush":        onFiles(isTable, isCreate, &fs.PathError{Op: "open", Path: "table", Err: syscall.ENOSPC}),
+	"diskfull":     faultfs.DiskFull,
+	"wal-and-sync": onFiles(isWAL, func(k errorfs.OpKind) bool { return isWrite(k) || faultfs.IsSyncOp(k) }, errInjected),
+}
+
+// childValue is the value of every batch's key: 1 KiB.
+var childValue = strings.Repeat("v", 1000)
+
+// putBatch writes batch i: its key and "last" = i, atomically.
+func putBatch(db *DB, i int) error {
+	return db.Batch([]Op{PutOp(fmt.Sprintf("k:%06d", i), childValue), PutOp("last", i)})
+}
+
+// childBatches writes batches, 10 before the fault and then until the
+// fault ends the process, printing the number of each acknowledged one.
+func childBatches(c childConfig, sfs *switchFS) {
+	db, err := Open(c.store, &Options{FS: sfs, Sync: c.sync, MemTableSize: 1 << 20, Logger: childLogger()})
+	if err != nil {
+		childFailed(err)
+	}
+	const before, most = 10, 20000
+	for i := 0; i < before+most; i++ {
+		if i == before {
+			sfs.on.Store(true)
 		}
-		return nil
-	}))
-	return f
-}
-
-// restart is what the disk holds when the process dies now (all that was
-// written: the page cache survives) or the power fails now (only what was
-// synced, with a random part of the rest).
-func (f *faultyFS) restart(powerLoss bool, seed uint64) *vfs.MemFS {
-	rng := rand.New(rand.NewPCG(seed, 1))
-	if !powerLoss {
-		return f.mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 100, RNG: rng})
+		if err := putBatch(db, i); err != nil {
+			childFailed(err)
+		}
+		fmt.Println(i)
+		// Without Sync the fault is met by Pebble's WAL flusher, a
+		// goroutine of its own: let it run.
+		runtime.Gosched()
 	}
-	return f.mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: []int{0, 30, 70}[seed%3], RNG: rng})
+	os.Exit(3)
 }
 
-// closeWithin closes db, failing the test if Close does not return in time
-// (a store whose failed commit left Pebble's pipeline locked would hang it).
-func closeWithin(t *testing.T, db *DB, d time.Duration) error {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- db.Close() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(d):
-		t.Fatalf("Close of the store did not return within %v", d)
-		return nil
-	}
-}
-
-// A write fault during commits is an error of the call that meets it, not
-// a panic; from then on every call fails at once with the same error, and
-// Close returns. What is on disk reopens, after a process death or a power
-// loss, as a prefix of the batches (never a torn one), holding, with Sync,
-// every acknowledged batch.
-func TestWriteFaultIsAnErrorAndTheFilesStayAPrefix(t *testing.T) {
+// A failure Pebble cannot go on from, met while writing batches, ends the
+// process with one line naming the store and the cause, never a panic or
+// a hang; what is on disk reopens as a prefix of the batches (never a
+// torn one) holding, with Sync, every acknowledged batch.
+func TestWriteFaultEndsTheProcessAndTheFilesStayAPrefix(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		sync  bool
-		inj   func(errorfs.Op) error
-		cause error
+		name, fault string
+		sync        bool
+		cause       string
 	}{
-		// Without Sync a failed WAL write surfaces a little later: when
-		// Pebble's WAL writer next hands it a full block.
-		{"WAL write fails", false, walOnly(func(op errorfs.Op) error {
-			if op.Kind == errorfs.OpFileWrite || op.Kind == errorfs.OpFileWriteAt {
-				return errInjected
-			}
-			return nil
-		}), errInjected},
-		{"WAL write fails, synced writes", true, walOnly(func(op errorfs.Op) error {
-			if op.Kind == errorfs.OpFileWrite || op.Kind == errorfs.OpFileWriteAt {
-				return errInjected
-			}
-			return nil
-		}), errInjected},
-		{"WAL sync fails, synced writes", true, walOnly(func(op errorfs.Op) error {
-			if faultfs.IsSyncOp(op.Kind) {
-				return errInjected
-			}
-			return nil
-		}), errInjected},
-		{"disk full", false, faultfs.DiskFull, syscall.ENOSPC},
+		// Without Sync a failed WAL write surfaces when Pebble's WAL
+		// writer next writes a block, behind the commits.
+		{"WAL write fails", "wal-write", false, "injected I/O error"},
+		{"WAL write fails, synced writes", "wal-write", true, "injected I/O error"},
+		{"WAL sync fails, synced writes", "wal-sync", true, "injected I/O error"},
+		// Pebble panics with its mutex released when it cannot create the
+		// next WAL: the runtime's "unlock of unlocked mutex" before.
+		{"WAL rotation fails", "wal-create", false, "injected I/O error"},
+		{"manifest write fails", "manifest", false, "injected I/O error"},
+		// Pebble retries a failed flush at once and without end.
+		{"memtable flush fails", "flush", false, "no space left on device"},
+		{"disk full", "diskfull", false, "no space left on device"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ffs := newFaultyFS(tc.inj)
-			db, err := Open("/store", &Options{FS: ffs.fs, Sync: tc.sync, Logger: quietLogger()})
+			store := filepath.Join(t.TempDir(), "store")
+			env := []string{"KVTEST_FAULT=" + tc.fault}
+			if tc.sync {
+				env = append(env, "KVTEST_SYNC=1")
+			}
+			r := runChild(t, "batches", store, env...)
+			r.wantFatal(t, store, tc.cause)
+			acked := r.last() + 1
+			t.Logf("after %d batches: %s", acked, strings.TrimSpace(r.stderr))
+			if acked < 10 {
+				t.Fatalf("the child acknowledged %d batches, fewer than it wrote before the fault", acked)
+			}
+			db, err := Open(store, &Options{Logger: quietLogger()})
 			if err != nil {
+				t.Fatalf("reopen: %v", err)
+			}
+			// At most the acknowledged batches and the one in flight;
+			// with Sync, at least every acknowledged one. Without Sync an
+			// acknowledged batch may still have been in Pebble's WAL
+			// buffer.
+			n := checkPrefix(t, db, acked+1)
+			if tc.sync && n < acked {
+				t.Fatalf("with Sync, the restart lost acknowledged batches: %d of %d", n, acked)
+			}
+			// And it works again, from where it was.
+			if err := putBatch(db, n); err != nil {
 				t.Fatal(err)
 			}
-			val := strings.Repeat("v", 1000)
-			put := func(i int) error {
-				return db.Batch([]Op{PutOp(fmt.Sprintf("k:%04d", i), val), PutOp("last", i)})
-			}
-			const before = 10
-			for i := range before {
-				if err := put(i); err != nil {
-					t.Fatal(err)
-				}
-			}
-			ffs.on.Store(true)
-			// Without Sync the fault is met by Pebble's WAL flusher, a
-			// goroutine of its own: the writes go on until it has run,
-			// which takes a few batches or, on a busy machine, many more.
-			// Yielding lets it run; the bound is on data, not on time.
-			const most = 20000
-			acked := before
-			for ; acked < before+most; acked++ {
-				if err = put(acked); err != nil {
-					break
-				}
-				runtime.Gosched()
-			}
-			if err == nil {
-				t.Fatalf("%d batches of 1 KiB after the fault and none failed", most)
-			}
-			var ke *Error
-			if !errors.As(err, &ke) || ke.Path != "/store" || !errors.Is(err, ErrQuery) ||
-				!errors.Is(err, ErrFailed) || !errors.Is(err, tc.cause) || strings.Contains(err.Error(), "\n") {
-				t.Fatalf("the failed write's error %q (%T) does not name the store, ErrFailed and the cause %v on one line", err, err, tc.cause)
-			}
-			if tc.sync && acked != before {
-				t.Fatalf("with Sync, %d batches were acknowledged after the fault", acked-before)
-			}
-			ffs.on.Store(false)
-			// The handle stays failed (Pebble cannot go on), and says so at
-			// once, also for reads; Close returns instead of hanging.
-			if _, err := db.Get("last", nil); !errors.Is(err, ErrFailed) {
-				t.Fatalf("Get after the failure: %v", err)
-			}
-			if err := db.Put("x", 1); !errors.Is(err, ErrFailed) {
-				t.Fatalf("Put after the failure: %v", err)
-			}
-			select {
-			case <-db.Failed():
-			default:
-				t.Fatal("Failed() is not closed after the failure")
-			}
-			if err := closeWithin(t, db, 10*time.Second); !errors.Is(err, ErrFailed) {
-				t.Fatalf("Close of a failed store: %v", err)
-			}
-
-			for _, powerLoss := range []bool{false, true} {
-				for seed := uint64(1); seed <= 3; seed++ {
-					db2, err := Open("/store", &Options{FS: ffs.restart(powerLoss, seed), Logger: quietLogger()})
-					if err != nil {
-						t.Fatalf("reopen (power loss %v): %v", powerLoss, err)
-					}
-					// At most the acknowledged batches and the one whose
-					// commit failed (its WAL write may have landed, only
-					// its sync failed); with Sync, at least every
-					// acknowledged one, even after a power loss. Without
-					// Sync an acknowledged batch may still be in Pebble's
-					// WAL buffer: a process death can lose it too.
-					n := checkPrefix(t, db2, acked+1)
-					if tc.sync && n < acked {
-						t.Fatalf("with Sync, a restart (power loss %v) lost acknowledged batches: %d of %d", powerLoss, n, acked)
-					}
-					// And it works again.
-					if err := db2.Put("again", 1); err != nil {
-						t.Fatal(err)
-					}
-					if err := closeWithin(t, db2, 10*time.Second); err != nil {
-						t.Fatal(err)
-					}
-				}
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
 			}
 		})
 	}
 }
 
-// checkPrefix checks that the store holds batches 0..n-1 of put and none
-// after, and returns n.
+// checkPrefix checks that the store holds batches 0..n-1 of putBatch and
+// none after, n <= max, and returns n.
 func checkPrefix(t *testing.T, db *DB, max int) int {
 	t.Helper()
 	keys, err := db.Keys("k:")
@@ -214,7 +163,7 @@ func checkPrefix(t *testing.T, db *DB, max int) int {
 		t.Fatal(err)
 	}
 	for i, k := range keys {
-		if k != fmt.Sprintf("k:%04d", i) {
+		if k != fmt.Sprintf("k:%06d", i) {
 			t.Fatalf("the store holds %q at position %d: not a prefix of the batches", k, i)
 		}
 	}
@@ -224,68 +173,183 @@ func checkPrefix(t *testing.T, db *DB, max int) int {
 		t.Fatal(err)
 	}
 	if len(keys) > 0 && (!found || last != len(keys)-1) || len(keys) == 0 && found || len(keys) > max {
-		t.Fatalf("%d batches stored but last = %d (found %v): a torn batch", len(keys), last, found)
+		t.Fatalf("%d batches stored (at most %d) but last = %d (found %v): a torn batch", len(keys), max, last, found)
 	}
 	return len(keys)
 }
 
+// childConcurrent writes from four goroutines, through Batch, Put and
+// WriteBatch, until the fault ends the process; each prints what it had
+// acknowledged as "w i".
+func childConcurrent(c childConfig, sfs *switchFS) {
+	db, err := Open(c.store, &Options{FS: sfs, Logger: childLogger()})
+	if err != nil {
+		childFailed(err)
+	}
+	const writers = 4
+	var started, done sync.WaitGroup
+	started.Add(writers)
+	done.Add(writers)
+	for w := range writers {
+		go func() {
+			defer done.Done()
+			started.Done()
+			val := strings.Repeat("v", 500)
+			for i := 0; i < 20000; i++ {
+				key := fmt.Sprintf("w%d:%06d", w, i)
+				var err error
+				switch i % 3 {
+				case 0:
+					err = db.Batch([]Op{PutOp(key, val)})
+				case 1:
+					err = db.Put(key, val)
+				default:
+					wb := db.NewWriteBatch()
+					wb.Put(key, val)
+					err = wb.Commit()
+				}
+				if err != nil {
+					childFailed(err)
+				}
+				runtime.Gosched() // let Pebble's WAL flusher meet the fault
+			}
+		}()
+	}
+	started.Wait()
+	sfs.on.Store(true)
+	done.Wait()
+	os.Exit(3)
+}
+
+// Writes from several goroutines when the WAL fails: the process ends
+// with one line (before, about one run in ten crashed the runtime with
+// "sync: unlock of unlocked mutex", unwinding through Pebble), and each
+// writer's keys on disk are a prefix of what it wrote.
+func TestConcurrentWritesMeetAFault(t *testing.T) {
+	for round := range 3 {
+		store := filepath.Join(t.TempDir(), "store")
+		r := runChild(t, "concurrent", store, "KVTEST_FAULT=wal-and-sync")
+		r.wantFatal(t, store, "injected I/O error")
+		db, err := Open(store, &Options{Logger: quietLogger()})
+		if err != nil {
+			t.Fatalf("round %d: reopen: %v", round, err)
+		}
+		for w := range 4 {
+			keys, err := db.Keys(fmt.Sprintf("w%d:", w))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, k := range keys {
+				if want := fmt.Sprintf("w%d:%06d", w, i); k != want {
+					t.Fatalf("round %d: writer %d's keys are not a prefix of its writes: %q at %d", round, w, k, i)
+				}
+			}
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// childFatalf opens the store and reports a fatal error as Pebble does
+// (a broken invariant, say), through the Logger kv gives it.
+func childFatalf(c childConfig, _ *switchFS) {
+	db, err := Open(c.store, &Options{Logger: childLogger()})
+	if err != nil {
+		childFailed(err)
+	}
+	db.popts.Logger.Fatalf("pebble: invariant violated: %v\n(a second line)", errInjected)
+	fmt.Fprintln(os.Stderr, "Fatalf returned")
+	os.Exit(3)
+}
+
+// Pebble's Fatalf never returns: the store's fatal path ends the process
+// with one line, the first of Pebble's message.
+func TestPebbleFatalfEndsTheProcess(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "store")
+	r := runChild(t, "fatalf", store, "KVTEST_FAULT=none")
+	r.wantFatal(t, store, "PEBBLE (store "+store+"): "+ErrFailed.Error()+": pebble: invariant violated: injected I/O error")
+	db, err := Open(store, &Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// childOpenWrite opens the store, writes a key and closes it, with a full
+// disk from the c.after+1st write operation on. An error from kv is
+// printed ("error: ..."), and the child exits 0.
+func childOpenWrite(c childConfig, sfs *switchFS) {
+	sfs.on.Store(true)
+	if err := openWriteClose(c.store, sfs); err != nil {
+		fmt.Printf("error: enospc=%v locked=%v %v\n", errors.Is(err, syscall.ENOSPC), errors.Is(err, ErrLocked), err)
+	}
+}
+
+func openWriteClose(store string, fs vfs.FS) error {
+	db, err := Open(store, &Options{FS: fs, Logger: childLogger()})
+	if err != nil {
+		return err
+	}
+	err = db.Put("new", 1)
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 // A disk that fills up at any step of opening a store (a new one, or one
-// holding data) makes Open fail, or a later write; it never panics,
-// never says "locked" or "corrupt", and once there is room again the store
-// opens with its data intact.
+// holding data), writing to it and closing it: each ends in an error that
+// says so, or the store's one-line fatal exit; never a panic, a hang,
+// "locked" or "corrupt"; and once there is room again the store opens
+// with its data intact.
 func TestDiskFullAtEveryStepOfOpen(t *testing.T) {
 	for _, existing := range []bool{false, true} {
 		t.Run(fmt.Sprintf("existing=%v", existing), func(t *testing.T) {
-			// Count the write operations of one open-write-close.
-			var ops atomic.Int64
-			counting := newFaultyFS(func(errorfs.Op) error { return nil })
-			counting.inj = func(op errorfs.Op) error {
-				if faultfs.IsWriteOp(op.Kind) {
-					ops.Add(1)
+			seed := func() string {
+				store := filepath.Join(t.TempDir(), "store")
+				if existing {
+					db, err := Open(store, &Options{Logger: quietLogger()})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := db.Put("kept", "yes"); err != nil {
+						t.Fatal(err)
+					}
+					if err := db.Close(); err != nil {
+						t.Fatal(err)
+					}
 				}
-				return nil
+				return store
 			}
-			seed := func(f *faultyFS) {
-				if !existing {
-					return
-				}
-				db, err := Open("/store", &Options{FS: f.fs, Logger: quietLogger()})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := db.Put("kept", "yes"); err != nil {
-					t.Fatal(err)
-				}
-				if err := db.Close(); err != nil {
-					t.Fatal(err)
-				}
-			}
-			seed(counting)
+			// Count the operations a full disk fails in one
+			// open-write-close.
+			counting := newSwitchFS(vfs.Default, faultfs.DiskFull, 1<<30)
 			counting.on.Store(true)
-			openWriteClose(t, counting.fs)
-			n := int(ops.Load())
+			if err := openWriteClose(seed(), counting); err != nil {
+				t.Fatal(err)
+			}
+			n := int(counting.seen.Load())
 			if n < 5 {
 				t.Fatalf("only %d write operations counted", n)
 			}
-			for k := 0; k < n; k++ {
-				ffs := newFaultyFS(nil)
-				seed(ffs)
-				var seen atomic.Int64
-				ffs.inj = func(op errorfs.Op) error {
-					if faultfs.IsWriteOp(op.Kind) && seen.Add(1) > int64(k) {
-						return faultfs.DiskFull(op)
-					}
-					return nil
+			fatal := 0
+			for k := range n {
+				store := seed()
+				r := runChild(t, "openwrite", store, "KVTEST_FAULT=diskfull", fmt.Sprintf("KVTEST_AFTER=%d", k))
+				switch {
+				case r.code == 1:
+					r.wantFatal(t, store, "no space left on device")
+					fatal++
+				case r.code != 0 || r.stderr != "":
+					t.Fatalf("disk full at write %d of %d: exit %d:\n%s", k+1, n, r.code, r.stderr)
+				case r.stdout != "" && !strings.HasPrefix(r.stdout, "error: enospc=true locked=false") ||
+					strings.Contains(r.stdout, "corrupt") || strings.Contains(r.stdout, "is locked"):
+					t.Fatalf("disk full at write %d of %d: %s", k+1, n, r.stdout)
 				}
-				ffs.on.Store(true)
-				if err := openWriteClose(t, ffs.fs); err != nil {
-					if !errors.Is(err, syscall.ENOSPC) || errors.Is(err, ErrLocked) ||
-						strings.Contains(err.Error(), "locked") || strings.Contains(err.Error(), "corrupt") {
-						t.Fatalf("disk full at write %d of %d: %v", k+1, n, err)
-					}
-				}
-				ffs.on.Store(false)
-				db, err := Open("/store", &Options{FS: ffs.restart(false, 0), Logger: quietLogger()})
+				db, err := Open(store, &Options{Logger: quietLogger()})
 				if err != nil {
 					t.Fatalf("disk full at write %d of %d, then room again: %v", k+1, n, err)
 				}
@@ -300,21 +364,9 @@ func TestDiskFullAtEveryStepOfOpen(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			t.Logf("%d of %d steps ended the process", fatal, n)
 		})
 	}
-}
-
-func openWriteClose(t *testing.T, fs vfs.FS) error {
-	t.Helper()
-	db, err := Open("/store", &Options{FS: fs, Logger: quietLogger()})
-	if err != nil {
-		return err
-	}
-	err = db.Put("new", 1)
-	if cerr := closeWithin(t, db, 10*time.Second); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // A second Open of a store in use fails on the lock before it touches
@@ -418,63 +470,125 @@ func checkKept(t *testing.T, dir string) {
 // errors on purpose.
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// Writes from several goroutines when a WAL write fails: each returns
-// (the failure, or success before it), none waits forever behind the
-// commit pipeline the failed write left locked.
-func TestConcurrentWritesMeetAFaultAndReturn(t *testing.T) {
-	for round := range 20 {
-		ffs := newFaultyFS(walOnly(func(op errorfs.Op) error {
-			if op.Kind == errorfs.OpFileWrite || op.Kind == errorfs.OpFileWriteAt || faultfs.IsSyncOp(op.Kind) {
-				return errInjected
+// A failed Open leaves nothing behind: no goroutine (goleak), no lock and
+// no claim on the store in this process, so that Open succeeds once the
+// cause is gone.
+func TestFailedOpenLeavesNothingBehind(t *testing.T) {
+	optionsFull := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if base := filepath.Base(op.Path); strings.HasPrefix(base, "OPTIONS-") || strings.HasSuffix(base, ".dbtmp") {
+			return faultfs.DiskFull(op)
+		}
+		return nil
+	}))
+	for _, tc := range []struct {
+		name  string
+		fs    vfs.FS
+		spoil func(t *testing.T, store string) (repair func())
+		want  error
+	}{
+		{"OPTIONS cannot be written", optionsFull, nil, syscall.ENOSPC},
+		{"manifest truncated", nil, func(t *testing.T, store string) func() {
+			names, _ := filepath.Glob(filepath.Join(store, "MANIFEST-*"))
+			if len(names) != 1 {
+				t.Fatalf("manifests: %q", names)
 			}
-			return nil
-		}))
-		db, err := Open("/store", &Options{FS: ffs.fs, Logger: quietLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		const writers = 4
-		done := make(chan error, writers)
-		var started sync.WaitGroup
-		started.Add(writers)
-		for w := range writers {
-			go func() {
-				started.Done()
-				val := strings.Repeat("v", 500)
-				for i := 0; ; i++ {
-					var err error
-					switch i % 3 {
-					case 0:
-						err = db.Batch([]Op{PutOp(fmt.Sprintf("w%d:%d", w, i), val)})
-					case 1:
-						err = db.Put(fmt.Sprintf("w%d:%d", w, i), val)
-					default:
-						wb := db.NewWriteBatch()
-						wb.Put(fmt.Sprintf("w%d:%d", w, i), val)
-						err = wb.Commit()
-					}
-					if err != nil {
-						done <- err
-						return
-					}
-					runtime.Gosched() // let Pebble's WAL flusher meet the fault
+			good, err := os.ReadFile(names[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(names[0], good[:len(good)/2], 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return func() {
+				if err := os.WriteFile(names[0], good, 0o644); err != nil {
+					t.Fatal(err)
 				}
-			}()
-		}
-		started.Wait()
-		ffs.on.Store(true)
-		for range writers {
-			select {
-			case err := <-done:
-				if !errors.Is(err, ErrFailed) {
-					t.Fatalf("round %d: a write failed with %v, not the store's failure", round, err)
+			}
+		}, ErrCorrupt},
+		{"not a store", nil, func(t *testing.T, store string) func() {
+			notes := filepath.Join(store, "notes.txt")
+			if err := os.WriteFile(notes, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range []string{"LOCK", "CURRENT"} {
+				_ = os.Remove(filepath.Join(store, n))
+			}
+			entries, _ := os.ReadDir(store)
+			var moved []string
+			for _, e := range entries {
+				if e.Name() != "notes.txt" {
+					moved = append(moved, e.Name())
+					if err := os.Rename(filepath.Join(store, e.Name()), filepath.Join(store, "..", e.Name())); err != nil {
+						t.Fatal(err)
+					}
 				}
-			case <-time.After(30 * time.Second):
-				t.Fatalf("round %d: a write is stuck after the store failed", round)
+			}
+			return func() {
+				os.Remove(notes)
+				for _, n := range moved {
+					if err := os.Rename(filepath.Join(store, "..", n), filepath.Join(store, n)); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		}, ErrNotStore},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := keptStore(t)
+			repair := func() {}
+			if tc.spoil != nil {
+				repair = tc.spoil(t, store)
+			}
+			_, err := Open(store, &Options{FS: tc.fs, Logger: quietLogger()})
+			if !errors.Is(err, ErrInitialization) || !errors.Is(err, tc.want) {
+				t.Fatalf("Open: %v, want %v", err, tc.want)
+			}
+			goleak.VerifyNone(t)
+			repair()
+			checkKept(t, store)
+		})
+	}
+}
+
+// A failure Pebble handles stays an error of the call that met it: an
+// ingest whose sstables cannot be linked into the store fails, and the
+// store goes on (and ingests once the fault is gone).
+func TestIngestLinkFailureIsAnError(t *testing.T) {
+	sfs := newSwitchFS(vfs.NewMem(), func(op errorfs.Op) error {
+		if op.Kind == errorfs.OpLink {
+			return &os.LinkError{Op: "link", Old: op.Path, New: op.Path, Err: syscall.EACCES} // no copy instead
+		}
+		return nil
+	}, 0)
+	db, err := Open("/store", &Options{FS: sfs, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	mustPut(t, db, "m:old", 1)
+	ingest := func() error {
+		in := db.NewIngest("m:", PrefixEnd([]byte("m:")))
+		f := in.File()
+		for _, k := range []string{"m:1", "m:2"} {
+			if err := f.Add([]byte(k), []byte(`"v"`)); err != nil {
+				t.Fatal(err)
 			}
 		}
-		if err := closeWithin(t, db, 10*time.Second); !errors.Is(err, ErrFailed) {
-			t.Fatalf("Close of a failed store: %v", err)
-		}
+		return in.Commit(t.Context())
+	}
+	sfs.on.Store(true)
+	if err := ingest(); !errors.Is(err, ErrQuery) || !errors.Is(err, syscall.EACCES) {
+		t.Fatalf("an ingest that cannot link its files: %v", err)
+	}
+	if got, _ := db.Keys("m:"); !slices.Equal(got, []string{"m:old"}) {
+		t.Fatalf("a failed ingest changed the store: %q", got)
+	}
+	sfs.on.Store(false)
+	mustPut(t, db, "after", 1)
+	if err := ingest(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := db.Keys("m:"); !slices.Equal(got, []string{"m:1", "m:2"}) {
+		t.Fatalf("after the ingest: %q", got)
 	}
 }

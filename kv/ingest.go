@@ -171,22 +171,10 @@ func (in *Ingest) Commit(ctx context.Context) error {
 	ran := false
 	err := in.db.write(query, func() error {
 		ran = true
-		// A panic from here on (Pebble could not write its manifest or
-		// WAL) leaves the files: whether the ingest took effect is known
-		// only once the store is reopened, either state is consistent,
+		// A failed write of Pebble's manifest from here on ends the
+		// process (see fatal): whether the ingest took effect is then
+		// known once the store is reopened, either state is consistent,
 		// and Open removes what is left in bulk-tmp.
-		//
-		// Sync the WAL first: the ingest rotates it, and a WAL that
-		// already failed a write (unsynced batches fail silently until
-		// then) makes that rotation crash the process with an
-		// unrecoverable runtime error (Pebble panics there with its mutex
-		// released). Syncing surfaces the failure as this call's error
-		// instead (see failure); it costs one fsync per bulk load, which
-		// syncs its own files anyway.
-		if err := in.db.pdb.LogData(nil, pebble.Sync); err != nil {
-			in.Abort()
-			return err
-		}
 		var err error
 		if in.spans {
 			// The files' range deletions replace their ranges: they
@@ -204,7 +192,7 @@ func (in *Ingest) Commit(ctx context.Context) error {
 		return nil
 	})
 	if !ran {
-		in.Abort() // the store is closed or failed: Pebble never saw the files
+		in.Abort() // the store is closed: Pebble never saw the files
 	}
 	return err
 }

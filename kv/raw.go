@@ -8,8 +8,9 @@ import (
 )
 
 // The byte-level reads below serve the mirror engine's hot paths (one
-// lookup per applied event): no string conversion, no JSON validation.
-// Values come back exactly as stored.
+// lookup per applied event): keys as bytes, no string conversion, and a
+// Get into the caller's buffer. Values come back exactly as stored, as
+// from every read.
 
 // GetBytes appends the value stored under key to dst. found is false for a
 // missing key.
@@ -41,7 +42,8 @@ func (db *DB) ScanKeys(prefix []byte, fn func(key []byte) error) error {
 }
 
 // ScanRaw calls fn with every key that starts with prefix and its value,
-// as stored (not validated). Both are only valid until fn returns.
+// as stored: Scan with the key as bytes. Both are only valid until fn
+// returns.
 func (db *DB) ScanRaw(prefix []byte, fn func(key, value []byte) error) error {
 	if !db.enter() {
 		return db.closedError(fmt.Sprintf("SCAN %s*", prefix))

@@ -39,8 +39,9 @@ func newScheduler() *scheduler {
 func (s *scheduler) Register(_ int, db pebble.DBForCompaction) { s.db = db }
 
 // startGranter starts, on the first poke, the goroutine that grants on
-// behalf of Pebble's callers that hold its mutex. (Not in Register: Pebble
-// may fail to open after registering, and never unregister.)
+// behalf of Pebble's callers that hold its mutex. (Not in Register: a
+// store that never flushes needs none. Pebble never unregisters from a
+// failed Open: kv does.)
 func (s *scheduler) startGranter() {
 	s.started.Do(func() {
 		go func() {

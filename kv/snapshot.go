@@ -3,6 +3,7 @@ package kv
 import (
 	"encoding/json"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -15,14 +16,14 @@ import (
 type Snapshot struct {
 	db     *DB
 	snap   *pebble.Snapshot
-	closed bool // guarded by db.mu
+	closed atomic.Bool // set under db.mu
 }
 
 // Snapshot takes a consistent read view of the store.
 func (db *DB) Snapshot() (*Snapshot, error) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	if db.closed || db.fail.get() != nil {
+	if db.closed.Load() {
 		return nil, db.closedError("SNAPSHOT")
 	}
 	s := &Snapshot{db: db, snap: db.pdb.NewSnapshot()}
@@ -32,13 +33,13 @@ func (db *DB) Snapshot() (*Snapshot, error) {
 
 // enter admits an operation while both the snapshot and its store are open.
 func (s *Snapshot) enter() bool {
-	db := s.db
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	if db.closed || s.closed || db.fail.get() != nil {
+	if !s.db.enter() {
 		return false
 	}
-	db.active++
+	if s.closed.Load() {
+		s.db.leave()
+		return false
+	}
 	return true
 }
 
@@ -46,20 +47,15 @@ func (s *Snapshot) enter() bool {
 func (s *Snapshot) Close() error {
 	db := s.db
 	db.mu.Lock()
-	if s.closed || db.closed {
+	if s.closed.Load() || db.closed.Load() {
 		db.mu.Unlock()
 		return nil
 	}
-	s.closed = true
+	s.closed.Store(true)
 	delete(db.snaps, s)
-	if db.fail.get() != nil {
-		// A failed store is never touched again (see failure): Pebble may
-		// hold the lock a snapshot's release needs.
-		db.mu.Unlock()
-		return nil
-	}
-	// Count the release as an operation so that DB.Close waits for it.
-	db.active++
+	// Count the release as an operation so that DB.Close waits for it
+	// (Close cannot set closed while db.mu is held here).
+	db.active.Add(1)
 	db.mu.Unlock()
 	defer db.leave()
 	if err := s.snap.Close(); err != nil {
@@ -109,7 +105,7 @@ func (s *Snapshot) ScanFrom(prefix, start string, fn func(key string, value json
 	return scan(s.snap, s.db.path, prefix, start, fn)
 }
 
-// ScanRaw is DB.ScanRaw on the snapshot: values as stored, not checked.
+// ScanRaw is DB.ScanRaw on the snapshot.
 func (s *Snapshot) ScanRaw(prefix []byte, fn func(key, value []byte) error) error {
 	if !s.enter() {
 		return s.db.closedError(fmt.Sprintf("SCAN %s*", prefix))

@@ -97,7 +97,7 @@ func (w *WriteBatch) Commit() error {
 		return queryError(w.db.path, query, w.err)
 	}
 	return w.db.write(query, func() error {
-		w.done = true // from here the batch is Pebble's: see write
+		w.done = true // from here the batch is Pebble's
 		err := w.b.Commit(w.db.wo)
 		_ = w.b.Close()
 		return err

@@ -84,8 +84,10 @@ func splitLog(f *os.File, size int64, n int) []int64 {
 // between values and decoded what one decoder reading on would have: the
 // parts agree. When they do not (a split inside a value, which takes a
 // line that starts with '{' inside a value: not what the application
-// writes), the whole log is decoded again by one decoder. The first part
-// runs on the calling goroutine, which reports progress for all.
+// writes, but a value larger than the bound may hold any), the whole log
+// is decoded again by one decoder, and whatever part k+1 read from inside
+// the value is dropped. The first part runs on the calling goroutine,
+// which reports progress for all.
 func (e *Engine) decodeParallel(ctx context.Context, f *os.File, st fileStat, prog *progress, recs records) ([]*part, error) {
 	n := decoders()
 	if st.Size < int64(parallelMin) {

@@ -96,12 +96,17 @@ type fileStat struct {
 	Dev, Ino uint64
 	Size     int64
 	MTime    int64 // ns
+	// CTime (ns) moves with every write and every change of the file's
+	// metadata, even where an edit leaves the mtime as it was (a tool that
+	// restores it). Zero where the platform does not report it.
+	CTime int64
 }
 
 func toFileStat(fi os.FileInfo) fileStat {
 	st := fileStat{Size: fi.Size(), MTime: fi.ModTime().UnixNano()}
 	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
 		st.Dev, st.Ino = uint64(sys.Dev), sys.Ino
+		st.CTime = ctime(sys)
 	}
 	return st
 }

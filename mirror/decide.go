@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"syscall"
 	"time"
@@ -37,9 +38,10 @@ type stepResult struct {
 	caughtUp bool
 }
 
-// step is the decision of DESIGN §5, made at start and on every change:
-// the log is missing (keep the store), or it grew from the checkpoint with
-// a matching fingerprint (tail), or anything else happened (reconcile).
+// step is the engine's decision (see the package doc), made at start and
+// on every change: the log is missing (keep the store), or it grew from
+// the checkpoint with a matching fingerprint (tail), or anything else
+// happened (reconcile).
 func (e *Engine) step(ctx context.Context) (stepResult, error) {
 	if err := ctx.Err(); err != nil {
 		return stepResult{}, err
@@ -56,12 +58,20 @@ func (e *Engine) step(ctx context.Context) (stepResult, error) {
 	if err != nil {
 		return stepResult{}, fmt.Errorf("stat of the event log: %w", err)
 	}
-	if e.missing {
-		e.log.Info("event log is back", "path", e.path)
-		e.missing = false
+	e.logBack()
+	e.updateStatus(func(s *Status) {
+		s.LogMissing, s.MissingSince, s.WaitingForDir = false, time.Time{}, ""
+		s.LogSize = st.Size
+	})
+	res, err := e.decide(ctx, f, st)
+	if err == nil && res.caughtUp {
+		e.known = st
 	}
-	e.updateStatus(func(s *Status) { s.LogMissing = false; s.LogSize = st.Size })
+	return res, err
+}
 
+// decide makes the decision on the open log.
+func (e *Engine) decide(ctx context.Context, f *os.File, st fileStat) (stepResult, error) {
 	if e.cp == nil {
 		if err := e.beginBulk("first load of an empty store"); err != nil {
 			return stepResult{}, err
@@ -71,6 +81,16 @@ func (e *Engine) step(ctx context.Context) (stepResult, error) {
 		return e.bulkLoad(ctx, f, st)
 	}
 	if !e.reconciling {
+		if e.writtenInPlace(st) {
+			// The fingerprint of the tail window cannot see an edit
+			// further back: once the writer is done, the whole prefix is
+			// checked, as at start.
+			if ok, wait := e.settled(st); !ok {
+				return stepResult{action: actSettle, wait: wait}, nil
+			}
+			e.log.Debug("the log was written without growing; checking the whole of it", "path", e.path)
+			e.doubt = true
+		}
 		ok, err := e.canTail(f, st)
 		if err != nil {
 			return stepResult{}, err
@@ -82,12 +102,32 @@ func (e *Engine) step(ctx context.Context) (stepResult, error) {
 	return e.reconcile(ctx, f, st)
 }
 
-func (e *Engine) onMissing() stepResult {
-	if !e.missing {
-		e.log.Warn("event log is missing; keeping the store as it is until it returns", "path", e.path)
-		e.missing = true
+// writtenInPlace reports whether the log was written without growing
+// since the store last caught up with it: the same file, the same size,
+// but a new mtime or ctime (an edit of the same length before the
+// checkpoint, which moves neither the size nor, unless it falls in the
+// last 4 KiB, the tail's fingerprint).
+func (e *Engine) writtenInPlace(st fileStat) bool {
+	k := e.known
+	if e.doubt || e.cp.Offset == 0 || k.Ino == 0 {
+		return false
 	}
-	e.updateStatus(func(s *Status) { s.LogMissing = true })
+	return st.Dev == k.Dev && st.Ino == k.Ino && st.Size == k.Size &&
+		(st.MTime != k.MTime || st.CTime != k.CTime)
+}
+
+// onMissing keeps the store as it is and says so: the log is missing,
+// and, when a directory on its way is missing too, which one Run waits
+// for.
+func (e *Engine) onMissing() stepResult {
+	dir := missingDir(e.path)
+	e.updateStatus(func(s *Status) {
+		if !s.LogMissing {
+			s.MissingSince = e.opts.Now()
+		}
+		s.LogMissing, s.WaitingForDir = true, dir
+	})
+	e.logGone(dir)
 	return stepResult{action: actMissing}
 }
 
@@ -142,9 +182,25 @@ func openLog(path string) (*os.File, error) {
 	}
 	if !fi.Mode().IsRegular() {
 		f.Close()
-		return nil, fmt.Errorf("the event log %s is not a regular file (%s)", path, fi.Mode().Type())
+		return nil, fmt.Errorf("%w: %s is %s", ErrNotRegular, path, describeType(fi.Mode()))
 	}
 	return f, nil
+}
+
+// describeType names what a path is when it is not a regular file.
+func describeType(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	default:
+		return fmt.Sprintf("of type %s", m.Type())
+	}
 }
 
 // readTail reads the TailSize bytes before off.

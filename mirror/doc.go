@@ -14,11 +14,11 @@
 //
 // # The decision
 //
-// At start and on every change the engine decides (DESIGN §5): the log is
-// missing (keep the store, wait); it continues the checkpoint (same file,
-// not shorter, fingerprint matches: tail, applying only what was
-// appended); or anything else happened (rewrite, truncation, replacement by
-// rename, an edit before the offset): reconcile, which reads the whole log
+// At start and on every change the engine decides: the log is missing
+// (keep the store, wait); it continues the checkpoint (same file, not
+// shorter, fingerprint matches: tail, applying only what was appended);
+// or anything else happened (rewrite, truncation, replacement by rename,
+// an edit before the offset): reconcile, which reads the whole log
 // and writes only the difference, found by comparing each event's digest
 // with the one the store keeps under mirrord:digest:{id}. A reconcile reads
 // only a log that has settled, and never deletes while the log ends in an
@@ -29,7 +29,15 @@
 // Run watches the log's directory with fsnotify, applies at once after a
 // quiet spell and coalesces bursts, falls back to a whole-prefix check
 // after an overflow or a watcher error, and runs a low-frequency safety
-// check for what inotify can miss. Nothing else polls.
+// check for what inotify can miss. Nothing else polls. A log whose
+// directory does not exist yet is a missing log: Run watches the nearest
+// existing ancestor and walks down as directories appear; a directory
+// deleted or replaced under it (a re-clone) is noticed from its own
+// events and watched again. A write that leaves the log's size as it was
+// but moves its mtime or ctime (an edit of the same length before the
+// checkpoint) has the whole prefix checked once the log settles. An
+// absence shorter than the settle interval (git replacing the file) is
+// logged at debug level only.
 //
 // # Change feed
 //

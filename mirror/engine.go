@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mirrord/mirrord/eventlog"
@@ -163,6 +164,10 @@ var (
 	// ErrHeld: a reconcile would delete events but the log ends in an
 	// incomplete value, so the deletions are held until it is complete.
 	ErrHeld = errors.New("deletions held: the log ends in an incomplete value")
+	// ErrNotRegular: the log's path names something other than a regular
+	// file (a directory, a FIFO): a misconfiguration, which Run does not
+	// wait out.
+	ErrNotRegular = errors.New("event log is not a regular file")
 )
 
 // Engine mirrors one log into one store. Its methods other than Status
@@ -195,8 +200,14 @@ type Engine struct {
 	// Resync starts the rebuild.
 	refused error
 
-	missing bool // the log was missing at the last decision
+	// known is the log's stat when the store last caught up with it: a
+	// later change that keeps its identity and size but moves its mtime
+	// or ctime is an edit in place (see writtenInPlace).
+	known fileStat
+
+	absence absence // the log is missing: since when, and whether that was told
 	held    *heldInfo
+	pending *pendingScan // where the last tail stopped inside an incomplete value
 
 	mu     sync.Mutex
 	status Status
@@ -418,4 +429,9 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
+// isNotExist reports whether err says a path does not exist, including
+// because something on its way is not a directory (ENOTDIR): either way
+// there is no log yet.
+func isNotExist(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+}

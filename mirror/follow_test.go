@@ -5,7 +5,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -53,26 +52,6 @@ func (r *running) stop(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run did not return within 30s of cancellation")
-	}
-}
-
-// eventually waits until the store holds exactly the model's ids (read
-// through a snapshot, as an in-process reader would), or fails after the
-// deadline.
-func (h *harness) eventually(what string) {
-	h.t.Helper()
-	want := h.modelIDs()
-	slices.Sort(want)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got := h.storedIDs()
-		if slices.Equal(got, want) {
-			return
-		}
-		if time.Now().After(deadline) {
-			h.t.Fatalf("%s: after 10s the store holds %d events, want %d", what, len(got), len(want))
-		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }
 
@@ -176,22 +155,6 @@ func TestSymlinkedLog(t *testing.T) {
 	}
 	h.evs = evsB
 	h.eventually("re-pointed symlink")
-}
-
-// eventuallyVerified waits until Verify passes.
-func (h *harness) eventuallyVerified(what string) {
-	h.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		r, err := Verify(h.ctx(), h.db, h.path, 0)
-		if err == nil && r.OK() {
-			return
-		}
-		if time.Now().After(deadline) {
-			h.t.Fatalf("%s: after 10s: %v %+v", what, err, r)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // After an inotify overflow (or any watcher error) events may have been

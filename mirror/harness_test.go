@@ -67,16 +67,14 @@ func newHarness(t *testing.T, mod func(*Options)) *harness {
 		mod(&h.opts)
 	}
 	h.open()
-	t.Cleanup(func() { h.db.Close() })
+	t.Cleanup(func() { closeDB(t, h.db) })
 	return h
 }
 
 // open (re)opens the store and the engine, as a restarted daemon does.
 func (h *harness) open() {
 	h.t.Helper()
-	if h.db != nil {
-		h.db.Close()
-	}
+	closeDB(h.t, h.db)
 	db, err := kv.Open("/store", &kv.Options{FS: h.fs, Logger: h.opts.Logger})
 	if err != nil {
 		h.t.Fatal(err)

@@ -51,7 +51,8 @@ const hostileMaxValue = 256 << 10 // Options.MaxValueSize of these tests
 func hostileEvents() []hostileEvent {
 	long := strings.Repeat("ö:%", 64<<10/4) // a 64 KiB id (2 bytes + 2 for each repetition)
 	return []hostileEvent{
-		// DESIGN §2's example: without escaping, these two share a key.
+		// The example of docs/design.md, Keys and values: without
+		// escaping, these two share a key.
 		{name: "colon in id", id: `"a:b"`, mods: `{"c":"1"}`, valid: true, wantID: "a:b", wantMods: []string{"c"}},
 		{name: "colon in name", id: `"a"`, mods: `{"b:c":"2"}`, valid: true, wantID: "a", wantMods: []string{"b:c"}},
 		{name: "trailing colon", id: `"a:"`, mods: `{"b":"3"}`, valid: true, wantID: "a:", wantMods: []string{"b"}},

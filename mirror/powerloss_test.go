@@ -120,14 +120,15 @@ func newHarnessOn(t *testing.T, fsys vfs.FS, mod func(*Options)) *harness {
 		mod(&h.opts)
 	}
 	h.open()
-	t.Cleanup(func() { h.db.Close() })
+	t.Cleanup(func() { closeDB(t, h.db) })
 	return h
 }
 
 // reopenOn restarts h's engine on another disk (a crash image); the old
-// handle is abandoned (it may have failed) rather than closed.
+// handle is closed, or, when it failed, abandoned (see closeDB).
 func (h *harness) reopenOn(fsys vfs.FS) {
 	h.t.Helper()
+	closeDB(h.t, h.db)
 	h.fs, h.db = fsys, nil
 	h.open()
 }

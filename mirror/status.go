@@ -18,9 +18,19 @@ type Status struct {
 	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
 	// LogSize is the log's size at the last decision; Lag is LogSize
 	// minus the checkpoint's offset.
-	LogSize    int64 `json:"log_size"`
-	Lag        int64 `json:"lag_bytes"`
-	LogMissing bool  `json:"log_missing,omitempty"`
+	LogSize int64 `json:"log_size"`
+	Lag     int64 `json:"lag_bytes"`
+	// LogMissing: the log did not exist at the last decision; the store is
+	// kept as it is, and Run waits for the log to return. MissingSince is
+	// when this absence was first seen: a routine git update removes the
+	// file for milliseconds, so a short absence is no cause for alarm.
+	LogMissing   bool      `json:"log_missing,omitempty"`
+	MissingSince time.Time `json:"missing_since,omitzero"`
+	// WaitingForDir is, while the log is missing because a directory on
+	// its way does not exist (the application has not made its working
+	// tree yet, or a user is re-cloning it), the first such directory.
+	// Run watches its parent and takes the log up as soon as it appears.
+	WaitingForDir string `json:"waiting_for_dir,omitempty"`
 	// Resyncing: a resync or first load is in progress.
 	Resyncing bool `json:"resyncing,omitempty"`
 	// Reconciling: a reconcile spanning several batches is in progress.
@@ -116,7 +126,7 @@ func ReadStatus(db kv.Reader, path string) (Status, error) {
 	f, err := openLog(path)
 	switch {
 	case isNotExist(err):
-		s.LogMissing = true
+		s.LogMissing, s.WaitingForDir = true, missingDir(path)
 		return s, nil
 	case err != nil:
 		return s, err

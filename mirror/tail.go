@@ -73,12 +73,20 @@ func (e *Engine) tail(ctx context.Context, f *os.File, st fileStat) (stepResult,
 	if testHookBeforeTailRead != nil {
 		testHookBeforeTailRead()
 	}
+	resume := e.takePending(f, st)
 	dec := eventlog.NewDecoder(io.NewSectionReader(f, cp.Offset, maxSection-cp.Offset), &eventlog.Options{
 		Offset:       cp.Offset,
 		Line:         max(cp.Line, 1),
 		Fingerprint:  fp,
 		MaxValueSize: e.opts.MaxValueSize,
+		Resume:       resume,
 	})
+	// Where reading starts: an incomplete value's bytes scanned by the
+	// last tail are not read again.
+	from := cp.Offset
+	if resume != nil {
+		from = resume.At()
+	}
 	var ch chunk
 	var pending *eventlog.Entry
 	var invalid invalidReporter
@@ -86,7 +94,7 @@ func (e *Engine) tail(ctx context.Context, f *os.File, st fileStat) (stepResult,
 	if e.bulk {
 		kind = "load"
 	}
-	prog := e.newProgress(kind, cp.Offset, st.Size)
+	prog := e.newProgress(kind, from, st.Size)
 	// What a chunk read must still be in the file when it is committed:
 	// an in-place rewrite that lands during the read would otherwise hand
 	// the decoder new bytes at old offsets, and commit them.
@@ -156,7 +164,16 @@ func (e *Engine) tail(ctx context.Context, f *os.File, st fileStat) (stepResult,
 	}
 	invalid.summary(e.log, e.path)
 	done, _ := dec.Consumed()
-	prog.finish(done)
+	if st.Size-from >= progressStep {
+		// A long read ends (a short one reported nothing: no end either).
+		prog.finish(done)
+	}
+	if r := dec.Resume(); r != nil && pending != nil {
+		e.pending = &pendingScan{st: st, r: r}
+	}
+	if testHookTailRead != nil {
+		testHookTailRead(dec.BytesRead())
+	}
 	if cp.Offset == 0 {
 		// The whole log was just read (and rechecked): no doubt remains.
 		e.doubt, e.verified = false, st
@@ -167,6 +184,40 @@ func (e *Engine) tail(ctx context.Context, f *os.File, st fileStat) (stepResult,
 // testHookBeforeTailRead, when set by a test, runs between the decision to
 // tail and the read: where a concurrent rewrite hurts most.
 var testHookBeforeTailRead func()
+
+// testHookTailRead, when set by a test, gets the bytes each tail read.
+var testHookTailRead func(bytesRead int64)
+
+// pendingScan is where the last tail stopped scanning an incomplete value
+// at the end of the log (in memory only, beside the checkpoint): the next
+// tail goes on from there, so that a value that keeps growing, however
+// large, costs each tail only the bytes appended. It is a hint: unused if
+// the checkpoint moved (the decoder checks), the file is another one, or
+// the bytes just before where it stopped changed; a restart scans the value
+// again once.
+type pendingScan struct {
+	st fileStat
+	r  *eventlog.Resume
+}
+
+// takePending returns the Resume to tail the log from, if it still fits,
+// and forgets it: a tail that ends inside a value again leaves a new one.
+func (e *Engine) takePending(f *os.File, st fileStat) *eventlog.Resume {
+	p := e.pending
+	e.pending = nil
+	if p == nil || p.st.Dev != st.Dev || p.st.Ino != st.Ino || st.Size < p.r.At() || p.r.Offset() != e.cp.Offset {
+		return nil
+	}
+	want := p.r.Tail()
+	if len(want) == 0 {
+		return nil
+	}
+	got := make([]byte, len(want))
+	if _, err := f.ReadAt(got, p.r.At()-int64(len(want))); err != nil || !bytes.Equal(got, want) {
+		return nil
+	}
+	return p.r
+}
 
 // maxSection bounds the section reader over a log that may keep growing.
 const maxSection = 1 << 62

@@ -37,7 +37,8 @@ func TestUnescapeSegmentRejectsNonCanonical(t *testing.T) {
 	}
 }
 
-// The example of DESIGN §2: without escaping these two would share a key.
+// The example of docs/design.md, Keys and values: without escaping these
+// two would share a key.
 func TestModifierKeysAreInjective(t *testing.T) {
 	a := ModifierKey("a:b", "c")
 	b := ModifierKey("a", "b:c")

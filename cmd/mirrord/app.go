@@ -19,8 +19,11 @@ type Main struct {
 	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer
-	// Environ returns the environment as "KEY=value" strings.
-	// Default: os.Environ.
+	// Environ returns the environment as "KEY=value" strings, for the
+	// variables systemd and the terminal set (RUNTIME_DIRECTORY,
+	// NOTIFY_SOCKET, JOURNAL_STREAM...). mirrord's own MIRRORD_ variables
+	// are read from the process environment, where viper reads the
+	// settings. Default: os.Environ.
 	Environ func() []string
 	// DefaultConfigPath is read when neither --config nor MIRRORD_CONFIG
 	// names a file, if it exists. Default: /etc/mirrord/config.yaml.

@@ -21,7 +21,7 @@ import (
 // it; tune (may be nil) adds hooks to the engine's options. The caller
 // closes the store.
 func (m *Main) openEngine(e *env, tune func(*mirror.Options)) (*kv.DB, *mirror.Engine, error) {
-	db, err := kv.Open(e.cfg.Store, &kv.Options{Logger: e.log, FS: testStoreFS})
+	db, err := kv.Open(e.cfg.Store, storeOptions(e))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -48,6 +48,19 @@ func (m *Main) openEngine(e *env, tune func(*mirror.Options)) (*kv.DB, *mirror.E
 		return nil, nil, err
 	}
 	return db, eng, nil
+}
+
+// storeOptions are the store's options for every command. A failure the
+// store cannot go on from (kv.Options.OnFatal: a full disk or an I/O
+// error while Pebble writes its log or manifest) ends the process at once
+// with one line, as every mirrord error, and exit status 1: the store
+// stays consistent at its last durable batch, and the restart (the
+// service manager's, or the user's) resumes from there.
+func storeOptions(e *env) *kv.Options {
+	return &kv.Options{Logger: e.log, FS: testStoreFS, OnFatal: func(err error) {
+		fmt.Fprintf(e.cmd.ErrOrStderr(), "mirrord: %v\n", err)
+		os.Exit(exitFailure)
+	}}
 }
 
 // testStoreFS, when a test sets it, is the file system the store is

@@ -14,8 +14,8 @@ import (
 
 	"github.com/mirrord/mirrord/api"
 	"github.com/mirrord/mirrord/eventlog"
-	"github.com/mirrord/mirrord/internal/procstat"
 	"github.com/mirrord/mirrord/internal/synth"
+	"github.com/prometheus/procfs"
 )
 
 // Hostile input at the daemon's level (issue 7, item 4): what only a
@@ -24,14 +24,26 @@ import (
 
 var endlessMB = flag.Int("mirrord.endless", 128, "size in MiB (at least 128) of the endless line the daemon must read in bounded memory")
 
-// procStatus reads a "Name:  N kB" field of /proc/pid/status, in bytes.
+// procStatus reads a memory figure of /proc/pid/status, in bytes: VmHWM
+// (the peak resident set) or VmRSS.
 func procStatus(t *testing.T, pid int, field string) int64 {
 	t.Helper()
-	n, err := procstat.Of(pid, field)
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return n
+	st, err := p.NewStatus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch field {
+	case "VmHWM":
+		return int64(st.VmHWM)
+	case "VmRSS":
+		return int64(st.VmRSS)
+	}
+	t.Fatalf("procStatus: no field %s", field)
+	return 0
 }
 
 // waitExact waits until the daemon behind c has mirrored the whole log

@@ -22,12 +22,16 @@ type result struct {
 
 // newMain returns a Main over buffers, with the given environment
 // (nothing is inherited from the test process) and a default config path
-// that does not exist.
+// that does not exist. The MIRRORD_ variables of env take effect only
+// inside withEnv: mirrord reads its settings from the process
+// environment.
 func newMain(t *testing.T, env map[string]string) (*Main, *bytes.Buffer, *bytes.Buffer) {
 	var out, errb bytes.Buffer
 	var environ []string
 	for k, v := range env {
-		environ = append(environ, k+"="+v)
+		if !strings.HasPrefix(k, "MIRRORD_") { // see withEnv
+			environ = append(environ, k+"="+v)
+		}
 	}
 	return &Main{
 		Stdin:             strings.NewReader(""),
@@ -45,11 +49,12 @@ func runMain(m *Main, args ...string) error {
 	return m.Run(ctx, args)
 }
 
-// mirrord runs a command line in process.
+// mirrord runs a command line in process, with env as its environment.
 func mirrord(t *testing.T, env map[string]string, args ...string) result {
 	t.Helper()
 	m, out, errb := newMain(t, env)
-	err := runMain(m, args...)
+	var err error
+	withEnv(t, env, func() { err = runMain(m, args...) })
 	return result{out.String(), errb.String(), ExitCode(err), err}
 }
 
@@ -57,8 +62,55 @@ func mirrordDefaultConfig(t *testing.T, path string, args ...string) result {
 	t.Helper()
 	m, out, errb := newMain(t, nil)
 	m.DefaultConfigPath = path
-	err := runMain(m, args...)
+	var err error
+	withEnv(t, nil, func() { err = runMain(m, args...) })
 	return result{out.String(), errb.String(), ExitCode(err), err}
+}
+
+// withEnv runs fn with the MIRRORD_ variables of env, and no other, in the
+// process environment, where viper reads the settings (it has no
+// injectable lookup), and then puts back what was there. A child process
+// started later sees the test process's own environment again. t.Setenv
+// records each variable first, which refuses a parallel test (the
+// environment is the process's) and restores it should fn not return.
+func withEnv(t *testing.T, env map[string]string, fn func()) {
+	t.Helper()
+	names := map[string]bool{}
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "MIRRORD_") {
+			names[k] = true
+		}
+	}
+	for k := range env {
+		if strings.HasPrefix(k, "MIRRORD_") {
+			names[k] = true
+		}
+	}
+	type saved struct {
+		val string
+		set bool
+	}
+	before := map[string]saved{}
+	for k := range names {
+		val, set := os.LookupEnv(k)
+		before[k] = saved{val, set}
+		t.Setenv(k, val)
+		if val, ok := env[k]; ok {
+			os.Setenv(k, val)
+		} else {
+			os.Unsetenv(k)
+		}
+	}
+	defer func() {
+		for k, s := range before {
+			if s.set {
+				os.Setenv(k, s.val)
+			} else {
+				os.Unsetenv(k)
+			}
+		}
+	}()
+	fn()
 }
 
 func (r result) msg() string {
@@ -111,89 +163,6 @@ func TestExitCodesAndMessages(t *testing.T) {
 	// A query on an absent store must not create it.
 	if _, err := os.Stat(filepath.Join(dir, "nope")); !os.IsNotExist(err) {
 		t.Fatalf("a query created the store directory: %v", err)
-	}
-}
-
-func configValue(t *testing.T, r result, key string) (value, source string) {
-	t.Helper()
-	if r.code != 0 {
-		t.Fatalf("config: exit %d: %v", r.code, r.err)
-	}
-	for _, line := range strings.Split(r.stdout, "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 3 && f[0] == key {
-			return f[1], strings.Join(f[2:], " ")
-		}
-	}
-	t.Fatalf("no %s in config output:\n%s", key, r.stdout)
-	return "", ""
-}
-
-func TestConfigPrecedence(t *testing.T) {
-	dir := t.TempDir()
-	file := writeFile(t, filepath.Join(dir, "c.yaml"), "store: /from-file\nlog-level: warn\n")
-	env := map[string]string{"MIRRORD_CONFIG": file}
-
-	v, src := configValue(t, mirrord(t, env, "config"), "store")
-	if v != "/from-file" || src != "file" {
-		t.Fatalf("file only: %s from %s", v, src)
-	}
-	env["MIRRORD_STORE"] = "/from-env"
-	v, src = configValue(t, mirrord(t, env, "config"), "store")
-	if v != "/from-env" || src != "env MIRRORD_STORE" {
-		t.Fatalf("env over file: %s from %s", v, src)
-	}
-	v, src = configValue(t, mirrord(t, env, "config", "--store", "/from-flag"), "store")
-	if v != "/from-flag" || src != "flag --store" {
-		t.Fatalf("flag over env: %s from %s", v, src)
-	}
-	v, src = configValue(t, mirrord(t, env, "config"), "log-format")
-	if v != "auto" || src != "default" {
-		t.Fatalf("default: %s from %s", v, src)
-	}
-	v, _ = configValue(t, mirrord(t, env, "config"), "log-level")
-	if v != "warn" {
-		t.Fatalf("file log-level: %s", v)
-	}
-	// --config beats MIRRORD_CONFIG.
-	other := writeFile(t, filepath.Join(dir, "o.yaml"), "store: /other\n")
-	delete(env, "MIRRORD_STORE")
-	v, _ = configValue(t, mirrord(t, env, "config", "--config", other), "store")
-	if v != "/other" {
-		t.Fatalf("--config over MIRRORD_CONFIG: %s", v)
-	}
-}
-
-func TestDefaultConfigPath(t *testing.T) {
-	dir := t.TempDir()
-	file := writeFile(t, filepath.Join(dir, "config.yaml"), "store: /default-file\n")
-	v, src := configValue(t, mirrordDefaultConfig(t, file, "config"), "store")
-	if v != "/default-file" || src != "file" {
-		t.Fatalf("default config file not read: %s from %s", v, src)
-	}
-	// Absent, it is silently skipped (unlike an explicit --config).
-	v, _ = configValue(t, mirrordDefaultConfig(t, filepath.Join(dir, "absent.yaml"), "config"), "store")
-	if v != `""` {
-		t.Fatalf("store = %s with no config file", v)
-	}
-}
-
-func TestConfigFileErrors(t *testing.T) {
-	dir := t.TempDir()
-	for _, tc := range []struct{ name, content, msg string }{
-		{"unknown key", "stroe: /x\n", `unknown setting "stroe" (did you mean "store"?)`},
-		{"unrelated key", "colour: blue\n", `unknown setting "colour" (settings: `},
-		{"nested unknown", "store:\n  path: /x\n", `unknown setting "store.path"`},
-		{"bad yaml", "store: [unclosed\n", "c.yaml"},
-		{"wrong type", "log-level: [1, 2]\n", `setting "log-level"`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			file := writeFile(t, filepath.Join(dir, "c.yaml"), tc.content)
-			r := mirrord(t, nil, "config", "--config", file)
-			if r.code != 2 || !strings.Contains(r.msg(), tc.msg) {
-				t.Fatalf("exit %d, error %q; want 2 and %q", r.code, r.msg(), tc.msg)
-			}
-		})
 	}
 }
 
@@ -294,54 +263,5 @@ func TestVersionAndCompletion(t *testing.T) {
 		if r.code != 0 || !strings.Contains(r.stdout, "mirrord") {
 			t.Fatalf("completion %s: exit %d", sh, r.code)
 		}
-	}
-}
-
-// config.example.yaml documents every setting, and mirrord accepts it.
-func TestExampleConfigListsEverySetting(t *testing.T) {
-	b, err := os.ReadFile("../../config.example.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range settings {
-		if !strings.Contains(string(b), "\n"+s.key+":") {
-			t.Errorf("config.example.yaml does not document %q", s.key)
-		}
-	}
-	r := mirrord(t, nil, "config", "--config", "../../config.example.yaml")
-	if r.code != 0 {
-		t.Fatalf("mirrord rejects config.example.yaml: %v", r.err)
-	}
-}
-
-// An unknown MIRRORD_ variable is a warning (other tools share the
-// prefix), with a suggestion; the command runs.
-func TestUnknownEnvironmentVariableWarns(t *testing.T) {
-	store := seedStore(t)
-	r := mirrord(t, map[string]string{"MIRRORD_STROE": "x", "MIRRORD_AGENT_IMAGE": "y"}, "keys", "--store", store)
-	if r.code != 0 {
-		t.Fatalf("exit %d: %v", r.code, r.err)
-	}
-	if !strings.Contains(r.stderr, `MIRRORD_STROE names no setting of mirrord (did you mean "store"?)`) ||
-		!strings.Contains(r.stderr, "MIRRORD_AGENT_IMAGE") {
-		t.Fatalf("no warning naming the variables:\n%s", r.stderr)
-	}
-}
-
-// Relative paths in a config file are relative to the file, not to the
-// working directory (a service runs in "/"); from a flag, relative to the
-// working directory.
-func TestConfigFilePathsAreRelativeToTheFile(t *testing.T) {
-	dir := t.TempDir()
-	file := writeFile(t, filepath.Join(dir, "c.yaml"), "store: data/store\neventlog: ../log.json\n")
-	r := mirrord(t, nil, "config", "--config", file)
-	if v, _ := configValue(t, r, "store"); v != filepath.Join(dir, "data/store") {
-		t.Fatalf("store from the file resolves to %s", v)
-	}
-	if v, _ := configValue(t, r, "eventlog"); v != filepath.Join(filepath.Dir(dir), "log.json") {
-		t.Fatalf("eventlog from the file resolves to %s", v)
-	}
-	if v, _ := configValue(t, mirrord(t, nil, "config", "--config", file, "--store", "rel"), "store"); v != "rel" {
-		t.Fatalf("a flag's relative path became %s", v)
 	}
 }

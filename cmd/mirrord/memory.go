@@ -3,18 +3,22 @@ package main
 import (
 	"runtime/debug"
 
-	"github.com/mirrord/mirrord/internal/procstat"
+	"github.com/prometheus/procfs"
 )
 
 // peakRSSMiB is this process's peak resident memory in MiB (VmHWM; 0 where
 // unknown). It is logged when a sync ends, so that an operator sees what a
 // resync of their log takes.
 func peakRSSMiB() int64 {
-	n, err := procstat.Field("self", "VmHWM")
+	p, err := procfs.Self()
 	if err != nil {
 		return 0
 	}
-	return (n + 1<<19) >> 20
+	st, err := p.NewStatus()
+	if err != nil {
+		return 0
+	}
+	return int64((st.VmHWM + 1<<19) >> 20)
 }
 
 // bulkMemory is the engine's BulkMemory hook in the real process (main

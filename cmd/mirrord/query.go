@@ -21,7 +21,7 @@ func openStore(e *env) (*kv.DB, error) {
 	if _, err := os.Stat(e.cfg.Store); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("store %s does not exist (nothing has been mirrored there yet; run \"mirrord sync --once\" to create it)", e.cfg.Store)
 	}
-	return kv.Open(e.cfg.Store, &kv.Options{Logger: e.log, FS: testStoreFS})
+	return kv.Open(e.cfg.Store, storeOptions(e))
 }
 
 func (m *Main) getCommand() *cobra.Command {

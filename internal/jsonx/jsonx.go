@@ -49,7 +49,9 @@ func IsSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\
 // SkipSpace returns the index of the first non-whitespace byte of b at or
 // after i, or len(b).
 func SkipSpace(b []byte, i int) int {
-	for i < len(b) && IsSpace(b[i]) {
+	// Most calls find no whitespace (compacted JSON): one comparison
+	// tells every byte that matters here from whitespace.
+	for i < len(b) && b[i] <= ' ' && IsSpace(b[i]) {
 		i++
 	}
 	return i
@@ -124,6 +126,17 @@ func AppendCompactMembers(dst, b []byte, i int, members []Member) ([]byte, int, 
 	return dst, end, members, err
 }
 
+// ValidMembers is Valid that also reports, when b holds an object, where
+// each of its own members (not nested ones) is in b: a caller that reads
+// a few top-level fields needs no second pass. members is reset and
+// returned.
+func ValidMembers(b []byte, members []Member) ([]Member, bool) {
+	members = members[:0]
+	i := SkipSpace(b, 0)
+	end, err := scan(nil, b, i, false, &members, true)
+	return members, err == nil && SkipSpace(b, end) == len(b)
+}
+
 // scan is the one scanner behind every entry point. It walks the value with
 // an explicit stack (one bit per level: object or array), so that a nesting
 // bomb costs a bounded amount of memory and no recursion. checkUTF8 false
@@ -136,22 +149,37 @@ func scan(dstp *[]byte, b []byte, i int, compact bool, members *[]Member, checkU
 	}
 	var m Member // the top-level member being read, when members != nil
 	pending := false
+	// pos is where input position i lands: in dst when compacting, else
+	// in b itself.
+	pos := func(i int) int {
+		if compact {
+			return len(dst)
+		}
+		return i
+	}
 	var small [4]uint64
 	stack := small[:0:len(small)] // bit set: 1 = object, 0 = array
 	depth := 0
-	push := func(obj bool) {
+	obj := false // the innermost container is an object
+	push := func(o bool) {
 		w := depth / 64
 		for w >= len(stack) {
 			stack = append(stack, 0)
 		}
-		if obj {
+		if o {
 			stack[w] |= 1 << (depth % 64)
 		} else {
 			stack[w] &^= 1 << (depth % 64)
 		}
 		depth++
+		obj = o
 	}
-	inObject := func() bool { d := depth - 1; return stack[d/64]&(1<<(d%64)) != 0 }
+	pop := func() {
+		depth--
+		if d := depth - 1; d >= 0 {
+			obj = stack[d/64]&(1<<(d%64)) != 0
+		}
+	}
 
 	const (
 		stValue = iota // a value is expected
@@ -167,7 +195,7 @@ func scan(dstp *[]byte, b []byte, i int, compact bool, members *[]Member, checkU
 				return i, ErrShort
 			}
 			if members != nil && depth == 1 && pending {
-				m.Val[0] = len(dst)
+				m.Val[0] = pos(i)
 			}
 			switch c := b[i]; c {
 			case '{', '[':
@@ -190,7 +218,7 @@ func scan(dstp *[]byte, b []byte, i int, compact bool, members *[]Member, checkU
 					if compact {
 						dst = append(dst, closer)
 					}
-					depth--
+					pop()
 					i++
 					state = stAfter
 				} else if c == '{' {
@@ -254,13 +282,13 @@ func scan(dstp *[]byte, b []byte, i int, compact bool, members *[]Member, checkU
 			}
 			top := members != nil && depth == 1
 			if top {
-				m.Key[0], pending = len(dst), true
+				m.Key[0], pending = pos(i), true
 			}
 			if compact {
 				dst = append(dst, b[i:end]...)
 			}
 			if top {
-				m.Key[1] = len(dst)
+				m.Key[1] = pos(end)
 			}
 			i = SkipSpace(b, end)
 			if i >= len(b) {
@@ -276,7 +304,7 @@ func scan(dstp *[]byte, b []byte, i int, compact bool, members *[]Member, checkU
 			state = stValue
 		case stAfter:
 			if pending && depth == 1 {
-				m.Val[1] = len(dst)
+				m.Val[1] = pos(i)
 				*members = append(*members, m)
 				pending = false
 			}
@@ -288,7 +316,6 @@ func scan(dstp *[]byte, b []byte, i int, compact bool, members *[]Member, checkU
 				return i, ErrShort
 			}
 			c := b[i]
-			obj := inObject()
 			switch {
 			case c == ',':
 				if compact {
@@ -304,7 +331,7 @@ func scan(dstp *[]byte, b []byte, i int, compact bool, members *[]Member, checkU
 				if compact {
 					dst = append(dst, c)
 				}
-				depth--
+				pop()
 				i++
 			default:
 				return i, syntaxErr(i, "unexpected %q after a value", c)
@@ -442,17 +469,28 @@ func scanString(b []byte, i int, checkUTF8 bool) (end int, escaped bool, err err
 			return j, escaped, syntaxErr(j, "control character 0x%02X in string (must be escaped)", c)
 		case c < 0x80 || !checkUTF8:
 			j++
-		case c >= 0xC2 && c <= 0xDF && j+1 < len(b) && b[j+1]&0xC0 == 0x80:
-			j += 2 // a two-byte character (Cyrillic, accented Latin): the most common
 		default:
-			n := utf8Len(b[j:])
-			if n == 0 {
-				if !utf8.FullRune(b[j:]) {
-					return j, escaped, ErrShort // a character cut by the end
+			// A run of multi-byte characters (a word in Cyrillic, Greek,
+			// Japanese) is read here whole: the 8-byte test above would
+			// fail on each of them.
+			for {
+				if c >= 0xC2 && c <= 0xDF && j+1 < len(b) && b[j+1]&0xC0 == 0x80 {
+					j += 2 // a two-byte character (Cyrillic, accented Latin): the most common
+				} else if (c >= 0xE1 && c <= 0xEC || c >= 0xEE && c <= 0xEF) && j+2 < len(b) && b[j+1]&0xC0 == 0x80 && b[j+2]&0xC0 == 0x80 {
+					j += 3 // a three-byte one without a special case (most CJK)
+				} else if n := utf8Len(b[j:]); n > 0 {
+					j += n
+				} else {
+					if !utf8.FullRune(b[j:]) {
+						return j, escaped, ErrShort // a character cut by the end
+					}
+					return j, escaped, syntaxErr(j, "invalid UTF-8 in string")
 				}
-				return j, escaped, syntaxErr(j, "invalid UTF-8 in string")
+				if j >= len(b) || b[j] < 0x80 {
+					break
+				}
+				c = b[j]
 			}
-			j += n
 		}
 	}
 }

@@ -170,8 +170,24 @@ func FuzzScan(f *testing.F) {
 		if theirs && !mine && utf8.Valid(b) && bytes.Count(b, []byte("["))+bytes.Count(b, []byte("{")) < MaxDepth {
 			t.Fatalf("jsonx rejects valid JSON: %q", b)
 		}
+		ms, ok := ValidMembers(b, nil)
+		if ok != mine {
+			t.Fatalf("ValidMembers(%q) = %v, Valid %v", b, ok, mine)
+		}
 		if !mine {
 			return
+		}
+		// The members are where compaction puts them, less the
+		// whitespace: the same keys and values.
+		cb, cend, cms, _ := AppendCompactMembers(nil, b, SkipSpace(b, 0), nil)
+		if cend != len(bytes.TrimRight(b, " \t\r\n")) || len(cms) != len(ms) {
+			t.Fatalf("ValidMembers(%q): %d members, AppendCompactMembers %d", b, len(ms), len(cms))
+		}
+		for k := range ms {
+			kc, vc := compactString(t, b[ms[k].Key[0]:ms[k].Key[1]]), compactString(t, b[ms[k].Val[0]:ms[k].Val[1]])
+			if kc != string(cb[cms[k].Key[0]:cms[k].Key[1]]) || vc != string(cb[cms[k].Val[0]:cms[k].Val[1]]) {
+				t.Fatalf("member %d of %q: ValidMembers %s=%s, AppendCompactMembers %s", k, b, kc, vc, cb[cms[k].Key[0]:cms[k].Val[1]])
+			}
 		}
 		got, err := Compact(nil, b)
 		if err != nil {
@@ -236,6 +252,30 @@ func TestAppendCompactMembers(t *testing.T) {
 	if _, _, ms, _ := AppendCompactMembers(nil, []byte(`[1, {"a": 2}]`), 0, nil); len(ms) != 0 {
 		t.Fatalf("members of an array: %v", ms)
 	}
+
+	// ValidMembers finds the same members in the input itself.
+	vms, ok := ValidMembers(append([]byte("\n "), in...), nil)
+	got = got[:0]
+	for _, m := range vms {
+		got = append(got, strings.TrimSpace(string(in[m.Key[0]-2:m.Key[1]-2]))+"="+compactString(t, in[m.Val[0]-2:m.Val[1]-2]))
+	}
+	if !ok || strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("ValidMembers: %v, members %q, want %q", ok, got, want)
+	}
+	for _, bad := range []string{`{"a":1`, `{"a":1} x`, `{"a":"\xff"}`, ``} {
+		if _, ok := ValidMembers([]byte(bad), nil); ok {
+			t.Errorf("ValidMembers(%q) accepts it", bad)
+		}
+	}
+}
+
+func compactString(t *testing.T, b []byte) string {
+	t.Helper()
+	c, err := Compact(nil, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(c)
 }
 
 // benchEvent is a compacted event with mixed ASCII and Unicode text and a

@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mirrord/mirrord/internal/procstat"
+	"github.com/prometheus/procfs"
 )
 
 // ChildEnv marks a process started by the benchmark to run one of its own
@@ -98,9 +98,26 @@ func cpuTime(pid int) (time.Duration, error) {
 // A child reports its own: the rusage its parent gets counts, on Linux,
 // the parent's own memory as it stood when the child was exec'd.
 func selfPeakRSS() int64 {
-	n, _ := procstat.Field("self", "VmHWM")
-	return n
+	p, err := procfs.Self()
+	if err != nil {
+		return 0
+	}
+	st, err := p.NewStatus()
+	if err != nil {
+		return 0
+	}
+	return int64(st.VmHWM)
 }
 
-// rss reads a running process's resident set size.
-func rss(pid int) (int64, error) { return procstat.Of(pid, "VmRSS") }
+// rss reads a running process's resident set size (VmRSS).
+func rss(pid int) (int64, error) {
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return 0, err
+	}
+	st, err := p.NewStatus()
+	if err != nil {
+		return 0, err
+	}
+	return int64(st.VmRSS), nil
+}
