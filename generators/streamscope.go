@@ -2,6 +2,7 @@ package generators
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -112,41 +113,71 @@ func (st *spillRuns) value(r logRec) []byte { return st.log[r.off+r.klen : r.end
 
 // sortLog sorts the log's records by key, the later of equal keys last.
 // Keys of one generator share a long prefix (mirrord:state:summary:2025-05/
-// and the instant's first digits): the 8 bytes after the prefix all of
-// them share settle most comparisons as integers.
+// and the instant's first digits), and then often 8 bytes more (a month's
+// index keys differ only in the instant's last digits): the records are
+// sorted by the 8 bytes after the prefix they all share, as integers, and
+// each group that ties is sorted the same way by the next bytes.
 func (st *spillRuns) sortLog() {
-	if len(st.recs) == 0 {
+	st.sortFrom(st.recs, 0)
+}
+
+// radixMin is the smallest group sortFrom sorts by radix: below it a
+// comparison sort is cheaper than the radix sort's counts.
+const radixMin = 256
+
+// sortFrom sorts recs, whose keys all begin with the same from bytes, by
+// key, stably.
+func (st *spillRuns) sortFrom(recs []logRec, from int) {
+	if len(recs) < 2 {
 		return
 	}
-	first := st.key(st.recs[0])
+	first := st.key(recs[0])
 	common := len(first)
-	for _, r := range st.recs[1:] {
+	for _, r := range recs[1:] {
 		k := st.key(r)
 		n := min(common, len(k))
-		i := 0
+		i := from
 		for i < n && k[i] == first[i] {
 			i++
 		}
 		common = i
 	}
-	for i := range st.recs {
+	for i := range recs {
 		var b [8]byte
-		k := st.key(st.recs[i])
+		k := st.key(recs[i])
 		if common < len(k) {
 			copy(b[:], k[common:])
 		}
-		st.recs[i].pfx = binary.BigEndian.Uint64(b[:])
+		recs[i].pfx = binary.BigEndian.Uint64(b[:])
 	}
-	st.tmp = radixSortLog(st.recs, st.tmp)
+	if len(recs) < radixMin {
+		// Zero-padded, the prefixes order as the keys do when they differ.
+		slices.SortStableFunc(recs, func(a, b logRec) int {
+			if a.pfx != b.pfx {
+				return cmp.Compare(a.pfx, b.pfx)
+			}
+			return bytes.Compare(st.key(a)[common:], st.key(b)[common:])
+		})
+		return
+	}
+	st.tmp = radixSortLog(recs, st.tmp)
 	// Records of equal prefixes, in the order written (the radix sort is
-	// stable), are put in key order; of equal keys the later stays last.
-	for i := 0; i < len(st.recs); {
-		j := i + 1
-		for j < len(st.recs) && st.recs[j].pfx == st.recs[i].pfx {
+	// stable), are put in key order by what follows; of equal keys the
+	// later stays last.
+	for i := 0; i < len(recs); {
+		j, short := i+1, len(st.key(recs[i])) < common+8
+		for j < len(recs) && recs[j].pfx == recs[i].pfx {
+			short = short || len(st.key(recs[j])) < common+8
 			j++
 		}
-		if j-i > 1 {
-			slices.SortStableFunc(st.recs[i:j], func(a, b logRec) int { return bytes.Compare(st.key(a), st.key(b)) })
+		switch {
+		case j-i < 2:
+		case short:
+			// A key that ends within the 8 bytes was padded with zeros:
+			// its group is compared byte by byte.
+			slices.SortStableFunc(recs[i:j], func(a, b logRec) int { return bytes.Compare(st.key(a)[common:], st.key(b)[common:]) })
+		default:
+			st.sortFrom(recs[i:j], common+8)
 		}
 		i = j
 	}
@@ -334,10 +365,24 @@ func (it *logIter) settle() bool {
 	if it.i >= len(recs) {
 		return false
 	}
-	for it.i+1 < len(recs) && bytes.Equal(it.st.key(recs[it.i]), it.st.key(recs[it.i+1])) {
+	for it.i+1 < len(recs) && sameKey(it.st.key(recs[it.i]), it.st.key(recs[it.i+1])) {
 		it.i++
 	}
 	return true
+}
+
+// sameKey is bytes.Equal for keys that share a long prefix and, when
+// they differ, differ near their end (an id, an instant): the last bytes
+// are compared first.
+func sameKey(a, b []byte) bool {
+	n := len(a)
+	if n != len(b) {
+		return false
+	}
+	if n >= 8 && binary.LittleEndian.Uint64(a[n-8:]) != binary.LittleEndian.Uint64(b[n-8:]) {
+		return false
+	}
+	return bytes.Equal(a, b)
 }
 
 func (it *logIter) next() bool {

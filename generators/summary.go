@@ -62,8 +62,12 @@ func (summary) Update(ctx context.Context, in *Input, out *Scope) error {
 	months := map[string]*month{}
 	idx := out.State()
 	types := &typeNumbers{}
+	// Months are found by their number, not their name: a map of strings
+	// compared every event's month name (a sixth of summary's rebuild).
+	byNum := map[int]*month{}
 	load := func(m string) (*month, error) {
-		if ms, ok := months[m]; ok {
+		num := monthNumber(m)
+		if ms, ok := byNum[num]; ok {
 			return ms, nil
 		}
 		ms := &month{}
@@ -74,7 +78,7 @@ func (summary) Update(ctx context.Context, in *Input, out *Scope) error {
 			ms.count(types.of(typ), n)
 		}
 		ms.first, ms.last = instant(ms.v.First), instant(ms.v.Last)
-		months[m] = ms
+		months[m], byNum[num] = ms, ms
 		return ms, nil
 	}
 	var key, date []byte // scratch
@@ -144,6 +148,16 @@ func (summary) Update(ctx context.Context, in *Input, out *Scope) error {
 		}
 	}
 	return nil
+}
+
+// monthNumber is a YYYY-MM's number, the months counted from year 0 (the
+// dates were checked: four digits, '-', two).
+func monthNumber(m string) int {
+	n := 0
+	for _, i := range [6]int{0, 1, 2, 3, 5, 6} {
+		n = n*10 + int(m[i]-'0')
+	}
+	return n
 }
 
 // typeNumbers numbers the types a run meets.
