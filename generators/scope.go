@@ -57,9 +57,10 @@ type writes struct {
 	scratch []byte // a key being built
 	written int64  // keys written out by writeOutput
 
-	// spilled, in a scope that began cleared (a rebuild), holds every key
-	// written out since (committed, or spilt to a run): under the prefixes
-	// nothing else is there.
+	// spilled, in a scope that began cleared (a rebuild from the store),
+	// holds every key committed since: under the prefixes nothing else is
+	// there. (A streamed rebuild's runs have a filter of their own: see
+	// spillRuns.)
 	spilled *spilledKeys
 }
 
@@ -163,7 +164,6 @@ func (w *writes) set(full string, o op) error {
 		if _, ok := w.pending[full]; !ok && !o.del {
 			// A value nobody read in this run: to the append log.
 			w.stream.append(full, o.value)
-			w.spilled.add(full)
 			w.size += len(full) + len(o.value)
 			return w.maybeSpillUnlessScanning()
 		}

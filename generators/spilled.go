@@ -89,9 +89,9 @@ func (f *spilledKeys) add(key string) {
 	f.addHash(h)
 }
 
-// addBytes records a key written once: a streamed rebuild's append log
-// writes almost every key once, and looking each up in every part first
-// cost its summary a third of the time it took to write the key.
+// addBytes records a key known to be new, or a key as bytes: looking
+// each of a million keys up in every part first cost summary's rebuild a
+// third of the time it took to write them.
 func (f *spilledKeys) addBytes(key []byte) { f.addHash(xxhash.Sum64(key)) }
 
 func (f *spilledKeys) addHash(h uint64) {
