@@ -1,12 +1,15 @@
 package generators
 
 import (
+	"errors"
+	"fmt"
 	"runtime"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/mirrord/mirrord/internal/synth"
+	"github.com/mirrord/mirrord/internal/testkit"
 	"github.com/mirrord/mirrord/schema"
 )
 
@@ -110,10 +113,16 @@ func TestLoadFeedAbandoned(t *testing.T) {
 		}
 		sinks[i%2]([]byte(schema.EventKey(ev.ID)), raw)
 	}
+	// The generators read the events in goroutines of their own: await
+	// their first run on disk (without one the test would miss the runs'
+	// removal).
 	fs, dir := e.db.TempDir()
-	if names, _ := fs.List(dir); len(names) == 0 {
-		t.Fatal("the generators spilt nothing: the test misses the runs' removal")
-	}
+	testkit.Eventually(t, "the generators spilt a run", func() error {
+		if names, _ := fs.List(dir); len(names) == 0 {
+			return errors.New("no run on disk")
+		}
+		return nil
+	})
 	f.Done(false)
 	if n := len(e.all("summary")) + len(e.all("hashtags")); n != 0 {
 		t.Fatalf("an abandoned load left %d generator keys", n)
@@ -121,11 +130,10 @@ func TestLoadFeedAbandoned(t *testing.T) {
 	if names, _ := fs.List(dir); len(names) != 0 {
 		t.Fatalf("an abandoned load left files: %v", names)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines before the feed, %d after it was abandoned", before, runtime.NumGoroutine())
+	testkit.Eventually(t, "the abandoned feed's goroutines end", func() error {
+		if n := runtime.NumGoroutine(); n > before {
+			return fmt.Errorf("%d goroutines before the feed, %d after it was abandoned", before, n)
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 }
