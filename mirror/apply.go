@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -44,8 +45,18 @@ func (e *Engine) commit(b *batch) (Applied, error) {
 	var (
 		key, dkey, val, scratch []byte
 		changed                 []string
+		before                  []json.RawMessage // of each changed id: what the mirror held, for the feed
 		dEvents, dMods          int64
 	)
+	// beforeImage is the stored event id, for the feed (nil when the
+	// batch records no entry: during a bulk load).
+	beforeImage := func(id []byte) (json.RawMessage, error) {
+		if e.bulk {
+			return nil, nil
+		}
+		v, _, err := e.db.GetBytes(schema.AppendEventKey(nil, id), nil)
+		return v, err
+	}
 	for _, u := range b.upserts {
 		digest := xxhash.Sum64(u.raw)
 		dkey = schema.AppendDigestKey(dkey[:0], u.id)
@@ -59,9 +70,15 @@ func (e *Engine) commit(b *batch) (Applied, error) {
 				continue // stored exactly like this already
 			}
 		}
-		var oldMods map[string]bool
+		var (
+			oldMods map[string]bool
+			prev    json.RawMessage
+		)
 		if found {
 			if oldMods, err = e.modifierKeys(u.id); err != nil {
+				return Applied{}, err
+			}
+			if prev, err = beforeImage(u.id); err != nil {
 				return Applied{}, err
 			}
 		} else {
@@ -89,6 +106,7 @@ func (e *Engine) commit(b *batch) (Applied, error) {
 			dMods--
 		}
 		changed = append(changed, string(u.id))
+		before = append(before, prev)
 	}
 	for _, id := range b.deletes {
 		dkey = schema.AppendDigestKey(dkey[:0], id)
@@ -103,6 +121,10 @@ func (e *Engine) commit(b *batch) (Applied, error) {
 		if err != nil {
 			return Applied{}, err
 		}
+		prev, err := beforeImage(id)
+		if err != nil {
+			return Applied{}, err
+		}
 		for k := range mods {
 			wb.Delete([]byte(k))
 		}
@@ -111,6 +133,7 @@ func (e *Engine) commit(b *batch) (Applied, error) {
 		dEvents--
 		dMods -= int64(len(mods))
 		changed = append(changed, string(id))
+		before = append(before, prev)
 	}
 
 	cp := b.cp
@@ -122,7 +145,7 @@ func (e *Engine) commit(b *batch) (Applied, error) {
 	if len(changed) > 0 && !e.bulk {
 		cp.Seq++
 		seq = cp.Seq
-		wb.Put(schema.ChangeKey(seq), schema.Change{IDs: changed})
+		wb.Put(schema.ChangeKey(seq), schema.Change{IDs: changed, Before: before})
 	}
 	if b.finishBulk {
 		cp.Seq++

@@ -91,14 +91,26 @@ the deletions are held and mirrord exits 1 saying where the log is cut.`,
 			ctx, stop := m.signalContext(ctx, e.log, nil)
 			defer stop()
 			prog := newProgress(m.Stderr, e.log)
+			var runner *generators.Runner
 			db, eng, err := m.openEngine(e, func(o *mirror.Options) {
 				o.OnProgress = prog.report
 				o.Resync = resync // a newer or foreign store is then rebuilt, not refused
+				// A load (the first, or a resync) rebuilds the built-in
+				// generators beside it, from its own output.
+				o.LoadFeed = func() mirror.LoadFeed {
+					if f := runner.LoadFeed(); f != nil {
+						return f
+					}
+					return nil
+				}
 			})
 			if err != nil {
 				return err
 			}
 			defer closeStore(db, &err)
+			if runner, err = generators.NewRunner(db, &generators.Options{Enabled: e.cfg.Generators, Logger: e.log}); err != nil {
+				return err
+			}
 			if resync {
 				err = eng.Resync(ctx)
 			} else {
@@ -117,12 +129,8 @@ the deletions are held and mirrord exits 1 saying where the log is cut.`,
 			case err != nil:
 				return err
 			}
-			// Then the generators, so that a one-shot run leaves the
-			// generated values current too.
-			runner, err := generators.NewRunner(db, &generators.Options{Enabled: e.cfg.Generators, Logger: e.log})
-			if err != nil {
-				return err
-			}
+			// Then the generators (those not rebuilt beside a load), so
+			// that a one-shot run leaves the generated values current too.
 			if err := runner.CatchUp(ctx, 3); err != nil {
 				return fmt.Errorf("the mirror is up to date, but a generator is not: %w", err)
 			}
