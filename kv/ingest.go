@@ -144,7 +144,8 @@ func (f *IngestFile) Add(key, value []byte) error {
 
 // Commit finishes every stream and replaces the range with them,
 // atomically. The sstables become part of the store (or are removed on
-// failure).
+// failure). The writes committed before it are made durable first, so the
+// store's files always hold a prefix of what was acknowledged.
 func (in *Ingest) Commit(ctx context.Context) error {
 	query := fmt.Sprintf("INGEST %s..%s", in.start, in.end)
 	if in.spans {
@@ -175,6 +176,14 @@ func (in *Ingest) Commit(ctx context.Context) error {
 		// process (see fatal): whether the ingest took effect is then
 		// known once the store is reopened, either state is consistent,
 		// and Open removes what is left in bulk-tmp.
+		// An ingest is durable once Pebble returns, while the writes
+		// before it may still sit in the WAL's buffers (Sync is off by
+		// default): sync them first, so that a crash never keeps the
+		// ingest without what was acknowledged before it.
+		if err := in.db.pdb.LogData(nil, pebble.Sync); err != nil {
+			in.Abort()
+			return err
+		}
 		var err error
 		if in.spans {
 			// The files' range deletions replace their ranges: they
