@@ -16,6 +16,13 @@
 //	GET  /healthz                          200, or 503 with the reason
 //	GET  /metrics                          Prometheus text format
 //
+// Every JSON answer names its fields in snake_case; a duration is a
+// number of seconds in a field ending in _seconds, a time is RFC 3339.
+// /v1/status is {"version", "store", "mirror": the engine's status,
+// "generators": [...], "healthy", "health"}; "mirrord status --json"
+// prints the same shape, with "daemon" (whether a daemon answered) in
+// place of "version" and "healthy".
+//
 // Keys and dump stream from one snapshot and never build a range in
 // memory; "after" (the last key of a page, exclusive) and "limit" page
 // through large ranges.

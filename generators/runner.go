@@ -72,8 +72,8 @@ type Status struct {
 	// Written counts the keys its runs wrote (values, state, position;
 	// deletions too) since the runner started.
 	Written   int64     `json:"written"`
-	LastRun   time.Time `json:"last_run,omitempty"`
-	NextRetry time.Time `json:"next_retry,omitempty"`
+	LastRun   time.Time `json:"last_run,omitzero"`
+	NextRetry time.Time `json:"next_retry,omitzero"`
 }
 
 // Runner runs the enabled generators over the change feed: each in its own

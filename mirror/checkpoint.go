@@ -37,7 +37,7 @@ type Checkpoint struct {
 	// PrefixSum.
 	TailSum   hash64 `json:"tail_hash"`
 	PrefixSum hash64 `json:"prefix_hash"`
-	State     []byte `json:"state"`
+	State     []byte `json:"state,omitempty"`
 	// Seq is the last change-feed sequence number used.
 	Seq uint64 `json:"seq"`
 	// Counts of what the store holds, and of the invalid entries in

@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -122,22 +123,51 @@ func (o *Options) withDefaults() (Options, error) {
 // Applied describes one committed batch.
 type Applied struct {
 	// Kind is "tail", "reconcile" or "bulk".
-	Kind string
+	Kind string `json:"kind"`
 	// Seq is the change-feed sequence number of the batch (0 when the
 	// batch recorded no change).
-	Seq uint64
+	Seq uint64 `json:"seq"`
 	// Changed is the number of events put or deleted.
-	Changed int
+	Changed int `json:"changed"`
 	// Puts and Deletes count the keys the batch wrote.
-	Puts, Deletes int
+	Puts    int `json:"puts"`
+	Deletes int `json:"deletes"`
 	// Offset is the checkpoint after the batch; Size the log's size.
-	Offset, Size int64
+	Offset int64 `json:"offset"`
+	Size   int64 `json:"log_size"`
 	// Events and Modifiers are the store's counts after the batch.
-	Events, Modifiers int64
+	Events    int64 `json:"events"`
+	Modifiers int64 `json:"modifiers"`
 	// Invalid counts the invalid entries met by this batch.
-	Invalid int
-	// Duration is how long the batch took to build and commit.
-	Duration time.Duration
+	Invalid int `json:"invalid"`
+	// Duration is how long the batch took to build and commit; in JSON,
+	// duration_seconds.
+	Duration time.Duration `json:"-"`
+}
+
+// appliedJSON is Applied as JSON: the duration in seconds, as every
+// duration the API reports.
+type appliedJSON struct {
+	applied
+	DurationSeconds float64 `json:"duration_seconds"`
+}
+
+type applied Applied // Applied without its methods
+
+// MarshalJSON writes the duration as duration_seconds.
+func (a Applied) MarshalJSON() ([]byte, error) {
+	return json.Marshal(appliedJSON{applied(a), a.Duration.Seconds()})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (a *Applied) UnmarshalJSON(b []byte) error {
+	var j appliedJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*a = Applied(j.applied)
+	a.Duration = time.Duration(j.DurationSeconds * float64(time.Second))
+	return nil
 }
 
 // Progress describes a long read of the log.

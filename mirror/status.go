@@ -47,7 +47,7 @@ type Status struct {
 	// started.
 	Reconciles int64     `json:"reconciles"`
 	Resyncs    int64     `json:"resyncs"`
-	LastApply  Applied   `json:"last_apply"`
+	LastApply  Applied   `json:"last_apply,omitzero"`
 	LastError  string    `json:"last_error,omitempty"`
 	Updated    time.Time `json:"updated"`
 }

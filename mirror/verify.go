@@ -29,24 +29,30 @@ import (
 // not say, and the reverse.
 type Report struct {
 	// Events and Modifiers the log says the store should hold.
-	Events, Modifiers int
+	Events    int `json:"events"`
+	Modifiers int `json:"modifiers"`
 	// Invalid entries in the log.
-	Invalid int
+	Invalid int `json:"invalid"`
 	// Pending is an incomplete value at the end of the log (not expected
 	// in the store).
-	Pending *PendingTail
+	Pending *PendingTail `json:"pending,omitempty"`
 	// Missing, Extra and Differ count the keys absent from the store,
 	// present but not in the log, and present with another value; the
 	// slices hold the first of them.
-	Missing, Extra, Differ             int
-	MissingKeys, ExtraKeys, DifferKeys []string
+	Missing     int      `json:"missing"`
+	Extra       int      `json:"extra"`
+	Differ      int      `json:"differ"`
+	MissingKeys []string `json:"missing_keys,omitempty"`
+	ExtraKeys   []string `json:"extra_keys,omitempty"`
+	DifferKeys  []string `json:"differ_keys,omitempty"`
 	// Bookkeeping counts internal inconsistencies (a digest that does not
 	// match its event), which would mislead the next reconcile.
-	Bookkeeping     int
-	BookkeepingKeys []string
+	Bookkeeping     int      `json:"bookkeeping"`
+	BookkeepingKeys []string `json:"bookkeeping_keys,omitempty"`
 	// Covered is how much of the log was compared (all of it, or the
 	// store's checkpoint for VerifyCheckpoint); LogSize its size.
-	Covered, LogSize int64
+	Covered int64 `json:"covered"`
+	LogSize int64 `json:"log_size"`
 }
 
 // OK reports whether the store equals what the log says it should be.

@@ -94,12 +94,8 @@ func (m *Main) statusCommand() *cobra.Command {
 			if asJSON {
 				enc := json.NewEncoder(e.out)
 				enc.SetIndent("", "  ")
-				return enc.Encode(struct {
-					mirror.Status
-					Generators []generators.Status `json:"generators"`
-					Health     string              `json:"health"`
-					Starting   bool                `json:"starting,omitempty"`
-				}{v.mirror, v.gens, v.health, v.starting})
+				return enc.Encode(statusJSON{Store: e.cfg.Store, Mirror: v.mirror, Generators: v.gens,
+					Health: v.health, Daemon: v.daemon, Starting: v.starting})
 			}
 			if v.starting {
 				fmt.Fprintf(e.out, "%-12s%s\n%-12s%s\n", "store", e.cfg.Store, "daemon", strings.TrimPrefix(v.health, "daemon: "))
@@ -126,6 +122,18 @@ type statusView struct {
 	// starting: the daemon does not serve the store yet (it waits for
 	// the store's lock); nothing else is known.
 	starting bool
+}
+
+// statusJSON is "status --json": the shape of the API's /v1/status (the
+// engine's status under "mirror"), with daemon saying whether a daemon
+// answered; every name snake_case, durations in seconds.
+type statusJSON struct {
+	Store      string              `json:"store"`
+	Mirror     mirror.Status       `json:"mirror"`
+	Generators []generators.Status `json:"generators"`
+	Health     string              `json:"health"`
+	Daemon     bool                `json:"daemon"`
+	Starting   bool                `json:"starting,omitempty"`
 }
 
 // readStatus asks the daemon serving the store (at once, even while it
