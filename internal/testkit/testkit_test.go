@@ -42,7 +42,7 @@ var childScenarios = map[string]func(){
 		os.Exit(0)
 	},
 	// hang never ends by itself.
-	"hang": func() { select {} },
+	"hang": func() { time.Sleep(time.Hour) }, // a timer: not a deadlock the runtime would end
 }
 
 func child(name string) []string { return []string{childEnv + "=" + name} }
