@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mirrord/mirrord/generators"
+	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/mirror"
 	"github.com/spf13/cobra"
 )
@@ -22,7 +23,8 @@ func (m *Main) verifyCommand() *cobra.Command {
 		Long: `Re-derive the events and modifiers the store should hold from the event log
 and compare them with the store. Exit 0 when they are identical; exit 1 with a
 summary of the missing, extra and differing keys otherwise. Values are
-compared as JSON: key order and number spelling do not matter.`,
+compared as JSON: key order and number spelling do not matter. With
+git-ref, the log is the file as committed at that ref.`,
 		Args: cobra.NoArgs,
 		RunE: m.action([]string{"eventlog", "store"}, func(ctx context.Context, e *env, _ []string) (err error) {
 			a, err := m.openAccess(ctx, e)
@@ -34,10 +36,13 @@ compared as JSON: key order and number spelling do not matter.`,
 			if a.client != nil {
 				r, err = a.client.Verify(ctx)
 			} else {
-				r, err = mirror.Verify(ctx, a.db, e.cfg.EventLog, e.cfg.MaxValueSize)
+				r, err = mirror.VerifyLog(ctx, a.db, logOf(e.cfg, a.db), e.cfg.MaxValueSize)
 			}
 			if err != nil {
 				return err
+			}
+			if r.Blob != "" {
+				fmt.Fprintf(e.out, "compared with %s at %s (commit %s, blob %s)\n", e.cfg.EventLog, r.Ref, r.Commit, r.Blob)
 			}
 			printReport(e.out, r)
 			if a.client != nil && r.Covered < r.LogSize {
@@ -102,8 +107,7 @@ func (m *Main) statusCommand() *cobra.Command {
 					health = "daemon: UNHEALTHY: " + st.Health
 				}
 			} else {
-				path, _ := filepath.Abs(e.cfg.EventLog)
-				if s, err = mirror.ReadStatus(a.db, path); err != nil {
+				if s, err = mirror.ReadLogStatus(ctx, a.db, logOf(e.cfg, a.db)); err != nil {
 					return err
 				}
 				if gens, err = generators.ReadStatuses(a.db); err != nil {
@@ -132,22 +136,44 @@ func (m *Main) statusCommand() *cobra.Command {
 	return cmd
 }
 
+// logOf is where the configured log is read, for the commands that read
+// it without the daemon: in git mode, a blob to copy goes to the store's
+// temporary directory.
+func logOf(cfg *Config, db *kv.DB) mirror.Log {
+	path, _ := filepath.Abs(cfg.EventLog)
+	return mirror.Log{Path: path, GitRef: cfg.GitRef, TempDir: mirror.SpoolDir(db)}
+}
+
 func printStatus(out io.Writer, store string, s mirror.Status) {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	defer w.Flush()
 	switch {
+	case s.LogMissing && s.Missing != "":
+		fmt.Fprintf(w, "log\t%s at %s (missing: %s)\n", s.Path, s.Ref, s.Missing)
 	case s.LogMissing:
 		fmt.Fprintf(w, "log\t%s (missing)\n", s.Path)
+	case s.Ref != "":
+		fmt.Fprintf(w, "log\t%s at %s (%d bytes)\n", s.Path, s.Ref, s.LogSize)
 	default:
 		fmt.Fprintf(w, "log\t%s (%d bytes)\n", s.Path, s.LogSize)
 	}
+	if s.Commit != "" {
+		fmt.Fprintf(w, "ref\t%s: commit %s, blob %s\n", s.Ref, s.Commit, s.Blob)
+	}
 	fmt.Fprintf(w, "store\t%s\n", store)
+	if s.Hint != "" {
+		fmt.Fprintf(w, "hint\t%s\n", s.Hint)
+	}
 	cp := s.Checkpoint
 	if cp == nil {
 		fmt.Fprintf(w, "state\tnothing mirrored yet (run mirrord sync --once)\n")
 		return
 	}
-	fmt.Fprintf(w, "checkpoint\toffset %d (line %d) of file %d:%d, change %d\n", cp.Offset, cp.Line, cp.Dev, cp.Ino, cp.Seq)
+	if cp.Blob != "" {
+		fmt.Fprintf(w, "checkpoint\toffset %d (line %d) of blob %s (commit %s), change %d\n", cp.Offset, cp.Line, cp.Blob, cp.Commit, cp.Seq)
+	} else {
+		fmt.Fprintf(w, "checkpoint\toffset %d (line %d) of file %d:%d, change %d\n", cp.Offset, cp.Line, cp.Dev, cp.Ino, cp.Seq)
+	}
 	fmt.Fprintf(w, "last apply\t%s (%s ago)\n", cp.AppliedAt.Local().Format(time.DateTime), time.Since(cp.AppliedAt).Round(time.Second))
 	fmt.Fprintf(w, "mirrored\t%d events, %d modifiers\n", cp.Events, cp.Modifiers)
 	fmt.Fprintf(w, "invalid\t%d entries skipped in the log\n", cp.Invalid)
@@ -166,6 +192,8 @@ func printStatus(out io.Writer, store string, s mirror.Status) {
 		state = "log missing; store kept as it is"
 	case s.Diverged != "":
 		state = "not up to date: " + s.Diverged + "; the daemon reconciles it (or run mirrord sync --once)"
+	case s.Blob != "" && s.Blob != cp.Blob:
+		state = "behind the ref: its blob is not the one mirrored (is the daemon running?)"
 	case s.Lag > 0:
 		state = "behind the log (is the daemon running?)"
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mirrord/mirrord/eventlog"
+	"github.com/mirrord/mirrord/internal/gittest"
 	"github.com/mirrord/mirrord/internal/synth"
 	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/mirror"
@@ -28,12 +29,22 @@ import (
 // main() instead of the tests, so process tests exercise the real program
 // (signals, exit codes, a real lock between processes) without a build
 // step.
+//
+// Git is made hermetic for the git mode's tests (gittest.Hermetic): the
+// children inherit it.
 func TestMain(m *testing.M) {
 	if os.Getenv("MIRRORDTEST_AS_MAIN") == "1" {
 		main()
 		return
 	}
-	os.Exit(m.Run())
+	cleanup, err := gittest.Hermetic()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	code := m.Run()
+	cleanup()
+	os.Exit(code)
 }
 
 var crashKills = flag.Int("mirrord.kills", 8, "SIGKILLs per crash scenario (four scenarios)")
