@@ -54,6 +54,12 @@ func TestBenchmarkRunsEveryStep(t *testing.T) {
 	if len(rep.Latency) != 2 || rep.Latency[0].Appends != 30 || rep.Latency[1].P50 <= 0 {
 		t.Fatalf("latency rows: %+v", rep.Latency)
 	}
+	if _, err := exec.LookPath("git"); err == nil {
+		if len(rep.GitLatency) != 2 || rep.GitLatency[0].Appends != 30 || rep.GitLatency[1].P50 <= 0 || rep.GitLatency[1].FloorP50 <= 0 ||
+			rep.GitLoad == nil || rep.GitLoad.MaxRSS <= 0 {
+			t.Fatalf("git mode rows: %+v, load %+v", rep.GitLatency, rep.GitLoad)
+		}
+	}
 	if len(rep.Idle) != 2 || rep.Idle[0].RSS <= 0 || rep.Idle[1].RSS <= 0 {
 		t.Fatalf("idle rows: %+v", rep.Idle)
 	}

@@ -19,6 +19,10 @@ type Report struct {
 	Latency   []LatencyRow
 	KV        *KVRow
 	Idle      []IdleRow
+	// Git mode (h), in gitlatency.go; Git says why it was not measured.
+	Git        string
+	GitLatency []GitLatencyRow
+	GitLoad    *GitLoadRow
 }
 
 // Measure is one stack's resync of one log: the median time of the runs
@@ -140,6 +144,7 @@ func (r *Report) Targets() []Target {
 		s := d.CPUPerMinute.Seconds()
 		add("idle at "+countLabel(d.Events)+": ≤ 0.05 CPU-s a minute", s <= 0.05, "%.3f CPU-s", s)
 	}
+	r.gitTargets(add)
 	if k := r.KV; k != nil {
 		add("kv Get p50: ≤ 5 µs", k.GetP50 <= 5*time.Microsecond, "%s", durLabel(k.GetP50))
 		rate := float64(k.Scanned) / k.ScanTook.Seconds()
@@ -187,6 +192,7 @@ func (r *Report) Write(w io.Writer) error {
 		}
 		b.WriteString("\n")
 	}
+	r.writeGit(&b)
 	if c := r.Reconcile; c != nil {
 		b.WriteString("Rewrite reconcile (e): one event deleted from the middle by an in-place rewrite\n\n")
 		b.WriteString("| log | read-and-parse | reconcile | ratio | keys written | batches | peak RSS |\n|---|---|---|---|---|---|---|\n")
