@@ -19,6 +19,6 @@
 // exist yet is a state (see [State]), not an error: the caller waits for
 // it.
 //
-// DECISION.md beside this file records why the git binary was chosen over
-// a pure-Go git library, with the figures measured.
+// docs/design.md ("On the git source") records why the git binary was
+// chosen over a pure-Go git library, with the figures measured.
 package gitlog
