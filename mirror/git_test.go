@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/mirrord/mirrord/eventlog"
@@ -478,4 +480,51 @@ func TestVerifyLogFindsADifference(t *testing.T) {
 	if err != nil || r.OK() || r.Differ != 1 || r.Blob == "" || r.Commit == "" {
 		t.Fatalf("VerifyLog: %+v, %v", r, err)
 	}
+}
+
+// The safety check covers git mode: a ref moved where no watch sees it
+// (packed-refs rewritten in place through a hard link elsewhere) is found
+// by resolving the ref again.
+func TestGitSafetyCheckCatchesUnseenRefMoves(t *testing.T) {
+	g := newGitHarness(t, layoutBare, synth.New(16).Events(10), func(o *Options) { o.SafetyCheck = 40 * time.Millisecond })
+	gittest.Git(t, g.repo, "pack-refs", "--all")
+	other := filepath.Join(t.TempDir(), "packed-refs")
+	if err := os.Link(filepath.Join(g.repo, "packed-refs"), other); err != nil {
+		t.Skipf("hard links not supported here: %v", err)
+	}
+	r := g.run()
+	// A commit on another branch, then master moved onto it by editing
+	// packed-refs through the other name.
+	evs := append(slices.Clone(g.evs), g.newEvents(4)...)
+	c := gittest.Commit(t, g.repo, "refs/heads/elsewhere", map[string][]byte{"data.json": eventlog.Format(evs)})
+	g.evs = evs
+	old, err := os.ReadFile(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	master := gittest.Git(t, g.repo, "rev-parse", "refs/heads/master")
+	if err := os.WriteFile(other, []byte(strings.Replace(string(old), master+" refs/heads/master", c+" refs/heads/master", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := gittest.Git(t, g.repo, "rev-parse", "refs/heads/master"); got != c {
+		t.Fatalf("master is %s after the edit, want %s", got, c)
+	}
+	g.atCommit("the safety check", c)
+	r.stop(t)
+	g.verifyGit()
+}
+
+// A repository that keeps its refs in a reftable cannot be read: Run
+// ends with ErrReftable rather than waiting for a ref it would never see.
+func TestGitReftableEndsRun(t *testing.T) {
+	g := newGitHarness(t, layoutBare, synth.New(17).Events(3), nil)
+	if err := os.Mkdir(filepath.Join(g.repo, "reftable"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := g.e.Run(ctx, nil); !errors.Is(err, ErrReftable) {
+		t.Fatalf("Run: %v, want ErrReftable", err)
+	}
+	noFollowerLeft(t)
 }
