@@ -120,9 +120,11 @@ func (e *Engine) spoolBlob(ctx context.Context, snap gitlog.Snapshot) error {
 	if testHookGitRead != nil {
 		testHookGitRead(snap)
 	}
+	// The checkpoint's prefix is hashed on the way, unless the spool holds
+	// the checkpoint's own blob: comparing with it then says as much.
 	var prefix int64
-	if e.cp != nil {
-		prefix = e.cp.Offset
+	if cp := e.cp; cp != nil && (cp.Blob == "" || g.spool.blob != gitlog.ID(cp.Blob)) {
+		prefix = cp.Offset
 	}
 	b, err := g.src.Open(ctx, snap)
 	if err != nil {
@@ -145,8 +147,10 @@ var testHookGitRead func(gitlog.Snapshot)
 // gitContinues is canTail in git mode: the blob in the spool continues
 // the checkpoint if it is the blob the checkpoint was written from (an
 // object never changes), or if it is at least as long and its first
-// Offset bytes hash as the checkpoint's prefix did (an append: hashed
-// while the blob was streamed, or now from the spool).
+// Offset bytes are the checkpoint's: the same bytes as the checkpoint's
+// blob, which the spool held before, or bytes that hash as the
+// checkpoint's prefix did (hashed while the blob was streamed, or now from
+// the spool).
 func (e *Engine) gitContinues(st fileStat) (bool, error) {
 	g, cp := e.git, e.cp
 	switch {
@@ -154,6 +158,13 @@ func (e *Engine) gitContinues(st fileStat) (bool, error) {
 		return true, nil
 	case st.Size < cp.Offset:
 		return false, nil
+	case cp.Blob != "" && string(g.fill.held) == cp.Blob:
+		if g.fill.same < cp.Offset {
+			e.log.Info("the log at the ref does not continue the checkpoint; reconciling", "ref", g.cur.Ref,
+				"commit", g.cur.Commit, "offset", cp.Offset, "first_difference", g.fill.same)
+			return false, nil
+		}
+		return true, nil
 	}
 	sum := g.fill.prefixSum
 	if g.fill.prefixLen != cp.Offset {

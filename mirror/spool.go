@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 
 	"github.com/cespare/xxhash/v2"
@@ -60,14 +61,22 @@ func newSpool(dir string) (*spool, error) {
 	if dir == "" {
 		dir = os.TempDir()
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("git mode's copy of the log: %w", err)
+	// The store's temporary directory is removed when a bulk load ends
+	// (and is empty): one removed between the two calls is made again.
+	var err error
+	for range 3 {
+		if err = os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("git mode's copy of the log: %w", err)
+		}
+		var f *os.File
+		if f, err = openUnlinked(dir); err == nil {
+			return &spool{f: f}, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
 	}
-	f, err := openUnlinked(dir)
-	if err != nil {
-		return nil, fmt.Errorf("git mode's copy of the log in %s: %w", dir, err)
-	}
-	return &spool{f: f}, nil
+	return nil, fmt.Errorf("git mode's copy of the log in %s: %w", dir, err)
 }
 
 // openUnlinked opens a new file in dir that has no name: O_TMPFILE where
@@ -105,6 +114,10 @@ type fillResult struct {
 	prefixSum uint64
 	// written is how many bytes were written to the spool.
 	written int64
+	// held is the blob the spool held before ("" when unknown), and same
+	// how many of its first bytes the new blob shares with it.
+	held gitlog.ID
+	same int64
 }
 
 // fill makes the spool hold the blob r streams (id, of size bytes),
@@ -113,6 +126,7 @@ type fillResult struct {
 // that the blob continues the checkpoint, without another pass). On error
 // the spool holds no known blob.
 func (s *spool) fill(ctx context.Context, r io.Reader, id gitlog.ID, size, prefix int64) (fillResult, error) {
+	res := fillResult{held: s.blob}
 	s.blob = ""
 	if s.buf == nil {
 		s.buf, s.cmp = make([]byte, spoolChunk), make([]byte, spoolChunk)
@@ -122,7 +136,6 @@ func (s *spool) fill(ctx context.Context, r io.Reader, id gitlog.ID, size, prefi
 		old = fi.Size()
 	}
 	var (
-		res    fillResult
 		h      = xxhash.New()
 		off    int64
 		differ bool // from here on, every byte is written
@@ -149,6 +162,7 @@ func (s *spool) fill(ctx context.Context, r io.Reader, id gitlog.ID, size, prefi
 				return res, fmt.Errorf("reading git mode's copy of the log: %w", err)
 			}
 			from = firstDiff(chunk[:m], s.cmp[:m])
+			res.same += int64(from)
 			if from < n {
 				differ = true
 			}
