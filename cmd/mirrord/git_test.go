@@ -15,7 +15,9 @@ import (
 	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/internal/gittest"
 	"github.com/mirrord/mirrord/internal/synth"
+	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/mirror"
+	"github.com/mirrord/mirrord/schema"
 )
 
 // gitLogSize is the size of the log of evs, as committed.
@@ -40,9 +42,9 @@ func TestRunFollowsAGitRef(t *testing.T) {
 
 	// applied waits for the batch that brings the checkpoint to the end of
 	// the log at the ref, of the kind given.
-	applied := func(kind string, evs []*eventlog.Event) {
+	applied := func(kind string, evs []*eventlog.Event) string {
 		t.Helper()
-		c.waitLine(30*time.Second, "applied a batch", "kind="+kind, fmt.Sprintf("offset=%d ", gitLogSize(evs)))
+		return c.waitLine(30*time.Second, "applied a batch", "kind="+kind, fmt.Sprintf("offset=%d ", gitLogSize(evs)))
 	}
 	var commits []string
 	var states [][]*eventlog.Event
@@ -75,11 +77,19 @@ func TestRunFollowsAGitRef(t *testing.T) {
 	gittest.Git(t, repo, "gc", "-q", "--prune=now")
 	evs = append(slices.Clone(evs), gen.Events(3)...)
 	gittest.Push(t, repo, "master", eventlog.Format(evs))
-	applied("tail", evs)
+	l := applied("tail", evs)
 
+	// The generators followed the change feed: the summary counts every
+	// event at the ref.
+	_, seq, _ := strings.Cut(l, "seq=")
+	seq, _, _ = strings.Cut(seq, " ")
+	c.waitLine(30*time.Second, "generator=summary", "position="+seq+" ")
 	c.signal(syscall.SIGTERM)
 	if code := c.wait(30 * time.Second); code != 0 {
 		t.Fatalf("exit %d after SIGTERM:\n%s", code, c.output())
+	}
+	if n := summaryTotal(t, store); n != len(evs) {
+		t.Fatalf("the summary generator counts %d events, the log at the ref has %d", n, len(evs))
 	}
 	// Without the daemon.
 	r = mirrord(t, nil, append([]string{"status"}, args...)...)
@@ -102,6 +112,34 @@ func TestRunFollowsAGitRef(t *testing.T) {
 	if r := mirrord(t, nil, append([]string{"verify"}, args...)...); r.code != 0 {
 		t.Fatalf("verify after the resync: exit %d %v\n%s", r.code, r.err, r.stdout)
 	}
+	if n := summaryTotal(t, store); n != len(evs) {
+		t.Fatalf("after the resync the summary generator counts %d events, the log at the ref has %d", n, len(evs))
+	}
+}
+
+// summaryTotal adds up the summary generator's counts in the store.
+func summaryTotal(t *testing.T, store string) int {
+	t.Helper()
+	db, err := kv.Open(store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	total := 0
+	err = db.Scan(schema.GeneratorPrefix("summary"), func(k string, v json.RawMessage) error {
+		if p, _ := schema.ParseKey(k); !strings.HasPrefix(p.Name, ".") {
+			var m struct{ Count int }
+			if err := json.Unmarshal(v, &m); err != nil {
+				return err
+			}
+			total += m.Count
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return total
 }
 
 // verifyGitStore runs mirrord verify in git mode (exit 0 only when the
