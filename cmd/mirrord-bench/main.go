@@ -62,7 +62,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	fs.StringVar(&sizes, "sizes", "", "event counts of the resync logs, comma-separated, with k or M (default 10k,100k,1M; --quick: 10k)")
 	fs.IntVar(&cfg.Runs, "runs", 1, "runs of each resync; the table shows the median")
 	fs.IntVar(&cfg.Appends, "appends", 0, "single-event appends timed on each log (default 1000; --quick: 200)")
-	fs.IntVar(&cfg.GitAppends, "git-appends", 0, "commits timed on each log in git mode, at most 20 on 500k events or more (default 100; --quick: 30)")
+	fs.IntVar(&cfg.GitAppends, "git-appends", 0, "commits timed on each log in git mode, at most 20 on 500k events or more (default 1000; --quick: 200)")
 	fs.DurationVar(&cfg.Idle, "idle", 0, "how long the idle daemons are watched (default 1m; --quick: 5s)")
 	fs.StringVar(&cfg.Dir, "dir", "", "directory for the synthetic logs (kept) and the stores (removed) (default $TMPDIR/mirrord-bench)")
 	fs.StringVar(&cfg.Mirrord, "mirrord", "", "mirrord binary to measure (default: built from this module)")

@@ -36,7 +36,7 @@ type Config struct {
 
 	// GitAppends is the number of commits timed on each log in git mode,
 	// at most 20 on a log of 500k events or more (each commit writes the
-	// whole log into the repository first). Default: 100 (Quick: 30).
+	// whole log into the repository first). Default: 1000 (Quick: 200).
 	GitAppends int
 
 	// Idle is how long the daemon's CPU is watched while nothing changes.

@@ -36,7 +36,7 @@ func TestBenchmarkRunsEveryStep(t *testing.T) {
 	var progress bytes.Buffer
 	dir := t.TempDir()
 	rep, err := Run(ctx, Config{
-		Quick: true, Sizes: []int{3000}, Appends: 30, Idle: time.Second, NoNode: true,
+		Quick: true, Sizes: []int{3000}, Appends: 30, GitAppends: 30, Idle: time.Second, NoNode: true,
 		Dir: dir, Progress: &progress,
 	})
 	if err != nil {

@@ -52,9 +52,9 @@ type GitLoadRow struct {
 func (b *runner) gitAppends(events int) int {
 	n := b.cfg.GitAppends
 	if n <= 0 {
-		n = 100
+		n = 1000
 		if b.cfg.Quick {
-			n = 30
+			n = 200
 		}
 	}
 	if events >= 500_000 {
