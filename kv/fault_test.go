@@ -3,9 +3,7 @@ package kv
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -18,6 +16,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/mirrord/mirrord/internal/faultfs"
+	"github.com/mirrord/mirrord/internal/testkit"
 	"go.uber.org/goleak"
 )
 
@@ -127,11 +126,11 @@ func TestWriteFaultEndsTheProcessAndTheFilesStayAPrefix(t *testing.T) {
 			r := runChild(t, "batches", store, env...)
 			r.wantFatal(t, store, tc.cause)
 			acked := r.last() + 1
-			t.Logf("after %d batches: %s", acked, strings.TrimSpace(r.stderr))
+			t.Logf("after %d batches: %s", acked, strings.TrimSpace(r.Stderr))
 			if acked < 10 {
 				t.Fatalf("the child acknowledged %d batches, fewer than it wrote before the fault", acked)
 			}
-			db, err := Open(store, &Options{Logger: quietLogger()})
+			db, err := Open(store, &Options{Logger: testkit.QuietLogger()})
 			if err != nil {
 				t.Fatalf("reopen: %v", err)
 			}
@@ -230,7 +229,7 @@ func TestConcurrentWritesMeetAFault(t *testing.T) {
 		store := filepath.Join(t.TempDir(), "store")
 		r := runChild(t, "concurrent", store, "KVTEST_FAULT=wal-and-sync")
 		r.wantFatal(t, store, "injected I/O error")
-		db, err := Open(store, &Options{Logger: quietLogger()})
+		db, err := Open(store, &Options{Logger: testkit.QuietLogger()})
 		if err != nil {
 			t.Fatalf("round %d: reopen: %v", round, err)
 		}
@@ -269,7 +268,7 @@ func TestPebbleFatalfEndsTheProcess(t *testing.T) {
 	store := filepath.Join(t.TempDir(), "store")
 	r := runChild(t, "fatalf", store, "KVTEST_FAULT=none")
 	r.wantFatal(t, store, "PEBBLE (store "+store+"): "+ErrFailed.Error()+": pebble: invariant violated: injected I/O error")
-	db, err := Open(store, &Options{Logger: quietLogger()})
+	db, err := Open(store, &Options{Logger: testkit.QuietLogger()})
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
@@ -311,7 +310,7 @@ func TestDiskFullAtEveryStepOfOpen(t *testing.T) {
 			seed := func() string {
 				store := filepath.Join(t.TempDir(), "store")
 				if existing {
-					db, err := Open(store, &Options{Logger: quietLogger()})
+					db, err := Open(store, &Options{Logger: testkit.QuietLogger()})
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -340,16 +339,16 @@ func TestDiskFullAtEveryStepOfOpen(t *testing.T) {
 				store := seed()
 				r := runChild(t, "openwrite", store, "KVTEST_FAULT=diskfull", fmt.Sprintf("KVTEST_AFTER=%d", k))
 				switch {
-				case r.code == 1:
+				case r.Code == 1:
 					r.wantFatal(t, store, "no space left on device")
 					fatal++
-				case r.code != 0 || r.stderr != "":
-					t.Fatalf("disk full at write %d of %d: exit %d:\n%s", k+1, n, r.code, r.stderr)
-				case r.stdout != "" && !strings.HasPrefix(r.stdout, "error: enospc=true locked=false") ||
-					strings.Contains(r.stdout, "corrupt") || strings.Contains(r.stdout, "is locked"):
-					t.Fatalf("disk full at write %d of %d: %s", k+1, n, r.stdout)
+				case r.Code != 0 || r.Stderr != "":
+					t.Fatalf("disk full at write %d of %d: exit %d:\n%s", k+1, n, r.Code, r.Stderr)
+				case r.Stdout != "" && !strings.HasPrefix(r.Stdout, "error: enospc=true locked=false") ||
+					strings.Contains(r.Stdout, "corrupt") || strings.Contains(r.Stdout, "is locked"):
+					t.Fatalf("disk full at write %d of %d: %s", k+1, n, r.Stdout)
 				}
-				db, err := Open(store, &Options{Logger: quietLogger()})
+				db, err := Open(store, &Options{Logger: testkit.QuietLogger()})
 				if err != nil {
 					t.Fatalf("disk full at write %d of %d, then room again: %v", k+1, n, err)
 				}
@@ -406,7 +405,7 @@ func TestOpenOfAnUnwritableStore(t *testing.T) {
 				d = filepath.Join(t.TempDir(), "new")
 			}
 			erofs := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(faultfs.ReadOnly))
-			_, err := Open(d, &Options{FS: erofs, Logger: quietLogger()})
+			_, err := Open(d, &Options{FS: erofs, Logger: testkit.QuietLogger()})
 			if !errors.Is(err, ErrInitialization) || !errors.Is(err, syscall.EROFS) || errors.Is(err, ErrLocked) ||
 				strings.Contains(err.Error(), "corrupt") || !strings.Contains(err.Error(), d) {
 				t.Fatalf("Open on a read-only file system (fresh %v): %v", fresh, err)
@@ -424,7 +423,7 @@ func TestOpenOfAnUnwritableStore(t *testing.T) {
 			os.Remove(probe)
 			t.Skip("chmod does not stop this user writing (root): TestOpenOfAnUnwritableStore/read-only_file_system covers it")
 		}
-		_, err := Open(dir, &Options{Logger: quietLogger()})
+		_, err := Open(dir, &Options{Logger: testkit.QuietLogger()})
 		if !errors.Is(err, ErrInitialization) || !errors.Is(err, fs.ErrPermission) || errors.Is(err, ErrLocked) ||
 			strings.Contains(err.Error(), "corrupt") {
 			t.Fatalf("Open of a read-only directory: %v", err)
@@ -441,7 +440,7 @@ func TestOpenOfAnUnwritableStore(t *testing.T) {
 func keptStore(t *testing.T) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "store")
-	db, err := Open(dir, &Options{Logger: quietLogger()})
+	db, err := Open(dir, &Options{Logger: testkit.QuietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,7 +455,7 @@ func keptStore(t *testing.T) string {
 
 func checkKept(t *testing.T, dir string) {
 	t.Helper()
-	db, err := Open(dir, &Options{Logger: quietLogger()})
+	db, err := Open(dir, &Options{Logger: testkit.QuietLogger()})
 	if err != nil {
 		t.Fatalf("the store does not open once writable again: %v", err)
 	}
@@ -465,10 +464,6 @@ func checkKept(t *testing.T, dir string) {
 		t.Fatalf("the store lost its data: %v %v", found, err)
 	}
 }
-
-// quietLogger drops the store's messages: the faults make Pebble log
-// errors on purpose.
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // A failed Open leaves nothing behind: no goroutine (goleak), no lock and
 // no claim on the store in this process, so that Open succeeds once the
@@ -539,7 +534,7 @@ func TestFailedOpenLeavesNothingBehind(t *testing.T) {
 			if tc.spoil != nil {
 				repair = tc.spoil(t, store)
 			}
-			_, err := Open(store, &Options{FS: tc.fs, Logger: quietLogger()})
+			_, err := Open(store, &Options{FS: tc.fs, Logger: testkit.QuietLogger()})
 			if !errors.Is(err, ErrInitialization) || !errors.Is(err, tc.want) {
 				t.Fatalf("Open: %v, want %v", err, tc.want)
 			}
@@ -560,7 +555,7 @@ func TestIngestLinkFailureIsAnError(t *testing.T) {
 		}
 		return nil
 	}, 0)
-	db, err := Open("/store", &Options{FS: sfs, Logger: quietLogger()})
+	db, err := Open("/store", &Options{FS: sfs, Logger: testkit.QuietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,12 +1,9 @@
 package kv
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -15,6 +12,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+	"github.com/mirrord/mirrord/internal/testkit"
 	"go.uber.org/goleak"
 )
 
@@ -100,29 +98,14 @@ func newSwitchFS(base vfs.FS, inj func(errorfs.Op) error, after int) *switchFS {
 }
 
 // childResult is how a child ended.
-type childResult struct {
-	code           int
-	stdout, stderr string
-}
+type childResult testkit.Result
 
 // runChild runs scenario in a child process on the store directory,
 // with the fault and settings of env ("KVTEST_FAULT=diskfull", ...).
 func runChild(t *testing.T, scenario, store string, env ...string) childResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), append([]string{childEnv + "=" + scenario, "KVTEST_STORE=" + store}, env...)...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("the child (%s) did not end within its time: %v\n%s", scenario, err, stderr.String())
-	}
-	if err != nil && cmd.ProcessState == nil {
-		t.Fatalf("the child (%s) did not run: %v", scenario, err)
-	}
-	return childResult{code: cmd.ProcessState.ExitCode(), stdout: stdout.String(), stderr: stderr.String()}
+	cmd := testkit.Self(append([]string{childEnv + "=" + scenario, "KVTEST_STORE=" + store}, env...), nil, "-test.run=^$")
+	return childResult(testkit.Run(t, 2*time.Minute, cmd))
 }
 
 // wantFatal checks that the child ended through the store's fatal path:
@@ -130,17 +113,17 @@ func runChild(t *testing.T, scenario, store string, env ...string) childResult {
 // cause, and no panic or stack trace.
 func (r childResult) wantFatal(t *testing.T, store, cause string) {
 	t.Helper()
-	lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
-	if r.code != 1 || len(lines) != 1 || !strings.Contains(lines[0], store) || !strings.Contains(lines[0], cause) ||
-		strings.Contains(r.stderr, "goroutine ") || strings.Contains(r.stderr, "panic") {
-		t.Fatalf("the child exited %d with stderr:\n%s\nwant exit 1 and one line naming the store %s and %q", r.code, r.stderr, store, cause)
+	lines := strings.Split(strings.TrimRight(r.Stderr, "\n"), "\n")
+	if r.Code != 1 || len(lines) != 1 || !strings.Contains(lines[0], store) || !strings.Contains(lines[0], cause) ||
+		strings.Contains(r.Stderr, "goroutine ") || strings.Contains(r.Stderr, "panic") {
+		t.Fatalf("the child exited %d with stderr:\n%s\nwant exit 1 and one line naming the store %s and %q", r.Code, r.Stderr, store, cause)
 	}
 }
 
 // last returns the last number the child printed on stdout (the batches
 // it had acknowledged), or -1.
 func (r childResult) last() int {
-	fields := strings.Fields(r.stdout)
+	fields := strings.Fields(r.Stdout)
 	if len(fields) == 0 {
 		return -1
 	}

@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/mirrord/mirrord/internal/testkit"
 )
 
 // Compactions still run under the tickless scheduler: a write load that
@@ -27,17 +27,12 @@ func TestCompactionsRunUnderTheTicklessScheduler(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		m := db.pdb.Metrics()
-		if m.Compact.Count > 0 && m.Levels[0].TablesCount < 8 {
-			break
+	testkit.Eventually(t, "a compaction", func() error {
+		if m := db.pdb.Metrics(); m.Compact.Count == 0 || m.Levels[0].TablesCount >= 8 {
+			return fmt.Errorf("%d compactions, %d tables in L0", m.Compact.Count, m.Levels[0].TablesCount)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no compaction after 30 s: %d compactions, %d tables in L0", m.Compact.Count, m.Levels[0].TablesCount)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	keys, err := db.Keys("event:")
 	if err != nil || len(keys) == 0 {
 		t.Fatalf("keys after compaction: %d, %v", len(keys), err)
