@@ -9,7 +9,9 @@
 // repository), resolves refs itself (loose refs, packed-refs, symbolic
 // refs, per-worktree refs), asks a long-lived "git cat-file --batch-check"
 // child for the commit and the file's blob, and streams the blob from a
-// "git cat-file blob" child without ever holding it whole. It says which
+// "git cat-file blob" child without ever holding it whole (a blob of up
+// to 2 MiB is read whole by a long-lived "git cat-file --batch" child
+// instead: a process start costs as much as reading it). It says which
 // directories to watch for the ref's moves and which file events concern
 // them.
 //
