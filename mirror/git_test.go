@@ -1,14 +1,18 @@
 package mirror
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -435,7 +439,11 @@ func TestStaleWorkTreeHint(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := tc.setup(t, t.TempDir())
-			h := newHarness(t, func(o *Options) { o.EventLog = path })
+			var logged lockedLog
+			h := newHarness(t, func(o *Options) {
+				o.EventLog = path
+				o.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(&logged, testWriter{t}), nil))
+			})
 			h.sync()
 			hint := h.e.Status().Hint
 			if tc.stale != (hint != "") || tc.stale && !strings.Contains(hint, "git-ref: master") {
@@ -445,12 +453,39 @@ func TestStaleWorkTreeHint(t *testing.T) {
 			if err != nil || st.Hint != hint {
 				t.Fatalf("ReadLogStatus: hint %q (%v), the engine's %q", st.Hint, err, hint)
 			}
-			h.sync() // once: a second Sync does not look again
-			if tc.stale && h.e.hinted != true {
-				t.Fatal("the engine did not record that it looked")
+			// Once: neither a second Sync nor a new event says it again.
+			h.sync()
+			if err := eventlog.AppendFile(path, synth.New(14).Events(1)...); err != nil {
+				t.Fatal(err)
+			}
+			h.sync()
+			want := 0
+			if tc.stale {
+				want = 1
+			}
+			if n := strings.Count(logged.String(), "the work tree is stale"); n != want {
+				t.Fatalf("the hint was logged %d times, want %d", n, want)
 			}
 		})
 	}
+}
+
+// lockedLog is a log's output that a test reads while the engine writes.
+type lockedLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
 
 // Status of a store no engine runs on, in git mode: the ref, its commit
