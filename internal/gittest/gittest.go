@@ -30,7 +30,15 @@ import (
 // system configuration, for the tests' git commands and for the git
 // children of the code under test alike; call it from TestMain. The
 // returned function removes the empty home directory it made.
+//
+// The go command a test runs (to build mirrord for a child process) keeps
+// the user's module and build caches and settings: they are named
+// explicitly before HOME moves, or it would download every module and
+// build everything again into the empty home, minutes per test binary.
 func Hermetic() (cleanup func(), err error) {
+	if err := pinGoDirs(); err != nil {
+		return nil, err
+	}
 	home, err := os.MkdirTemp("", "gittest-home-")
 	if err != nil {
 		return nil, err
@@ -41,6 +49,33 @@ func Hermetic() (cleanup func(), err error) {
 		os.Unsetenv(k)
 	}
 	return func() { os.RemoveAll(home) }, nil
+}
+
+// pinGoDirs sets GOPATH, GOCACHE and GOENV, where unset, to what the go
+// command derives from HOME and the XDG directories now.
+func pinGoDirs() error {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return nil // no home: the go command has none to lose either
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return err
+	}
+	config, err := os.UserConfigDir()
+	if err != nil {
+		return err
+	}
+	for k, v := range map[string]string{
+		"GOPATH":  filepath.Join(home, "go"),
+		"GOCACHE": filepath.Join(cache, "go-build"),
+		"GOENV":   filepath.Join(config, "go", "env"),
+	} {
+		if os.Getenv(k) == "" {
+			os.Setenv(k, v)
+		}
+	}
+	return nil
 }
 
 // Need skips the test when there is no git program.
