@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 
 	"github.com/mirrord/mirrord/generators"
 	"github.com/mirrord/mirrord/mirror"
@@ -25,13 +26,34 @@ type Client struct {
 	hc   *http.Client
 }
 
-// NewClient returns a client for the socket at path; nothing is dialled
+// NewClient returns a client for the socket at path that trusts only a
+// server running as root or as the client's own user; nothing is dialled
 // until a request is made.
-func NewClient(path string) *Client {
+func NewClient(path string) *Client { return NewClientFor(path, -1) }
+
+// NewClientFor returns a client for the socket at path that trusts a
+// server running as root or as owner (the store's owner: StoreOwner), or,
+// when owner is negative, as the client's own user. Every connection is
+// checked (TrustPeer on its SO_PEERCRED), so a request never reaches
+// another user's process bound at that path: it fails with ErrUntrusted.
+func NewClientFor(path string, owner int) *Client {
+	self := os.Geteuid()
 	return &Client{path: path, hc: &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
+			conn, err := d.DialContext(ctx, "unix", path)
+			if err != nil {
+				return nil, err
+			}
+			uid, err := PeerUID(conn)
+			if err == nil {
+				err = TrustPeer(uid, owner, self)
+			}
+			if err != nil {
+				conn.Close()
+				return nil, fmt.Errorf("socket %s: %w", path, err)
+			}
+			return conn, nil
 		},
 	}}}
 }
@@ -57,6 +79,10 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values) (*ht
 		if errors.As(err, &op) && op.Op == "dial" {
 			return nil, fmt.Errorf("%w (%s): %v", ErrNoDaemon, c.path, op.Err)
 		}
+		var ue *url.Error
+		if errors.Is(err, ErrUntrusted) && errors.As(err, &ue) {
+			return nil, ue.Err // "socket …: … runs as uid …", not a URL
+		}
 		return nil, err
 	}
 	return resp, nil
@@ -67,10 +93,20 @@ func responseError(resp *http.Response) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	var e errorBody
 	if json.Unmarshal(b, &e) == nil && e.Error != "" {
+		if resp.Header.Get(startingHeader) != "" {
+			return startingError(e.Error)
+		}
 		return errors.New(e.Error)
 	}
 	return fmt.Errorf("daemon answered %s", resp.Status)
 }
+
+// startingError is a starting daemon's answer: its message, matching
+// ErrStarting.
+type startingError string
+
+func (e startingError) Error() string { return string(e) }
+func (e startingError) Unwrap() error { return ErrStarting }
 
 func (c *Client) getJSON(ctx context.Context, method, path string, q url.Values, dst any) error {
 	resp, err := c.do(ctx, method, path, q)

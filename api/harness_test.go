@@ -88,6 +88,7 @@ type fixtureOptions struct {
 	now        func() time.Time // the engine's clock; default farFuture
 	noSync     bool             // do not sync before serving
 	engineMod  func(*mirror.Options)
+	fatal      func(error) // Config.Fatal
 }
 
 type fixture struct {
@@ -154,7 +155,7 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 	}
 	f.srv = api.NewServer(api.Config{
 		DB: db, Engine: f.eng, Store: storePath, Version: "test", StallTimeout: o.stall, Logger: quietLogger(),
-		Runner: func() *generators.Runner { return f.runner },
+		Runner: func() *generators.Runner { return f.runner }, Fatal: o.fatal,
 	})
 	if !o.noSync {
 		f.sync()

@@ -10,6 +10,17 @@ import (
 	"time"
 )
 
+// Waiting is the health of a daemon whose log at path does not exist:
+// "waiting for the log: " and the path, then, when dir (a directory on the
+// way to the log, mirror.Status.WaitingForDir) is not empty, that it does
+// not exist either: the daemon waits for it first.
+func Waiting(path, dir string) string {
+	if dir == "" {
+		return "waiting for the log: " + path
+	}
+	return "waiting for the log: " + path + " (directory " + dir + " does not exist)"
+}
+
 // healthTracker remembers since when the log has been ahead of an
 // unchanged checkpoint, as seen by successive health checks.
 type healthTracker struct {
@@ -25,20 +36,24 @@ type healthTracker struct {
 //     end, which is the writer's business) and the checkpoint has not moved
 //     for longer than the stall timeout: unhealthy, a stall that would
 //     otherwise look healthy;
-//   - otherwise healthy: caught up, catching up, or waiting for a missing
-//     log (the store is kept as it is).
+//   - otherwise healthy: "waiting for the log: <path>" while the log does
+//     not exist, or a directory on its way (see Waiting; the store is kept
+//     as it is: the log's absence is its writer's business, and no restart
+//     of the daemon would mend it),
+//     "starting: nothing mirrored yet" before the first load, "catching
+//     up" or "caught up".
 func (s *Server) Health() (bool, string) {
 	st := s.cfg.Engine.Status()
 	if st.LastError != "" {
 		return false, "the last apply failed: " + st.LastError
 	}
+	fi, err := os.Stat(st.Path)
+	if st.LogMissing || errors.Is(err, fs.ErrNotExist) {
+		return true, Waiting(st.Path, st.WaitingForDir)
+	}
 	cp := st.Checkpoint
 	if cp == nil {
 		return true, "starting: nothing mirrored yet"
-	}
-	fi, err := os.Stat(st.Path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return true, "the log is missing; the store is kept as it is"
 	}
 	if err != nil {
 		return false, fmt.Sprintf("cannot stat the log: %v", err)

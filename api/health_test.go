@@ -1,14 +1,17 @@
 package api_test
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mirrord/mirrord/eventlog"
+	"github.com/mirrord/mirrord/mirror"
 )
 
 // healthz returns /healthz's status and body, over the socket.
@@ -163,14 +166,65 @@ func TestHealthPendingTailIsNotAhead(t *testing.T) {
 	f.wantHealth(http.StatusOK, "caught up\n")
 }
 
+// A missing log is waited for, healthy (its writer's business), however
+// long it stays away, and not to be mistaken for a daemon starting.
 func TestHealthLogMissing(t *testing.T) {
 	f := newFixture(t, fixtureOptions{events: 5, stall: 10 * time.Millisecond})
 	if err := os.Remove(f.logPath); err != nil {
 		t.Fatal(err)
 	}
 	for range 3 {
-		f.wantHealth(http.StatusOK, "the log is missing; the store is kept as it is\n")
+		f.wantHealth(http.StatusOK, "waiting for the log: "+f.logPath+"\n")
 		time.Sleep(15 * time.Millisecond) // longer than the stall timeout: still healthy
+	}
+}
+
+// Before anything was mirrored, a missing log (the engine reports it) is
+// "waiting for the log", not "starting", in /healthz and /v1/status; when
+// a directory on its way is missing too, they name it.
+func TestHealthWaitingForTheLogAtStart(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		log  string // the engine's log, under the fixture's directory
+		dir  string // the missing directory named, "" for none
+	}{
+		{"the log", "data.json", ""},
+		{"its directory", "repo/data.json", "repo"},
+		{"two directories", "home/repo/data.json", "home"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, fixtureOptions{events: 3, noSync: true, engineMod: func(o *mirror.Options) {
+				o.EventLog = filepath.Join(filepath.Dir(o.EventLog), tc.log)
+			}})
+			log := f.eng.Path()
+			if err := os.Remove(f.logPath); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.eng.Sync(testCtx(t, 10*time.Second)); !errors.Is(err, mirror.ErrLogMissing) {
+				t.Fatalf("Sync of a missing log: %v", err)
+			}
+			if !f.eng.Status().LogMissing || f.eng.Checkpoint() != nil {
+				t.Fatalf("the engine does not report the log missing before the first load: %+v", f.eng.Status())
+			}
+			want := "waiting for the log: " + log
+			if tc.dir != "" {
+				want += " (directory " + filepath.Join(f.dir, tc.dir) + " does not exist)"
+			}
+			f.wantHealth(http.StatusOK, want+"\n")
+			st, err := f.client.Status(testCtx(t, 5*time.Second))
+			if err != nil || !st.Healthy || st.Health != want {
+				t.Fatalf("status: healthy %v %q (%v), want %q", st.Healthy, st.Health, err, want)
+			}
+			// The log appears: the first load, then caught up.
+			if err := os.MkdirAll(filepath.Dir(log), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := eventlog.RewriteFile(log, f.events); err != nil {
+				t.Fatal(err)
+			}
+			f.sync()
+			f.wantHealth(http.StatusOK, "caught up\n")
+		})
 	}
 }
 

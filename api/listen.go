@@ -46,6 +46,9 @@ func Listen(path, group string) (*Listener, error) {
 		}
 		mode = 0o660
 	}
+	if err := checkSocketDir(filepath.Dir(path)); err != nil {
+		return nil, fmt.Errorf("socket %s: %w", path, err)
+	}
 	if err := clearStale(path); err != nil {
 		return nil, err
 	}
@@ -71,8 +74,17 @@ func Listen(path, group string) (*Listener, error) {
 		return fail(err)
 	}
 	if gid >= 0 {
-		if err := os.Chown(tmp, -1, gid); err != nil {
+		// Under the systemd unit the daemon's group is the socket's
+		// (Group=), so the socket already has it: no chown, which the
+		// unit's system call filter forbids.
+		fi, err := os.Lstat(tmp)
+		if err != nil {
 			return fail(err)
+		}
+		if int(fi.Sys().(*syscall.Stat_t).Gid) != gid {
+			if err := os.Chown(tmp, -1, gid); err != nil {
+				return fail(err)
+			}
 		}
 	}
 	// link(2), unlike rename(2), fails when the name exists: of two
@@ -85,7 +97,28 @@ func Listen(path, group string) (*Listener, error) {
 		}
 		return nil, fmt.Errorf("socket %s: %w", path, err)
 	}
+	if err := sameFile(tmp, path); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("socket %s: %w", path, err)
+	}
 	return &Listener{Listener: ln, path: path}, nil
+}
+
+// sameFile checks that path is the socket just linked from tmp, and ours:
+// in a shared directory nothing else may stand at path.
+func sameFile(tmp, path string) error {
+	a, err := os.Lstat(tmp)
+	if err != nil {
+		return err
+	}
+	b, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	if !os.SameFile(a, b) || int(b.Sys().(*syscall.Stat_t).Uid) != os.Geteuid() {
+		return errors.New("the socket was replaced as it was created")
+	}
+	return nil
 }
 
 // Path returns the socket's path.
@@ -117,8 +150,8 @@ func clearStale(path string) error {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", path)
 	if err == nil {
-		conn.Close()
-		return fmt.Errorf("%w: %s", ErrInUse, path)
+		defer conn.Close()
+		return inUse(path, conn)
 	}
 	// Only a refused connection means nobody listens; a busy listener
 	// (EAGAIN: its queue is full) or a timeout is alive.
@@ -129,6 +162,17 @@ func clearStale(path string) error {
 		return fmt.Errorf("socket %s: removing a stale socket: %w", path, err)
 	}
 	return nil
+}
+
+// inUse is the error for a socket a process answers on, naming that
+// process's user when it is not ours: someone else may have taken the
+// path first.
+func inUse(path string, conn net.Conn) error {
+	uid, err := PeerUID(conn)
+	if err != nil || uid == os.Geteuid() {
+		return fmt.Errorf("%w: %s", ErrInUse, path)
+	}
+	return fmt.Errorf("%w: %s, by a process of uid %d (not us: uid %d); not starting in its place", ErrInUse, path, uid, os.Geteuid())
 }
 
 // DefaultPath is where the daemon's socket lives unless configured:

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,14 +32,19 @@ type Config struct {
 	// checkpoint that did not move for this long. Default: 1m.
 	StallTimeout time.Duration
 	Logger       *slog.Logger
+	// Fatal, when set, is called with every store error a request meets
+	// that no retry can mend: a corrupt store (kv.ErrCorrupt). The daemon
+	// stops on it. Default: none; the request fails with 500 either way.
+	Fatal func(error)
 }
 
 // Server is the daemon's HTTP API.
 type Server struct {
-	cfg     Config
-	stall   atomic.Int64 // ns
-	health  healthTracker
-	metrics *Metrics
+	cfg       Config
+	verifying sync.Mutex   // one /v1/verify at a time
+	stall     atomic.Int64 // ns
+	health    healthTracker
+	metrics   *Metrics
 }
 
 // NewServer builds the API over a running engine.
@@ -107,6 +113,19 @@ func writeError(w http.ResponseWriter, code int, err error) {
 	writeJSON(w, code, errorBody{Error: err.Error()})
 }
 
+// storeError answers a request that a store error ended, and passes an
+// error no retry mends to Config.Fatal.
+func (s *Server) storeError(w http.ResponseWriter, err error) {
+	s.checkFatal(err)
+	writeError(w, statusOf(err), err)
+}
+
+func (s *Server) checkFatal(err error) {
+	if s.cfg.Fatal != nil && errors.Is(err, kv.ErrCorrupt) {
+		s.cfg.Fatal(err)
+	}
+}
+
 func statusOf(err error) int {
 	switch {
 	case errors.Is(err, kv.ErrClosed), errors.Is(err, context.Canceled):
@@ -127,7 +146,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 	found, err := s.cfg.DB.Get(key, &v)
 	switch {
 	case err != nil:
-		writeError(w, statusOf(err), err)
+		s.storeError(w, err)
 	case !found:
 		w.Header().Set(missingHeader, "1")
 		writeError(w, http.StatusNotFound, fmt.Errorf("no key %q in store %s", key, s.cfg.Store))
@@ -162,7 +181,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, values bool) {
 	}
 	snap, err := s.cfg.DB.Snapshot()
 	if err != nil {
-		writeError(w, statusOf(err), err)
+		s.storeError(w, err)
 		return
 	}
 	defer snap.Close()
@@ -186,6 +205,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, values bool) {
 		return err
 	})
 	if err != nil && !errors.Is(err, errPageFull) {
+		s.checkFatal(err)
 		b, _ := json.Marshal(errorBody{Error: err.Error()})
 		_, _ = bw.Write(append(b, '\n'))
 	}
@@ -214,6 +234,9 @@ type StatusResponse struct {
 	Generators []generators.Status `json:"generators"`
 	Healthy    bool                `json:"healthy"`
 	Health     string              `json:"health"`
+	// Starting: the daemon does not serve the store yet (StartingHandler);
+	// Mirror and Generators are empty.
+	Starting bool `json:"starting,omitempty"`
 }
 
 func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
@@ -241,12 +264,21 @@ func (s *Server) generators(w http.ResponseWriter, _ *http.Request) {
 // (in git mode, the log at the ref: see mirror.VerifyLogCheckpoint). A
 // log rewritten since the checkpoint is retried for a while: the engine
 // reconciles it in the meantime.
+//
+// One verification runs at a time (each reads the whole log and the
+// store); another request meanwhile gets 429. A client that goes away
+// cancels its verification.
 func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
+	if !s.verifying.TryLock() {
+		writeError(w, http.StatusTooManyRequests, ErrVerifyBusy)
+		return
+	}
+	defer s.verifying.Unlock()
 	deadline := time.Now().Add(time.Minute)
 	for {
 		snap, err := s.cfg.DB.Snapshot()
 		if err != nil {
-			writeError(w, statusOf(err), err)
+			s.storeError(w, err)
 			return
 		}
 		rep, err := mirror.VerifyLogCheckpoint(r.Context(), snap, s.cfg.Engine.Log(), s.cfg.MaxValueSize)
@@ -264,13 +296,16 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if err != nil {
-			writeError(w, statusOf(err), err)
+			s.storeError(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, rep)
 		return
 	}
 }
+
+// ErrVerifyBusy: a verification is already running in the daemon.
+var ErrVerifyBusy = errors.New("a verification is already running (one at a time); retry when it ends")
 
 // rebuild resets one generator and waits (up to ?wait=, default 5m) until
 // its rebuild has been committed.
@@ -279,8 +314,8 @@ func (s *Server) rebuild(w http.ResponseWriter, r *http.Request) {
 	wait := 5 * time.Minute
 	if v := r.URL.Query().Get("wait"); v != "" {
 		d, err := time.ParseDuration(v)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("wait %q is not a duration", v))
+		if err != nil || d <= 0 {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("query parameter wait=%q is not a positive duration (such as 30s or 5m)", v))
 			return
 		}
 		wait = d
@@ -299,7 +334,7 @@ func (s *Server) rebuild(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := runner.Rebuild(name); err != nil {
-		writeError(w, statusOf(err), err)
+		s.storeError(w, err)
 		return
 	}
 	runner.Notify()
@@ -308,7 +343,7 @@ func (s *Server) rebuild(w http.ResponseWriter, r *http.Request) {
 	for {
 		pending, err := runner.RebuildPending(name)
 		if err != nil {
-			writeError(w, statusOf(err), err)
+			s.storeError(w, err)
 			return
 		}
 		if !pending {

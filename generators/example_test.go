@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/generators"
@@ -18,28 +19,22 @@ import (
 // BEGIN README EXAMPLE
 
 // typeCount keeps, for each event type, how many events have it:
-// generated:types:{type} = n. It remembers each event's type under
-// ".type:{id}" so that an edit or a deletion can take it back.
+// generated:types:{type} = n. Each change comes with the event as it was
+// and as it is, so an edit or a deletion takes back what the old version
+// counted: no bookkeeping of its own.
 type typeCount struct{}
 
 func (typeCount) Update(ctx context.Context, in *generators.Input, out *generators.Scope) error {
-	return in.Events(func(id string, ev *eventlog.Event) error {
-		var old string
-		if _, err := out.Get(".type:"+id, &old); err != nil {
-			return err
-		}
-		if old != "" {
-			if err := add(out, old, -1); err != nil {
+	return in.Changes(func(id string, before, after *eventlog.Event) error {
+		if before != nil { // edited or deleted: take the old version back
+			if err := add(out, before.Type, -1); err != nil {
 				return err
 			}
 		}
-		if ev == nil { // deleted from the log
-			return out.Delete(".type:" + id)
+		if after == nil { // deleted from the log
+			return nil
 		}
-		if err := add(out, ev.Type, +1); err != nil {
-			return err
-		}
-		return out.Put(".type:"+id, ev.Type)
+		return add(out, after.Type, +1)
 	})
 }
 
@@ -86,12 +81,26 @@ func Example_writingAGenerator() {
 	run, _ := generators.NewRunner(db, &generators.Options{Enabled: []string{"types"}, Logger: quiet})
 	_ = run.CatchUp(ctx, 1)
 
-	for _, typ := range []string{"food", "sleep"} {
-		var n int
-		_, _ = db.Get(schema.GeneratedKey("types", typ), &n)
-		fmt.Printf("%s: %d\n", typ, n)
+	show := func() {
+		var counts []string
+		for _, typ := range []string{"food", "sleep", "walk"} {
+			var n int
+			if found, _ := db.Get(schema.GeneratedKey("types", typ), &n); found {
+				counts = append(counts, fmt.Sprintf("%s: %d", typ, n))
+			}
+		}
+		fmt.Println(strings.Join(counts, ", "))
 	}
+	show()
+	// b becomes a walk; c is deleted (the application rewrites the log).
+	_ = eventlog.RewriteFile(logPath, []*eventlog.Event{
+		{ID: "a", Date: "2025-05-22T08:00:00+0200", Type: "food", Creator: creator},
+		{ID: "b", Date: "2025-05-22T13:00:00+0200", Type: "walk", Creator: creator},
+	})
+	_ = eng.Sync(ctx)
+	_ = run.CatchUp(ctx, 1)
+	show()
 	// Output:
-	// food: 2
-	// sleep: 1
+	// food: 2, sleep: 1
+	// food: 1, walk: 1
 }

@@ -2,124 +2,46 @@ package generators
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"sort"
 	"sync"
-
-	"github.com/mirrord/mirrord/eventlog"
-	"github.com/mirrord/mirrord/kv"
-	"github.com/mirrord/mirrord/schema"
 )
 
 // Generator computes derived values from the mirrored events. Update is
-// called with the events that changed since its last successful run (or,
-// when in.Rebuild is set, with everything), and writes through out, which
-// can only address the generator's own keys, generated:{name}:*. What it
-// writes is committed in one batch with its new position in the change
-// feed: either both or neither.
+// called with the events that changed since its last successful run, each
+// with what it was and what it is (or, when in.Rebuild is set, with every
+// event, out starting empty), and writes through out, which can only
+// address the generator's own keys: its values, generated:{name}:*, and
+// its state, mirrord:state:{name}:*. What it writes is committed with its
+// new position in the change feed: either both or neither.
 //
-// Update must be idempotent per event: after a failure or a crash the same
-// ids are handed over again. It is called from one goroutine at a time.
-// in and out are valid only until Update returns: a Scope kept for later
-// reads what that run knew, not the store.
+// A run takes back what each event's before-image contributed and adds
+// what its new version does; after a failure or a crash the same changes
+// are handed over again, against the state of the last commit. Update is
+// called from one goroutine at a time. in and out are valid only until
+// Update returns: a Scope kept for later reads what that run knew, not
+// the store.
 type Generator interface {
 	Update(ctx context.Context, in *Input, out *Scope) error
 }
 
-// Input is what one run of a generator works from.
-type Input struct {
-	// Rebuild asks for a recomputation from the whole mirror: out starts
-	// empty (everything the generator wrote before is being deleted).
-	Rebuild bool
-	// IDs are the events put or deleted since the last successful run,
-	// each once, sorted; nil when Rebuild is set.
-	IDs []string
-	// View is a consistent snapshot of the mirror: event:, modifier: and
-	// generated: keys (the kv read API).
-	View kv.Reader
-
-	mu      sync.Mutex
-	current string // the event being processed, for reports
+// Versioned is implemented by a generator whose definition of its values
+// can change between releases (a new value layout, a different reading of
+// the events). Its position records the Version its values were computed
+// with; when that differs from the generator's own, at the next start, it
+// is rebuilt from the whole mirror. A generator without a Version method
+// is at version 0.
+type Versioned interface {
+	Version() int
 }
 
-// Events calls fn with each changed event as it stands in the mirror, or
-// with a nil event when it was deleted; in a rebuild, with every event.
-// A panic or an error inside fn is reported with that event's id.
-func (in *Input) Events(fn func(id string, ev *eventlog.Event) error) error {
-	call := func(id string, ev *eventlog.Event) error {
-		in.setCurrent(id)
-		if err := fn(id, ev); err != nil {
-			return WithEvent(id, err)
-		}
-		in.setCurrent("")
-		return nil
+func versionOf(g Generator) int {
+	if v, ok := g.(Versioned); ok {
+		return v.Version()
 	}
-	if in.Rebuild {
-		each := func(key string, raw []byte) error {
-			k, err := schema.ParseKey(key)
-			if err != nil {
-				return err
-			}
-			ev, err := eventlog.ParseEvent(raw)
-			if err != nil {
-				return WithEvent(k.ID, fmt.Errorf("stored event is not valid: %w", err))
-			}
-			return call(k.ID, ev)
-		}
-		// ParseEvent checks each value strictly, so the views that can
-		// skip Scan's own check of the grammar do: a second pass over
-		// every event, a tenth of the CPU of a rebuild.
-		if v, ok := in.View.(rawScanner); ok {
-			return v.ScanRaw([]byte(schema.PrefixEvent), func(key, raw []byte) error { return each(string(key), raw) })
-		}
-		return in.View.Scan(schema.PrefixEvent, func(key string, raw json.RawMessage) error { return each(key, raw) })
-	}
-	for _, id := range in.IDs {
-		ev, err := in.Event(id)
-		if err != nil {
-			return WithEvent(id, err)
-		}
-		if err := call(id, ev); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// rawScanner is what kv.DB and kv.Snapshot offer beyond kv.Reader: a Scan
-// that hands values over unchecked.
-type rawScanner interface {
-	ScanRaw(prefix []byte, fn func(key, value []byte) error) error
-}
-
-// Event returns the event as it stands in the mirror, or nil when there is
-// none.
-func (in *Input) Event(id string) (*eventlog.Event, error) {
-	var raw json.RawMessage
-	found, err := in.View.Get(schema.EventKey(id), &raw)
-	if err != nil || !found {
-		return nil, err
-	}
-	ev, err := eventlog.ParseEvent(raw)
-	if err != nil {
-		return nil, fmt.Errorf("stored event is not valid: %w", err)
-	}
-	return ev, nil
-}
-
-func (in *Input) setCurrent(id string) {
-	in.mu.Lock()
-	in.current = id
-	in.mu.Unlock()
-}
-
-func (in *Input) currentID() string {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	return in.current
+	return 0
 }
 
 // EventError is an error a generator met on one event; the runner logs
@@ -184,6 +106,16 @@ func lookup(name string) (func() Generator, bool) {
 	defer regMu.Unlock()
 	f, ok := registry[name]
 	return f, ok
+}
+
+// registeredVersion is the Version of the generator registered as name;
+// ok is false when there is none.
+func registeredVersion(name string) (v int, ok bool) {
+	f, ok := lookup(name)
+	if !ok {
+		return 0, false
+	}
+	return versionOf(f()), true
 }
 
 // ErrUnknown: a configured generator is not registered.

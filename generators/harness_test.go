@@ -19,14 +19,18 @@ import (
 // env is a log, a store, the mirror engine and a runner: the generators'
 // whole world, with nothing mocked.
 type env struct {
-	t    testing.TB
-	path string
-	fs   vfs.FS
-	db   *kv.DB
-	eng  *mirror.Engine
-	run  *Runner
-	opts Options
-	evs  []*eventlog.Event // the log, in order
+	t     testing.TB
+	path  string
+	fs    vfs.FS
+	store string // the store's directory on fs
+	db    *kv.DB
+	eng   *mirror.Engine
+	run   *Runner
+	opts  Options
+	evs   []*eventlog.Event // the log, in order
+	// feed: the engine's bulk loads rebuild the generators beside them
+	// (what sync --once wires).
+	feed bool
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -51,13 +55,25 @@ func (e *env) open() {
 	if e.db != nil {
 		e.db.Close()
 	}
-	db, err := kv.Open("/store", &kv.Options{FS: e.fs, Logger: quietLogger()})
+	if e.store == "" {
+		e.store = "/store"
+	}
+	db, err := kv.Open(e.store, &kv.Options{FS: e.fs, Logger: quietLogger()})
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	e.db = db
 	far := time.Now().Add(24 * time.Hour) // every file looks settled
-	e.eng, err = mirror.Open(db, &mirror.Options{EventLog: e.path, Logger: quietLogger(), Now: func() time.Time { return far }})
+	mo := &mirror.Options{EventLog: e.path, Logger: quietLogger(), Now: func() time.Time { return far }}
+	if e.feed {
+		mo.LoadFeed = func() mirror.LoadFeed {
+			if f := e.run.LoadFeed(); f != nil {
+				return f
+			}
+			return nil
+		}
+	}
+	e.eng, err = mirror.Open(db, mo)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -110,7 +126,8 @@ func (e *env) winners() map[string]*eventlog.Event {
 	return m
 }
 
-// generated returns a generator's values (not its '.' index) as JSON.
+// generated returns a generator's values, everything under
+// generated:{name}:, as JSON by relative key.
 func (e *env) generated(name string) map[string]json.RawMessage {
 	e.t.Helper()
 	out := map[string]json.RawMessage{}
@@ -118,9 +135,6 @@ func (e *env) generated(name string) map[string]json.RawMessage {
 		p, err := schema.ParseKey(k)
 		if err != nil {
 			return err
-		}
-		if len(p.Name) > 0 && p.Name[0] == '.' {
-			return nil
 		}
 		out[p.Name] = append(json.RawMessage(nil), v...)
 		return nil
@@ -131,16 +145,19 @@ func (e *env) generated(name string) map[string]json.RawMessage {
 	return out
 }
 
-// all returns every key and value a generator holds, index included.
+// all returns every key and value a generator holds: its values and its
+// private state.
 func (e *env) all(name string) map[string]string {
 	e.t.Helper()
 	out := map[string]string{}
-	err := e.db.Scan(schema.GeneratorPrefix(name), func(k string, v json.RawMessage) error {
-		out[k] = string(v)
-		return nil
-	})
-	if err != nil {
-		e.t.Fatal(err)
+	for _, prefix := range []string{schema.GeneratorPrefix(name), schema.StatePrefix(name)} {
+		err := e.db.Scan(prefix, func(k string, v json.RawMessage) error {
+			out[k] = string(v)
+			return nil
+		})
+		if err != nil {
+			e.t.Fatal(err)
+		}
 	}
 	return out
 }

@@ -1,12 +1,14 @@
 package generators
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -40,7 +42,10 @@ type position struct {
 	Seq uint64 `json:"seq"`
 	// Rebuild asks for a recomputation from the whole mirror (a new
 	// generator, a reset, or a rebuild that has not completed).
-	Rebuild bool      `json:"rebuild,omitempty"`
+	Rebuild bool `json:"rebuild,omitempty"`
+	// Version is the generator's Version (see Versioned) its values were
+	// computed with; another asks for a rebuild.
+	Version int       `json:"version,omitempty"`
 	Updated time.Time `json:"updated"`
 	// The last failure, kept so that "mirrord status" shows it even when
 	// no daemon runs; cleared by the next success.
@@ -63,7 +68,10 @@ type Status struct {
 	LastEvent string `json:"last_error_event,omitempty"`
 	Retries   int    `json:"retries"`
 	// Failures counts the failed runs since the runner started.
-	Failures  int       `json:"failures"`
+	Failures int `json:"failures"`
+	// Written counts the keys its runs wrote (values, state, position;
+	// deletions too) since the runner started.
+	Written   int64     `json:"written"`
 	LastRun   time.Time `json:"last_run,omitempty"`
 	NextRetry time.Time `json:"next_retry,omitempty"`
 }
@@ -76,13 +84,18 @@ type Runner struct {
 	opts Options
 	log  *slog.Logger
 	gens []*genRunner
+
+	sessMu sync.Mutex
+	sess   *session       // the rebuild session being formed, if any
+	scans  sync.WaitGroup // the sessions' scans
 }
 
 type genRunner struct {
-	name string
-	gen  Generator
-	wake chan struct{}
-	r    *Runner
+	name    string
+	gen     Generator
+	version int // the generator's Version
+	wake    chan struct{}
+	r       *Runner
 
 	// rebuild is a reset asked while the generator may be running: its
 	// next run rebuilds, whatever that run's commit wrote.
@@ -97,10 +110,9 @@ type genRunner struct {
 // so that they never hold the change feed back; enabling one again
 // rebuilds it.
 //
-// A store has one Runner at a time, and nothing else writes under
-// generated:: a rebuild trusts that the store holds under its
-// generator's prefix only what the rebuild itself committed (see
-// spilledKeys), and would otherwise keep a value it should delete.
+// A store has one Runner at a time, and nothing else writes under a
+// generator's prefixes: a generator's runs read its own values as its
+// last commit left them.
 func NewRunner(db *kv.DB, opts *Options) (*Runner, error) {
 	var o Options
 	if opts != nil {
@@ -135,7 +147,8 @@ func NewRunner(db *kv.DB, opts *Options) (*Runner, error) {
 		}
 		enabled[name] = true
 		f, _ := lookup(name)
-		g := &genRunner{name: name, gen: f(), wake: make(chan struct{}, 1), r: r}
+		gen := f()
+		g := &genRunner{name: name, gen: gen, version: versionOf(gen), wake: make(chan struct{}, 1), r: r}
 		g.status = Status{Name: name, State: "idle"}
 		r.gens = append(r.gens, g)
 	}
@@ -171,6 +184,7 @@ func (r *Runner) dropDisabled(enabled map[string]bool) error {
 		wb := r.db.NewWriteBatch()
 		wb.Delete([]byte(schema.GeneratorStateKey(name)))
 		wb.DeletePrefix(schema.GeneratorPrefix(name))
+		wb.DeletePrefix(schema.StatePrefix(name))
 		if err := wb.Commit(); err != nil {
 			return err
 		}
@@ -216,6 +230,7 @@ func (r *Runner) Run(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+	r.scans.Wait()
 }
 
 // CatchUp brings every enabled generator up to date with the change feed
@@ -239,6 +254,7 @@ func (r *Runner) CatchUp(ctx context.Context, attempts int) error {
 		}()
 	}
 	wg.Wait()
+	r.scans.Wait()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -260,8 +276,8 @@ func (g *genRunner) catchUp(ctx context.Context, attempts int) error {
 		var more bool
 		for more, err = g.runOnce(ctx); err == nil && more; more, err = g.runOnce(ctx) {
 		}
-		if err == nil || ctx.Err() != nil || errors.Is(err, kv.ErrFailed) {
-			break // a failed store fails every retry: say so at once
+		if err == nil || ctx.Err() != nil {
+			break
 		}
 	}
 	return err
@@ -292,8 +308,19 @@ func (r *Runner) RebuildPending(name string) (bool, error) {
 		}
 	}
 	p, err := r.position(name)
-	return p.Rebuild, err
+	if err != nil {
+		return false, err
+	}
+	for _, g := range r.gens {
+		if g.name == name {
+			return p.due(g.version), nil
+		}
+	}
+	return p.Rebuild, nil
 }
+
+// due reports whether the generator, at version, must be rebuilt.
+func (p position) due(version int) bool { return p.Rebuild || p.Version != version }
 
 // MarkRebuild resets the generator name on a store no runner works on.
 func MarkRebuild(db *kv.DB, name string) error {
@@ -340,10 +367,11 @@ func ReadStatuses(db kv.Reader) ([]Status, error) {
 			return err
 		}
 		state := "idle"
+		version, registered := registeredVersion(name)
 		switch {
 		case p.LastError != "":
 			state = "failing"
-		case p.Rebuild:
+		case p.Rebuild, registered && version != p.Version:
 			state = "rebuild pending"
 		}
 		out = append(out, Status{Name: name, Position: p.Seq, Lag: f.after(p.Seq), State: state, LastRun: p.Updated,
@@ -421,9 +449,6 @@ func (g *genRunner) loop(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if errors.Is(err, kv.ErrFailed) {
-			return // the store cannot write any more; the daemon exits (see kv.DB.Failed)
-		}
 		if err != nil {
 			failures++
 			d := g.backoff(failures)
@@ -458,7 +483,7 @@ func (g *genRunner) runOnce(ctx context.Context) (more bool, err error) {
 	if err != nil {
 		return false, g.fail(err, "")
 	}
-	if g.rebuild.Swap(false) {
+	if g.rebuild.Load() || p.due(g.version) {
 		p.Rebuild = true
 	}
 	snap, err := r.db.Snapshot()
@@ -468,68 +493,33 @@ func (g *genRunner) runOnce(ctx context.Context) (more bool, err error) {
 	defer snap.Close()
 
 	in := &Input{View: snap, Rebuild: p.Rebuild}
-	upTo := p.Seq
-	ids := map[string]bool{}
-	err = schema.Changes(snap, p.Seq, func(c schema.Change) error {
-		if !in.Rebuild && len(ids) > 0 && len(ids)+len(c.IDs) > r.opts.MaxIDs {
-			more = true
-			return errStop
-		}
-		upTo = c.Seq
-		if c.Reset {
-			in.Rebuild = true
-		}
-		for _, id := range c.IDs {
-			ids[id] = true
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, errStop) {
+	upTo, more, err := g.gather(snap, p, in)
+	if err != nil {
 		return false, g.fail(err, "")
 	}
-	if !in.Rebuild {
-		if upTo == p.Seq {
-			g.setStatus(func(s *Status) { s.State = "idle"; s.Position = p.Seq })
-			return false, nil // nothing new
+	if in.Rebuild {
+		// A streamed rebuild, from a snapshot of its own; the entries
+		// after it are for the runs that follow.
+		snap.Close()
+		if err := g.rebuildStreamed(ctx); err != nil {
+			return false, err
 		}
-		in.IDs = make([]string, 0, len(ids))
-		for id := range ids {
-			in.IDs = append(in.IDs, id)
-		}
-		sort.Strings(in.IDs)
+		return true, nil
+	}
+	if upTo == p.Seq {
+		g.setStatus(func(s *Status) { s.State = "idle"; s.Position = p.Seq })
+		return false, nil // nothing new
 	}
 
-	state := "running"
-	if in.Rebuild {
-		state = "rebuilding"
-		// A rebuild reads the whole snapshot; entries that arrive after
-		// it are handled by the next run.
-		more = false
-	}
-	g.setStatus(func(s *Status) { s.State = state })
-	start := time.Now()
-	out := newScope(g.name, r.db, in.Rebuild)
-	if in.Rebuild {
-		out.spill = func() error { return g.commit(out, position{Seq: p.Seq, Rebuild: true}) }
-	}
+	g.setStatus(func(s *Status) { s.State = "running" })
+	out := newScope(g.name, r.db, false)
 	if err := g.update(ctx, in, out); err != nil {
-		if in.Rebuild {
-			g.rebuild.Store(true) // still due
-		}
 		return false, g.fail(err, in.currentID())
 	}
-	next := position{Seq: upTo}
-	if err := g.commit(out, next); err != nil {
-		if in.Rebuild {
-			g.rebuild.Store(true)
-		}
+	if err := g.commit(out, position{Seq: upTo, Version: g.version}); err != nil {
 		return false, g.fail(err, "")
 	}
-	if in.Rebuild {
-		r.log.Info("generator rebuilt", "generator", g.name, "position", upTo, "took", time.Since(start).Round(time.Millisecond))
-	} else {
-		r.log.Debug("generator updated", "generator", g.name, "position", upTo, "events", len(in.IDs))
-	}
+	r.log.Debug("generator updated", "generator", g.name, "position", upTo, "events", len(in.IDs))
 	g.setStatus(func(s *Status) {
 		s.State, s.Position, s.LastError, s.LastEvent, s.Retries = "idle", upTo, "", "", 0
 		s.LastRun = r.opts.Now()
@@ -538,6 +528,109 @@ func (g *genRunner) runOnce(ctx context.Context) (more bool, err error) {
 }
 
 var errStop = errors.New("stop")
+
+// backlogRuns bounds the work of a run that does not reach the end of the
+// feed: finding what its events are at its end reads the entries after
+// it, and past backlogRuns runs' worth of them a rebuild is cheaper.
+const backlogRuns = 64
+
+// gather reads the feed after position p into in: the changes of the run
+// (at most MaxIDs events, unless one entry holds more), each with its
+// before-image from the first entry after p that names it, or Rebuild
+// when an entry is a reset or has no before-images (an older release's).
+// It returns the last entry the run covers and whether entries remain.
+func (g *genRunner) gather(snap *kv.Snapshot, p position, in *Input) (upTo uint64, more bool, err error) {
+	maxIDs := g.r.opts.MaxIDs
+	upTo = p.Seq
+	index := map[string]int{} // id -> its change in in.changes
+	err = schema.Changes(snap, p.Seq, func(c schema.Change) error {
+		if !in.Rebuild && len(index) > 0 && len(index)+len(c.IDs) > maxIDs {
+			more = true
+			return errStop
+		}
+		upTo = c.Seq
+		if c.Reset || !c.HasBefore() {
+			in.Rebuild = true
+		}
+		if in.Rebuild {
+			return nil // a rebuild reads the whole snapshot: to its last entry
+		}
+		for i, id := range c.IDs {
+			if _, seen := index[id]; !seen {
+				index[id] = len(in.changes)
+				in.changes = append(in.changes, change{id: id, before: c.BeforeOf(i)})
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return 0, false, err
+	}
+	if in.Rebuild {
+		in.changes = nil
+		return upTo, false, nil
+	}
+	// What each event is at upTo: the before-image of the first later
+	// entry that names it, or else what the snapshot holds.
+	resolved := make([]bool, len(in.changes))
+	if more {
+		left, read := len(in.changes), 0
+		err = schema.Changes(snap, upTo, func(c schema.Change) error {
+			if c.Reset || !c.HasBefore() {
+				return errStop // the next run rebuilds: what this one ends with does not matter
+			}
+			for i, id := range c.IDs {
+				if k, ok := index[id]; ok && !resolved[k] {
+					in.changes[k].after, resolved[k] = c.BeforeOf(i), true
+					left--
+				}
+			}
+			if read += len(c.IDs); left == 0 || read > backlogRuns*maxIDs {
+				return errStop
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errStop) {
+			return 0, false, err
+		}
+		if left > 0 && read > backlogRuns*maxIDs {
+			in.Rebuild, in.changes = true, nil
+			head, err := feedHead(snap, upTo)
+			return head, false, err
+		}
+	}
+	for k := range in.changes {
+		if resolved[k] {
+			continue
+		}
+		var raw json.RawMessage
+		if _, err := snap.Get(schema.EventKey(in.changes[k].id), &raw); err != nil {
+			return 0, false, err
+		}
+		in.changes[k].after = raw
+	}
+	// An event created and deleted within the run, or changed and changed
+	// back, is no change.
+	in.changes = slices.DeleteFunc(in.changes, func(c change) bool { return bytes.Equal(c.before, c.after) })
+	slices.SortFunc(in.changes, func(a, b change) int { return strings.Compare(a.id, b.id) })
+	in.IDs = make([]string, len(in.changes))
+	for i, c := range in.changes {
+		in.IDs[i] = c.id
+	}
+	return upTo, more, nil
+}
+
+// feedHead returns the last sequence number of the feed in snap (after,
+// when nothing follows it).
+func feedHead(snap *kv.Snapshot, after uint64) (uint64, error) {
+	head := after
+	err := snap.ScanFrom(schema.PrefixChanges, schema.ChangeKey(after+1), func(key string, _ json.RawMessage) error {
+		seq, err := schema.ParseChangeKey(key)
+		head = seq
+		return err
+	})
+	return head, err
+}
 
 // update calls the generator, turning a panic into an error.
 func (g *genRunner) update(ctx context.Context, in *Input, out *Scope) (err error) {
@@ -552,6 +645,9 @@ func (g *genRunner) update(ctx context.Context, in *Input, out *Scope) (err erro
 	return g.gen.Update(ctx, in, out)
 }
 
+// encodePosition is a position as stored.
+func encodePosition(p position) ([]byte, error) { return json.Marshal(p) }
+
 // commit writes the scope's pending writes and the position in one batch.
 func (g *genRunner) commit(out *Scope, p position) error {
 	wb := g.r.db.NewWriteBatch()
@@ -559,10 +655,12 @@ func (g *genRunner) commit(out *Scope, p position) error {
 	out.commitTo(wb)
 	p.Updated = g.r.opts.Now().UTC()
 	wb.Put(schema.GeneratorStateKey(g.name), p)
+	n := wb.Len()
 	if err := wb.Commit(); err != nil {
 		return err
 	}
 	out.committed()
+	g.setStatus(func(s *Status) { s.Written += int64(n) })
 	return nil
 }
 

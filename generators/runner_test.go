@@ -503,3 +503,41 @@ func TestRebuildOverAnEventThatIsNotJSONNamesIt(t *testing.T) {
 		t.Fatalf("after the bad event went the counter holds %d values, want %d", got, len(evs))
 	}
 }
+
+// A generator whose values were computed by another version of it (an
+// older definition of hashtags, say) is rebuilt at the next start,
+// without being asked.
+func TestAnotherVersionIsRebuilt(t *testing.T) {
+	e := newEnv(t, Options{Enabled: []string{"hashtags"}})
+	evs := synth.New(8).Events(30)
+	evs[0].Input = "#Deep-work and #deep-work"
+	e.appendEvents(evs...)
+	e.sync()
+	checkHashtags(t, e)
+	// What an older release left: its position at version 0 and a value
+	// by its definition (lower-cased).
+	var p position
+	if _, err := e.db.Get(schema.GeneratorStateKey("hashtags"), &p); err != nil || p.Version != (hashtags{}).Version() {
+		t.Fatalf("position %+v (%v): want version %d", p, err, (hashtags{}).Version())
+	}
+	p.Version = 0
+	if err := e.db.Batch([]kv.Op{
+		kv.PutOp(schema.GeneratorStateKey("hashtags"), p),
+		kv.PutOp(schema.GeneratedKey("hashtags", "stale"), []string{evs[0].ID}),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.open()
+	if pending, err := e.run.RebuildPending("hashtags"); err != nil || !pending {
+		t.Fatalf("a position at another version is not due for a rebuild (%v)", err)
+	}
+	sts, err := ReadStatuses(e.db)
+	if err != nil || len(sts) != 1 || sts[0].State != "rebuild pending" {
+		t.Fatalf("ReadStatuses: %+v, %v; want hashtags pending a rebuild", sts, err)
+	}
+	e.sync()
+	checkHashtags(t, e)
+	if found, _ := e.db.Get(schema.GeneratedKey("hashtags", "stale"), nil); found {
+		t.Fatal("the older version's value survived")
+	}
+}

@@ -117,6 +117,9 @@ type DB struct {
 // flushes its recovered WAL) is fatal: see Options.OnFatal.
 func Open(path string, opts *Options) (*DB, error) {
 	o := opts.withDefaults()
+	if o.FS == vfs.Default {
+		o.FS = privateFS{o.FS}
+	}
 	if path == "" {
 		return nil, initError(path, errors.New("no store path given"))
 	}

@@ -2,7 +2,9 @@ package kv
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	iofs "io/fs"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
@@ -20,6 +22,7 @@ type Ingest struct {
 	start string
 	end   []byte
 	files []*IngestFile
+	spans bool // from NewReplacement: each file replaces a range of its own
 }
 
 // NewIngest starts a replacement of every key in [start, end).
@@ -27,8 +30,28 @@ func (db *DB) NewIngest(start string, end []byte) *Ingest {
 	return &Ingest{db: db, start: start, end: end}
 }
 
-// sstSize is where an ingest stream starts a new sstable.
-const sstSize = 64 << 20
+// NewReplacement starts an ingest of several ranges that need not be
+// adjacent: each file, started with Replace, replaces a range of its own,
+// and Commit puts them all in place in one atomic step (a generator's
+// values, its private state and its position, say, which lie apart).
+// Keys outside those ranges are left alone.
+func (db *DB) NewReplacement() *Ingest {
+	return &Ingest{db: db, spans: true}
+}
+
+// Replace starts a sorted stream that replaces [start, end) of an ingest
+// from NewReplacement: once committed the range holds exactly what was
+// added to it (nothing, if nothing was). Ranges of one ingest must not
+// overlap.
+func (in *Ingest) Replace(start, end []byte) *IngestFile {
+	f := &IngestFile{in: in, start: string(start), end: end, replace: true}
+	in.files = append(in.files, f)
+	return f
+}
+
+// sstSize is where an ingest stream starts a new sstable. (A variable so
+// that tests can make streams of several.)
+var sstSize uint64 = 64 << 20
 
 // IngestFile is one sorted stream of an Ingest, written as one or more
 // sstables. Streams of one Ingest must not overlap each other.
@@ -38,6 +61,14 @@ type IngestFile struct {
 	paths []string
 	last  []byte
 	err   error
+
+	// A Replace stream: its range, and where the range deletion of the
+	// sstable being written starts (each sstable deletes its own part of
+	// the range, so that the stream's sstables do not overlap).
+	replace    bool
+	start      string
+	end        []byte
+	deleteFrom []byte
 }
 
 // File starts a new sorted stream.
@@ -56,11 +87,8 @@ func (f *IngestFile) roll() error {
 		f.w = nil
 	}
 	db := in.db
-	if err := db.opts.FS.MkdirAll(db.opts.FS.PathJoin(db.path, tempDirName), 0o755); err != nil {
-		return err
-	}
 	path := db.opts.FS.PathJoin(db.path, tempDirName, fmt.Sprintf("ingest-%d.sst", db.tmpSeq.Add(1)))
-	file, err := db.opts.FS.Create(path, vfs.WriteCategoryUnspecified)
+	file, err := createTemp(db.opts.FS, path)
 	if err != nil {
 		return err
 	}
@@ -82,13 +110,29 @@ func (f *IngestFile) Add(key, value []byte) error {
 		f.err = fmt.Errorf("ingest: key %q after %q: not increasing", key, f.last)
 		return f.err
 	}
-	if string(key) < f.in.start || (f.in.end != nil && string(key) >= string(f.in.end)) {
+	start, end := f.in.start, f.in.end
+	if f.replace {
+		start, end = f.start, f.end
+	}
+	if string(key) < start || (end != nil && string(key) >= string(end)) {
 		f.err = fmt.Errorf("ingest: key %q outside the range", key)
 		return f.err
 	}
 	if f.w == nil || f.w.Raw().EstimatedSize() >= sstSize {
+		if f.replace && f.w != nil {
+			// This sstable deletes the range up to the key the next
+			// one starts with.
+			if f.err = f.w.DeleteRange(f.deleteFrom, key); f.err != nil {
+				return f.err
+			}
+		}
 		if f.err = f.roll(); f.err != nil {
 			return f.err
+		}
+		if f.deleteFrom == nil {
+			f.deleteFrom = []byte(f.start)
+		} else {
+			f.deleteFrom = append(f.deleteFrom[:0], key...)
 		}
 	}
 	f.last = append(f.last[:0], key...)
@@ -100,11 +144,18 @@ func (f *IngestFile) Add(key, value []byte) error {
 
 // Commit finishes every stream and replaces the range with them,
 // atomically. The sstables become part of the store (or are removed on
-// failure).
+// failure). The writes committed before it are made durable first, so the
+// store's files always hold a prefix of what was acknowledged.
 func (in *Ingest) Commit(ctx context.Context) error {
 	query := fmt.Sprintf("INGEST %s..%s", in.start, in.end)
+	if in.spans {
+		query = fmt.Sprintf("INGEST %d ranges", len(in.files))
+	}
 	var paths []string
 	for _, f := range in.files {
+		if f.err == nil && f.replace {
+			f.err = f.deleteRest()
+		}
 		if f.err != nil {
 			in.Abort()
 			return queryError(in.db.path, query, f.err)
@@ -125,8 +176,24 @@ func (in *Ingest) Commit(ctx context.Context) error {
 		// process (see fatal): whether the ingest took effect is then
 		// known once the store is reopened, either state is consistent,
 		// and Open removes what is left in bulk-tmp.
-		span := pebble.KeyRange{Start: []byte(in.start), End: in.end}
-		if _, err := in.db.pdb.IngestAndExcise(ctx, paths, nil, nil, span); err != nil {
+		// An ingest is durable once Pebble returns, while the writes
+		// before it may still sit in the WAL's buffers (Sync is off by
+		// default): sync them first, so that a crash never keeps the
+		// ingest without what was acknowledged before it.
+		if err := in.db.pdb.LogData(nil, pebble.Sync); err != nil {
+			in.Abort()
+			return err
+		}
+		var err error
+		if in.spans {
+			// The files' range deletions replace their ranges: they
+			// delete what is older than the ingest, not what it brings.
+			err = in.db.pdb.Ingest(ctx, paths)
+		} else {
+			span := pebble.KeyRange{Start: []byte(in.start), End: in.end}
+			_, err = in.db.pdb.IngestAndExcise(ctx, paths, nil, nil, span)
+		}
+		if err != nil {
 			in.Abort()
 			return err
 		}
@@ -137,6 +204,18 @@ func (in *Ingest) Commit(ctx context.Context) error {
 		in.Abort() // the store is closed: Pebble never saw the files
 	}
 	return err
+}
+
+// deleteRest ends a Replace stream: its last sstable (or its only one,
+// holding nothing else) deletes the rest of the range.
+func (f *IngestFile) deleteRest() error {
+	if f.w == nil {
+		if err := f.roll(); err != nil {
+			return err
+		}
+		f.deleteFrom = []byte(f.start)
+	}
+	return f.w.DeleteRange(f.deleteFrom, f.end)
 }
 
 // Abort removes whatever the ingest wrote.
@@ -152,11 +231,28 @@ func (in *Ingest) Abort() {
 	in.cleanup(paths)
 }
 
+// cleanup removes the ingest's files. The directory stays: another ingest
+// (a generator's, beside a load) may be creating its files there, and
+// Open removes it.
 func (in *Ingest) cleanup(paths []string) {
 	for _, p := range paths {
 		_ = in.db.opts.FS.Remove(p)
 	}
-	_ = in.db.opts.FS.Remove(in.db.opts.FS.PathJoin(in.db.path, tempDirName))
+}
+
+// createTemp creates a file in the temporary directory, creating the
+// directory too: again if it went between the two (an external sort that
+// finished removes it when empty).
+func createTemp(fs vfs.FS, path string) (vfs.File, error) {
+	for try := 0; ; try++ {
+		if err := fs.MkdirAll(fs.PathDir(path), 0o755); err != nil {
+			return nil, err
+		}
+		f, err := fs.Create(path, vfs.WriteCategoryUnspecified)
+		if err == nil || !errors.Is(err, iofs.ErrNotExist) || try == 2 {
+			return f, err
+		}
+	}
 }
 
 // tempDirName is the directory inside the store that holds a bulk load's

@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -34,14 +35,28 @@ type batch struct {
 // commit writes the batch atomically: the data, the change-feed entry and
 // the checkpoint together. Only after the commit succeeds does the engine
 // adopt the new checkpoint, so a failure never advances it.
+// aliveEvery is how many modifiers one apply writes between heartbeats:
+// about a tenth of a second's work.
+const aliveEvery = 32 << 10
+
 func (e *Engine) commit(b *batch) (Applied, error) {
 	wb := e.db.NewWriteBatch()
 	defer wb.Close()
 	var (
 		key, dkey, val, scratch []byte
 		changed                 []string
+		before                  []json.RawMessage // of each changed id: what the mirror held, for the feed
 		dEvents, dMods          int64
 	)
+	// beforeImage is the stored event id, for the feed (nil when the
+	// batch records no entry: during a bulk load).
+	beforeImage := func(id []byte) (json.RawMessage, error) {
+		if e.bulk {
+			return nil, nil
+		}
+		v, _, err := e.db.GetBytes(schema.AppendEventKey(nil, id), nil)
+		return v, err
+	}
 	for _, u := range b.upserts {
 		digest := xxhash.Sum64(u.raw)
 		dkey = schema.AppendDigestKey(dkey[:0], u.id)
@@ -55,9 +70,15 @@ func (e *Engine) commit(b *batch) (Applied, error) {
 				continue // stored exactly like this already
 			}
 		}
-		var oldMods map[string]bool
+		var (
+			oldMods map[string]bool
+			prev    json.RawMessage
+		)
 		if found {
 			if oldMods, err = e.modifierKeys(u.id); err != nil {
+				return Applied{}, err
+			}
+			if prev, err = beforeImage(u.id); err != nil {
 				return Applied{}, err
 			}
 		} else {
@@ -67,7 +88,10 @@ func (e *Engine) commit(b *batch) (Applied, error) {
 		wb.PutRaw(key, u.raw)
 		val = appendDigestValue(val[:0], digest)
 		wb.PutRaw(dkey, val)
-		for _, m := range u.mods {
+		for i, m := range u.mods {
+			if i%aliveEvery == aliveEvery-1 {
+				e.alive() // one value may hold a million modifiers
+			}
 			key = schema.AppendModifierKey(key[:0], u.id, m.Name)
 			val = append(append(append(val[:0], `{"value":`...), m.Value...), '}')
 			wb.PutRaw(key, val)
@@ -82,6 +106,7 @@ func (e *Engine) commit(b *batch) (Applied, error) {
 			dMods--
 		}
 		changed = append(changed, string(u.id))
+		before = append(before, prev)
 	}
 	for _, id := range b.deletes {
 		dkey = schema.AppendDigestKey(dkey[:0], id)
@@ -96,6 +121,10 @@ func (e *Engine) commit(b *batch) (Applied, error) {
 		if err != nil {
 			return Applied{}, err
 		}
+		prev, err := beforeImage(id)
+		if err != nil {
+			return Applied{}, err
+		}
 		for k := range mods {
 			wb.Delete([]byte(k))
 		}
@@ -104,6 +133,7 @@ func (e *Engine) commit(b *batch) (Applied, error) {
 		dEvents--
 		dMods -= int64(len(mods))
 		changed = append(changed, string(id))
+		before = append(before, prev)
 	}
 
 	cp := b.cp
@@ -115,7 +145,7 @@ func (e *Engine) commit(b *batch) (Applied, error) {
 	if len(changed) > 0 && !e.bulk {
 		cp.Seq++
 		seq = cp.Seq
-		wb.Put(schema.ChangeKey(seq), schema.Change{IDs: changed})
+		wb.Put(schema.ChangeKey(seq), schema.Change{IDs: changed, Before: before})
 	}
 	if b.finishBulk {
 		cp.Seq++

@@ -16,6 +16,26 @@ import (
 	"github.com/mirrord/mirrord/schema"
 )
 
+// LoadFeed is handed, by a bulk load, every event it stores as it writes
+// it: the generators rebuild from the load's own sorted output, so that
+// the log is read and parsed once for the mirror and for them, and their
+// state goes into the store in the load's own atomic step.
+type LoadFeed interface {
+	// Start is called as the load begins writing, with the number of key
+	// ranges it writes side by side. It returns one function per range,
+	// called from that range's goroutine with each event's key and stored
+	// value, in key order.
+	Start(ranges int) []func(key, value []byte)
+	// Finish is called once every event has been handed, before the load
+	// is committed: what the feed adds to the load's files (from newFile,
+	// one at a time; under the replaced range, apart from the load's own
+	// keys) is put in place with it. seq is the change feed's reset entry
+	// the load records. An error fails the load.
+	Finish(ctx context.Context, seq uint64, newFile func() *kv.IngestFile) error
+	// Done is called last, with whether the load was committed.
+	Done(committed bool)
+}
+
 // bulkLoad mirrors the whole log into the store in one atomic step: the
 // first load of an empty store, or a resync. The log is read once, by one
 // decoder per core over consecutive parts of the file (see splitLog); its
@@ -64,6 +84,16 @@ func (e *Engine) bulkLoad(ctx context.Context, f *os.File, st fileStat) (stepRes
 	bounds := append(append([][]byte{nil}, splits...), nil)
 	rep := newRepeatedIDs(bounds)
 	var (
+		feed  LoadFeed
+		sinks []func(key, value []byte)
+	)
+	if e.opts.LoadFeed != nil {
+		if feed = e.opts.LoadFeed(); feed != nil {
+			sinks = feed.Start(len(bounds) - 1)
+			defer func() { feed.Done(committed) }()
+		}
+	}
+	var (
 		wg      sync.WaitGroup
 		nRanges = len(bounds) - 1
 		nEvents = make([]int64, nRanges)
@@ -73,9 +103,13 @@ func (e *Engine) bulkLoad(ctx context.Context, f *os.File, st fileStat) (stepRes
 	wg.Add(2 * nRanges)
 	for i := range nRanges {
 		evFile, digestFile := in.File(), in.File()
+		var sink func(key, value []byte)
+		if sinks != nil {
+			sink = sinks[i]
+		}
 		go func() {
 			defer wg.Done()
-			nEvents[i], errs[i] = writeEvents(evSorters, rep, i, evFile, digestFile)
+			nEvents[i], errs[i] = writeEvents(evSorters, rep, i, evFile, digestFile, sink)
 		}()
 		// The modifiers of the same ids, each range beside its events'
 		// (following them: see repeatedIDs), in a file of its own.
@@ -122,6 +156,13 @@ func (e *Engine) bulkLoad(ctx context.Context, f *os.File, st fileStat) (stepRes
 			return stepResult{}, err
 		}
 	}
+	if feed != nil {
+		// The generators fed put their state in the same step; those
+		// not fed (or failing) rebuild afterwards, as the reset asks.
+		if err := feed.Finish(ctx, cp.Seq, in.File); err != nil {
+			return stepResult{}, fmt.Errorf("writing the generators' state beside the load: %w", err)
+		}
+	}
 	tWritten := time.Now()
 	if err := in.Commit(ctx); err != nil {
 		return stepResult{}, fmt.Errorf("loading the log into the store: %w", err)
@@ -143,15 +184,17 @@ func (e *Engine) bulkLoad(ctx context.Context, f *os.File, st fileStat) (stepRes
 	}
 	e.log.Info("loaded the log", "events", cp.Events, "modifiers", cp.Modifiers, "invalid", cp.Invalid,
 		"took", time.Since(started).Round(time.Millisecond))
+
 	e.notePending(d.pending)
 	return stepResult{action: actTail, caughtUp: true}, nil
 }
 
 // writeEvents writes the merged event records of range i of rep's ranges
-// to their sstable, and each event's digest to another. Equal keys (an id
-// that occurs more than once) arrive together, ordered by offset: the last
-// occurrence wins, and rep learns of it for the modifiers' writer.
-func writeEvents(sorters []*extsort.Sorter, rep *repeatedIDs, i int, evFile, digestFile *kv.IngestFile) (int64, error) {
+// to their sstable, and each event's digest to another, and hands each
+// event to sink (when set). Equal keys (an id that occurs more than once)
+// arrive together, ordered by offset: the last occurrence wins, and rep
+// learns of it for the modifiers' writer.
+func writeEvents(sorters []*extsort.Sorter, rep *repeatedIDs, i int, evFile, digestFile *kv.IngestFile, sink func(key, value []byte)) (int64, error) {
 	defer rep.finish(i)
 	var (
 		n             int64
@@ -171,6 +214,9 @@ func writeEvents(sorters []*extsort.Sorter, rep *repeatedIDs, i int, evFile, dig
 		n++
 		if err := evFile.Add(held, heldVal); err != nil {
 			return err
+		}
+		if sink != nil {
+			sink(held, heldVal)
 		}
 		key = schema.AppendDigestKeyOf(key[:0], held)
 		val = appendDigestValue(val[:0], xxhash.Sum64(heldVal))

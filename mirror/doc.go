@@ -56,6 +56,8 @@
 // # Change feed
 //
 // Each batch that changes events records their ids under
-// mirrord:changes:{seq}, in the same batch, for the generators. A resync
-// or first load records one Reset entry instead, when it completes.
+// mirrord:changes:{seq}, in the same batch, for the generators, each with
+// its before-image: the event as the store held it before the batch (null
+// for a new id). A resync or first load records one Reset entry instead,
+// when it completes.
 package mirror

@@ -123,10 +123,13 @@ func TestModifiersOfAnIDBeyondItsRange(t *testing.T) {
 		files[i] = in.File()
 	}
 	events0 := func() error {
-		_, err := writeEvents([]*extsort.Sorter{events}, rep, 0, files[0], files[1])
+		_, err := writeEvents([]*extsort.Sorter{events}, rep, 0, files[0], files[1], nil)
 		return err
 	}
-	start(1, func() error { _, err := writeEvents([]*extsort.Sorter{events}, rep, 1, files[2], files[3]); return err })
+	start(1, func() error {
+		_, err := writeEvents([]*extsort.Sorter{events}, rep, 1, files[2], files[3], nil)
+		return err
+	})
 	var mods1 <-chan struct{}
 	for i := range 2 {
 		done := start(2+i, func() error {

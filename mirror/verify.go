@@ -2,18 +2,25 @@ package mirror
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"os"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
+	"sync/atomic"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/mirrord/mirrord/eventlog"
+	"github.com/mirrord/mirrord/internal/extsort"
 	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/schema"
 )
@@ -176,7 +183,18 @@ func verify(ctx context.Context, db kv.Reader, f *os.File, maxValueSize int, cp 
 		}
 		src, r.Covered = io.NewSectionReader(f, 0, cp.Offset), cp.Offset
 	}
-	winners := map[string]winner{} // escaped id -> last valid occurrence
+	// The log's events go to two external sorters, in the two orders the
+	// store's ranges come in: by escaped id (event: and mirrord:digest:)
+	// and by escaped id and ':' (modifier:{id}:{name}, where an id byte
+	// below ':' orders groups differently). Memory: their budgets, however
+	// long the log.
+	tmp := verifyTempDir()
+	defer os.RemoveAll(tmp)
+	byID := extsort.New(vfs.Default, filepath.Join(tmp, "ids"), verifySortBudget, 0)
+	defer byID.Close()
+	byGroup := extsort.New(vfs.Default, filepath.Join(tmp, "groups"), verifySortBudget, 0)
+	defer byGroup.Close()
+	var key, val []byte
 	dec := eventlog.NewDecoder(src, &eventlog.Options{MaxValueSize: maxValueSize})
 	for {
 		if err := ctx.Err(); err != nil {
@@ -191,119 +209,37 @@ func verify(ctx context.Context, db kv.Reader, f *os.File, maxValueSize int, cp 
 		}
 		switch ent.Kind {
 		case eventlog.KindEvent:
-			esc := string(schema.AppendEventKey(nil, ent.ID)[len(schema.PrefixEvent):])
-			winners[esc] = winner{desired{digest: xxhash.Sum64(ent.Raw), off: ent.Offset, n: ent.End - ent.Offset, mods: len(ent.Modifiers)}}
+			key = schema.AppendEventKey(key[:0], ent.ID)[len(schema.PrefixEvent):]
+			val = binary.BigEndian.AppendUint64(val[:0], xxhash.Sum64(ent.Raw))
+			val = binary.AppendUvarint(val, uint64(ent.End-ent.Offset))
+			val = binary.AppendUvarint(val, uint64(len(ent.Modifiers)))
+			if err := byID.Add(key, val, uint64(ent.Offset)); err != nil {
+				return nil, err
+			}
+			if err := byGroup.Add(append(key, ':'), val, uint64(ent.Offset)); err != nil {
+				return nil, err
+			}
 		case eventlog.KindInvalid:
 			r.Invalid++
 		case eventlog.KindIncomplete:
 			r.Pending = &PendingTail{Offset: ent.Offset, Line: ent.Line, Bytes: ent.End - ent.Offset, Reason: ent.Reason}
 		}
 	}
-	escs := make([]string, 0, len(winners))
-	for k := range winners {
-		escs = append(escs, k)
-	}
-	sort.Strings(escs)
 
 	// expected returns the event and its modifiers as the log says them,
 	// read back by offset (values are never all held in memory).
-	expected := func(esc string) (upsert, error) {
-		u, err := readEvent(f, winners[esc].desired, maxValueSize)
+	expected := func(d desired) (upsert, error) {
+		u, err := readEvent(f, d, maxValueSize)
 		if err != nil {
 			return u, ErrLogChanged
 		}
 		return u, nil
 	}
-	for _, esc := range escs {
-		r.Events++
-		r.Modifiers += winners[esc].mods
-	}
-
-	// Each range of the store is walked once, in key order, alongside the
-	// sorted expectations: a merge join, no point lookups.
-	err = mergeJoin(db, schema.PrefixEvent, escs, func(esc string, v []byte) error {
-		switch {
-		case v == nil:
-			note(&r.Missing, &r.MissingKeys, schema.PrefixEvent+esc)
-		default:
-			u, err := expected(esc)
-			if err != nil {
-				return err
-			}
-			if !jsonEqual(v, u.raw) {
-				note(&r.Differ, &r.DifferKeys, schema.PrefixEvent+esc)
-			}
-		}
-		return nil
-	}, func(k string) { note(&r.Extra, &r.ExtraKeys, k) })
-	if err != nil {
+	if err := verifyEvents(ctx, db, byID, r, expected); err != nil {
 		return nil, err
 	}
-	err = mergeJoin(db, schema.PrefixDigest, escs, func(esc string, v []byte) error {
-		if h, ok := parseDigestValue(v); v == nil || !ok || h != winners[esc].digest {
-			note(&r.Bookkeeping, &r.BookkeepingKeys, schema.PrefixDigest+esc)
-		}
-		return nil
-	}, func(k string) { note(&r.Bookkeeping, &r.BookkeepingKeys, k) })
-	if err != nil {
+	if err := verifyModifiers(ctx, db, byGroup, r, expected); err != nil {
 		return nil, err
-	}
-
-	// Modifiers: the keys of one event, modifier:{id}:*, are contiguous;
-	// each group is compared with what the log says for that event, and
-	// every event with modifiers must have had its group.
-	groups := map[string]bool{}
-	var cur string
-	got := map[string][]byte{}
-	flushGroup := func() error {
-		if cur == "" {
-			return nil
-		}
-		groups[cur] = true
-		w, ok := winners[cur]
-		if !ok {
-			for k := range sortedKeys(got) {
-				note(&r.Extra, &r.ExtraKeys, k)
-			}
-			return nil
-		}
-		var want map[string][]byte
-		if w.mods > 0 {
-			u, err := expected(cur)
-			if err != nil {
-				return err
-			}
-			want = modifierValues(u)
-		}
-		compareModifiers(r, want, got)
-		return nil
-	}
-	err = db.Scan(schema.PrefixModifier, func(k string, v json.RawMessage) error {
-		esc, _, _ := strings.Cut(k[len(schema.PrefixModifier):], ":")
-		if esc != cur {
-			if err := flushGroup(); err != nil {
-				return err
-			}
-			cur = esc
-			clear(got)
-		}
-		got[k] = append([]byte(nil), v...)
-		return nil
-	})
-	if err == nil {
-		err = flushGroup()
-	}
-	if err != nil {
-		return nil, err
-	}
-	for _, esc := range escs {
-		if w := winners[esc]; w.mods > 0 && !groups[esc] {
-			u, err := expected(esc)
-			if err != nil {
-				return nil, err
-			}
-			compareModifiers(r, modifierValues(u), nil)
-		}
 	}
 
 	if cp != nil {
@@ -319,37 +255,212 @@ func verify(ctx context.Context, db kv.Reader, f *os.File, maxValueSize int, cp 
 	return r, nil
 }
 
-type winner struct{ desired }
+// verifySortBudget is the memory each of verify's two sorters holds
+// before spilling to disk (about as much again for their index); a
+// variable so that tests can make it spill.
+var verifySortBudget = 2 << 20
 
-// mergeJoin walks the keys under prefix in order alongside escs (sorted
-// escaped ids): fn gets every expected id with its stored value (nil when
-// absent), extra every stored key no id expects.
-func mergeJoin(db kv.Reader, prefix string, escs []string, fn func(esc string, v []byte) error, extra func(key string)) error {
-	j := 0
-	err := db.Scan(prefix, func(k string, v json.RawMessage) error {
-		esc := k[len(prefix):]
-		for j < len(escs) && escs[j] < esc {
-			if err := fn(escs[j], nil); err != nil {
-				return err
+var verifySeq atomic.Int64
+
+// verifyTempDir is a fresh directory name for verify's sort runs, created
+// only when a run is written (a log whose ids fit in memory writes none).
+func verifyTempDir() string {
+	return filepath.Join(os.TempDir(), fmt.Sprintf("mirrord-verify-%d-%d", os.Getpid(), verifySeq.Add(1)))
+}
+
+// winners walks the records of a sorter filled by verify (key, digest,
+// extent and modifier count, seq the offset), yielding for each key its
+// last occurrence: what the log says. A failure to read the sorter's runs
+// ends the walk and is left in *errp.
+func winners(s *extsort.Sorter, errp *error) iter.Seq2[[]byte, desired] {
+	return func(yield func([]byte, desired) bool) {
+		it, err := extsort.NewMergeIter([]*extsort.Sorter{s}, nil, nil)
+		if err != nil {
+			*errp = err
+			return
+		}
+		defer it.Close()
+		defer func() {
+			if *errp == nil {
+				*errp = it.Err()
 			}
-			j++
+		}()
+		var cur []byte
+		var d desired
+		have := false
+		for it.Next() {
+			if have && !bytes.Equal(it.Key(), cur) {
+				if !yield(cur, d) {
+					return
+				}
+			}
+			v := it.Value()
+			n, k1 := binary.Uvarint(v[8:])
+			m, _ := binary.Uvarint(v[8+max(k1, 0):])
+			cur = append(cur[:0], it.Key()...)
+			d = desired{digest: binary.BigEndian.Uint64(v), off: int64(it.Seq()), n: int64(n), mods: int(m)}
+			have = true
 		}
-		if j < len(escs) && escs[j] == esc {
-			j++
-			return fn(esc, v)
+		if have {
+			yield(cur, d)
 		}
-		extra(k)
-		return nil
-	})
-	if err != nil {
-		return err
 	}
-	for ; j < len(escs); j++ {
-		if err := fn(escs[j], nil); err != nil {
+}
+
+// storeCursor pulls the keys under one prefix of the store, in order, one
+// at a time, beside the log's sorted ids.
+type storeCursor struct {
+	prefix string
+	next   func() (string, json.RawMessage, bool)
+	stop   func()
+	err    error
+	key    string // after the prefix; "" at the end
+	val    json.RawMessage
+	ok     bool
+}
+
+func newStoreCursor(ctx context.Context, db kv.Reader, prefix string) *storeCursor {
+	c := &storeCursor{prefix: prefix}
+	c.next, c.stop = iter.Pull2(func(yield func(string, json.RawMessage) bool) {
+		n := 0
+		c.err = db.Scan(prefix, func(k string, v json.RawMessage) error {
+			if n++; n%4096 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			if !yield(k, v) {
+				return errStopScan
+			}
+			return nil
+		})
+		if errors.Is(c.err, errStopScan) {
+			c.err = nil
+		}
+	})
+	c.advance()
+	return c
+}
+
+var errStopScan = errors.New("stop")
+
+func (c *storeCursor) advance() {
+	var k string
+	k, c.val, c.ok = c.next()
+	if c.ok {
+		c.key = k[len(c.prefix):]
+	}
+}
+
+// verifyEvents merges the log's events (sorted by escaped id) with the
+// store's event: and mirrord:digest: ranges.
+func verifyEvents(ctx context.Context, db kv.Reader, byID *extsort.Sorter, r *Report, expected func(desired) (upsert, error)) error {
+	events := newStoreCursor(ctx, db, schema.PrefixEvent)
+	defer events.stop()
+	digests := newStoreCursor(ctx, db, schema.PrefixDigest)
+	defer digests.stop()
+	var sortErr error
+	for esc, d := range winners(byID, &sortErr) {
+		if err := ctx.Err(); err != nil {
 			return err
 		}
+		r.Events++
+		r.Modifiers += d.mods
+		id := string(esc)
+		for events.ok && events.key < id {
+			note(&r.Extra, &r.ExtraKeys, schema.PrefixEvent+events.key)
+			events.advance()
+		}
+		if events.ok && events.key == id {
+			u, err := expected(d)
+			if err != nil {
+				return err
+			}
+			if !jsonEqual(events.val, u.raw) {
+				note(&r.Differ, &r.DifferKeys, schema.PrefixEvent+id)
+			}
+			events.advance()
+		} else {
+			note(&r.Missing, &r.MissingKeys, schema.PrefixEvent+id)
+		}
+		for digests.ok && digests.key < id {
+			note(&r.Bookkeeping, &r.BookkeepingKeys, schema.PrefixDigest+digests.key)
+			digests.advance()
+		}
+		if digests.ok && digests.key == id {
+			if h, ok := parseDigestValue(digests.val); !ok || h != d.digest {
+				note(&r.Bookkeeping, &r.BookkeepingKeys, schema.PrefixDigest+id)
+			}
+			digests.advance()
+		} else {
+			note(&r.Bookkeeping, &r.BookkeepingKeys, schema.PrefixDigest+id)
+		}
 	}
-	return nil
+	for ; events.ok; events.advance() {
+		note(&r.Extra, &r.ExtraKeys, schema.PrefixEvent+events.key)
+	}
+	for ; digests.ok; digests.advance() {
+		note(&r.Bookkeeping, &r.BookkeepingKeys, schema.PrefixDigest+digests.key)
+	}
+	if err := cmp.Or(sortErr, events.err, digests.err); err != nil { // the first only: an error is one line
+		return err
+	}
+	return ctx.Err()
+}
+
+// verifyModifiers merges the log's events (sorted by "{escaped id}:") with
+// the store's modifier:{id}:{name} keys: each event's group is compared
+// with what the log says, holding one event's modifiers at a time.
+func verifyModifiers(ctx context.Context, db kv.Reader, byGroup *extsort.Sorter, r *Report, expected func(desired) (upsert, error)) error {
+	mods := newStoreCursor(ctx, db, schema.PrefixModifier)
+	defer mods.stop()
+	got := map[string][]byte{}
+	// group collects the stored keys of the group at the cursor.
+	group := func() string {
+		clear(got)
+		esc, _, _ := strings.Cut(mods.key, ":")
+		g := esc + ":"
+		for mods.ok && strings.HasPrefix(mods.key, g) {
+			got[schema.PrefixModifier+mods.key] = append([]byte(nil), mods.val...)
+			mods.advance()
+		}
+		return g
+	}
+	var sortErr error
+	for g, d := range winners(byGroup, &sortErr) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		want := string(g)
+		for mods.ok && mods.key < want && !strings.HasPrefix(mods.key, want) {
+			group()
+			compareModifiers(r, nil, got) // a group no event of the log has
+		}
+		clear(got)
+		if mods.ok && strings.HasPrefix(mods.key, want) {
+			group()
+		}
+		if d.mods == 0 && len(got) == 0 {
+			continue
+		}
+		var wantMods map[string][]byte
+		if d.mods > 0 {
+			u, err := expected(d)
+			if err != nil {
+				return err
+			}
+			wantMods = modifierValues(u)
+		}
+		compareModifiers(r, wantMods, got)
+	}
+	for mods.ok {
+		group()
+		compareModifiers(r, nil, got)
+	}
+	if err := cmp.Or(sortErr, mods.err); err != nil {
+		return err
+	}
+	return ctx.Err()
 }
 
 func modifierValues(u upsert) map[string][]byte {

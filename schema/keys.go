@@ -30,6 +30,10 @@ const (
 	// PrefixGeneratorState starts "mirrord:generator:{name}": a generator's
 	// position in the change feed.
 	PrefixGeneratorState = PrefixInternal + "generator:"
+	// PrefixState starts "mirrord:state:{generator}:{key}": what a
+	// generator keeps for itself to stay incremental (never one of its
+	// values), dropped with it.
+	PrefixState = PrefixInternal + "state:"
 )
 
 // Bookkeeping keys with a single instance.
@@ -67,6 +71,10 @@ func appendEscaped[T text](dst []byte, s T) []byte {
 	return append(dst, s[start:]...)
 }
 
+// AppendSegment appends s escaped as one key segment to dst: EscapeSegment
+// without the allocation, for hot paths.
+func AppendSegment[T text](dst []byte, s T) []byte { return appendEscaped(dst, s) }
+
 // EscapeSegment returns s escaped for use as one key segment.
 func EscapeSegment(s string) string {
 	if !needsEscape(s) {
@@ -90,6 +98,11 @@ func needsEscape[T text](s T) bool {
 func UnescapeSegment(seg string) (string, error) {
 	if strings.IndexByte(seg, ':') >= 0 {
 		return "", fmt.Errorf("%w: segment %q holds an unescaped ':'", ErrBadKey, seg)
+	}
+	for i := 0; i < len(seg); i++ {
+		if seg[i] < 0x20 {
+			return "", fmt.Errorf("%w: segment %q holds an unescaped control byte", ErrBadKey, seg)
+		}
 	}
 	if strings.IndexByte(seg, '%') < 0 {
 		return seg, nil
@@ -132,10 +145,36 @@ func GeneratedKey(generator, key string) string {
 	return string(appendEscaped(b, key))
 }
 
+// GeneratedSubKey returns "generated:{generator}:{key}:{sub}": one of a
+// family of values under key, one per sub (an event's id, typically:
+// hashtags stores generated:hashtags:{tag}:{id}). sub must not be empty.
+func GeneratedSubKey(generator, key, sub string) string {
+	return string(appendEscaped([]byte(GeneratedSubPrefix(generator, key)), sub))
+}
+
+// GeneratedSubPrefix returns "generated:{generator}:{key}:", the prefix of
+// the family of values under key.
+func GeneratedSubPrefix(generator, key string) string {
+	b := appendEscaped([]byte(PrefixGenerated), generator)
+	b = appendEscaped(append(b, ':'), key)
+	return string(append(b, ':'))
+}
+
 // GeneratorPrefix returns "generated:{generator}:", the prefix of every value
 // the generator owns.
 func GeneratorPrefix(generator string) string {
 	return string(append(appendEscaped([]byte(PrefixGenerated), generator), ':'))
+}
+
+// StateKey returns "mirrord:state:{generator}:{key}".
+func StateKey(generator, key string) string {
+	return string(appendEscaped([]byte(StatePrefix(generator)), key))
+}
+
+// StatePrefix returns "mirrord:state:{generator}:", the prefix of
+// everything the generator keeps for itself.
+func StatePrefix(generator string) string {
+	return string(append(appendEscaped([]byte(PrefixState), generator), ':'))
 }
 
 // DigestKey returns "mirrord:digest:{id}".
@@ -215,6 +254,10 @@ type Key struct {
 	Name string
 	// Generator is the generator's name (KeyGenerated).
 	Generator string
+	// Sub is the third segment of a generated key of a family,
+	// generated:{generator}:{key}:{sub} (see GeneratedSubKey); "" for
+	// generated:{generator}:{key}.
+	Sub string
 }
 
 // ParseKey splits a key into its unescaped segments. Keys under mirrord: are
@@ -232,8 +275,26 @@ func ParseKey(key string) (Key, error) {
 		a, b, err := twoSegments(key, PrefixModifier)
 		return Key{Kind: KeyModifier, ID: a, Name: b}, err
 	case strings.HasPrefix(key, PrefixGenerated):
-		a, b, err := twoSegments(key, PrefixGenerated)
-		return Key{Kind: KeyGenerated, Generator: a, Name: b}, err
+		gen, rest, ok := strings.Cut(key[len(PrefixGenerated):], ":")
+		if !ok {
+			return Key{}, fmt.Errorf("%w: %q needs two segments after %q", ErrBadKey, key, PrefixGenerated)
+		}
+		name, sub, family := strings.Cut(rest, ":")
+		if family && (sub == "" || strings.IndexByte(sub, ':') >= 0) {
+			return Key{}, fmt.Errorf("%w: %q: a generated key has two or three non-empty segments after %q", ErrBadKey, key, PrefixGenerated)
+		}
+		k := Key{Kind: KeyGenerated}
+		var err error
+		if k.Generator, err = UnescapeSegment(gen); err != nil {
+			return Key{}, err
+		}
+		if k.Name, err = UnescapeSegment(name); err != nil {
+			return Key{}, err
+		}
+		if k.Sub, err = UnescapeSegment(sub); err != nil {
+			return Key{}, err
+		}
+		return k, nil
 	case strings.HasPrefix(key, PrefixInternal):
 		return Key{Kind: KeyInternal}, nil
 	}

@@ -30,7 +30,7 @@ func TestEscapeSegment(t *testing.T) {
 }
 
 func TestUnescapeSegmentRejectsNonCanonical(t *testing.T) {
-	for _, seg := range []string{"a:b", "%41", "%3a", "%2", "%", "%zz", "%7F"} {
+	for _, seg := range []string{"a:b", "%41", "%3a", "%2", "%", "%zz", "%7F", "a\x1eb", "\x00"} {
 		if _, err := UnescapeSegment(seg); !errors.Is(err, ErrBadKey) {
 			t.Errorf("UnescapeSegment(%q) err = %v, want ErrBadKey", seg, err)
 		}
@@ -73,6 +73,32 @@ func TestBuildersAndParseKeyRoundTrip(t *testing.T) {
 			if !strings.HasPrefix(GeneratedKey(id, name), GeneratorPrefix(id)) {
 				t.Errorf("GeneratedKey(%q, %q) is outside GeneratorPrefix", id, name)
 			}
+			if k, err := ParseKey(GeneratedSubKey(id, name, "s:"+id)); err != nil || k != (Key{Kind: KeyGenerated, Generator: id, Name: name, Sub: "s:" + id}) {
+				t.Errorf("ParseKey(GeneratedSubKey(%q, %q, ...)) = %+v, %v", id, name, k, err)
+			}
+			if sub := GeneratedSubKey(id, name, "x"); !strings.HasPrefix(sub, GeneratedSubPrefix(id, name)) || !strings.HasPrefix(sub, GeneratorPrefix(id)) {
+				t.Errorf("GeneratedSubKey(%q, %q, x) = %q is outside its prefixes", id, name, sub)
+			}
+			sk := StateKey(id, name)
+			if !strings.HasPrefix(sk, StatePrefix(id)) || !strings.HasPrefix(sk, PrefixState) {
+				t.Errorf("StateKey(%q, %q) = %q is outside StatePrefix", id, name, sk)
+			}
+			if k, err := ParseKey(sk); err != nil || k.Kind != KeyInternal {
+				t.Errorf("ParseKey(StateKey(%q, %q)) = %+v, %v; want internal", id, name, k, err)
+			}
+		}
+	}
+}
+
+// One generator's state prefix never covers another's keys ("a" and
+// "a:b", "a" and "ab").
+func TestStatePrefixesDoNotOverlap(t *testing.T) {
+	names := []string{"a", "a:b", "ab", "a%", "b"}
+	for _, x := range names {
+		for _, y := range names {
+			if x != y && strings.HasPrefix(StateKey(y, "k"), StatePrefix(x)) {
+				t.Errorf("StatePrefix(%q) covers StateKey(%q, k)", x, y)
+			}
 		}
 	}
 }
@@ -88,10 +114,13 @@ func TestAppendBuildersMatchStringBuilders(t *testing.T) {
 	if got := string(AppendDigestKey(nil, id)); got != DigestKey(id) || !strings.HasPrefix(got, PrefixDigest) {
 		t.Errorf("AppendDigestKey = %q", got)
 	}
+	if got := string(AppendSegment([]byte("x"), id)); got != "x"+EscapeSegment(id) {
+		t.Errorf("AppendSegment = %q", got)
+	}
 }
 
 func TestParseKeyErrors(t *testing.T) {
-	for _, key := range []string{"", "other:x", "modifier:abc", "event:a:b", "generated:g", "event:%GG"} {
+	for _, key := range []string{"", "other:x", "modifier:abc", "event:a:b", "generated:g", "event:%GG", "generated:g:k:", "generated:g:k:a:b", "generated:g:k:%ZZ"} {
 		if _, err := ParseKey(key); !errors.Is(err, ErrBadKey) {
 			t.Errorf("ParseKey(%q) err = %v, want ErrBadKey", key, err)
 		}
@@ -120,7 +149,7 @@ func TestChangeKeyOrderIsNumeric(t *testing.T) {
 }
 
 func FuzzParseKey(f *testing.F) {
-	for _, s := range []string{"event:a", "modifier:a%3Ab:c", "generated:g:k", "mirrord:x", "event:%", "modifier::", "event:%1F"} {
+	for _, s := range []string{"event:a", "modifier:a%3Ab:c", "generated:g:k", "generated:g:k:id", "generated:g:k:", "generated:g:k:a:b", "mirrord:x", "event:%", "modifier::", "event:%1F"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, key string) {
@@ -138,6 +167,9 @@ func FuzzParseKey(f *testing.F) {
 			rebuilt = ModifierKey(k.ID, k.Name)
 		case KeyGenerated:
 			rebuilt = GeneratedKey(k.Generator, k.Name)
+			if k.Sub != "" {
+				rebuilt = GeneratedSubKey(k.Generator, k.Name, k.Sub)
+			}
 		case KeyInternal:
 			return
 		}

@@ -69,11 +69,32 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.NodeOrigin, "node-origin", "", "directory of the Node.js original's ingest.js (default: shared/bench/node-origin above the working directory)")
 	fs.BoolVar(&cfg.NoNode, "no-node", false, "skip the Node.js original")
 	fs.StringVar(&out, "out", "", "also write the report to this file")
+	var skewed, small string
+	fs.StringVar(&skewed, "skewed", "", "events of the skewed log (one month, a tag on all), with k or M (default 1M; --quick: 10k)")
+	fs.StringVar(&small, "small", "", "events of the log of small events, with k or M, or 0 to skip (default 10M; --quick: skipped)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if skewed != "" {
+		n, err := parseCount(skewed)
+		if err != nil {
+			return err
+		}
+		cfg.SkewedEvents = n
+	}
+	switch small {
+	case "":
+	case "0":
+		cfg.SmallEvents = -1
+	default:
+		n, err := parseCount(small)
+		if err != nil {
+			return err
+		}
+		cfg.SmallEvents = n
 	}
 	if sizes != "" {
 		for _, s := range strings.Split(sizes, ",") {

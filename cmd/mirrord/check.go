@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/mirrord/mirrord/api"
 	"github.com/mirrord/mirrord/generators"
 	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/mirror"
@@ -37,6 +38,9 @@ git-ref, the log is the file as committed at that ref.`,
 				r, err = a.client.Verify(ctx)
 			} else {
 				r, err = mirror.VerifyLog(ctx, a.db, logOf(e.cfg, a.db), e.cfg.MaxValueSize)
+			}
+			if cerr := a.Close(); err == nil { // not held while the report prints
+				err = cerr
 			}
 			if err != nil {
 				return err
@@ -87,33 +91,10 @@ func (m *Main) statusCommand() *cobra.Command {
 		Use:   "status",
 		Short: "Show the checkpoint, counts and lag of the store",
 		Args:  cobra.NoArgs,
-		RunE: m.action([]string{"eventlog", "store"}, func(ctx context.Context, e *env, _ []string) (err error) {
-			a, err := m.openAccess(ctx, e)
+		RunE: m.action([]string{"eventlog", "store"}, func(ctx context.Context, e *env, _ []string) error {
+			v, err := m.readStatus(ctx, e)
 			if err != nil {
 				return err
-			}
-			defer a.Close()
-			var s mirror.Status
-			var gens []generators.Status
-			health := ""
-			if a.client != nil {
-				st, err := a.client.Status(ctx)
-				if err != nil {
-					return err
-				}
-				s, gens = st.Mirror, st.Generators
-				health = "daemon: " + st.Health
-				if !st.Healthy {
-					health = "daemon: UNHEALTHY: " + st.Health
-				}
-			} else {
-				if s, err = mirror.ReadLogStatus(ctx, a.db, logOf(e.cfg, a.db)); err != nil {
-					return err
-				}
-				if gens, err = generators.ReadStatuses(a.db); err != nil {
-					return err
-				}
-				health = "no daemon runs on this store"
 			}
 			if asJSON {
 				enc := json.NewEncoder(e.out)
@@ -122,18 +103,63 @@ func (m *Main) statusCommand() *cobra.Command {
 					mirror.Status
 					Generators []generators.Status `json:"generators"`
 					Health     string              `json:"health"`
-				}{s, gens, health})
+					Starting   bool                `json:"starting,omitempty"`
+				}{v.mirror, v.gens, v.health, v.starting})
 			}
-			printStatus(e.out, e.cfg.Store, s)
-			fmt.Fprintf(e.out, "%-12s%s\n", "daemon", strings.TrimPrefix(health, "daemon: "))
+			if v.starting {
+				fmt.Fprintf(e.out, "%-12s%s\n%-12s%s\n", "store", e.cfg.Store, "daemon", strings.TrimPrefix(v.health, "daemon: "))
+				return nil
+			}
+			printStatus(e.out, e.cfg.Store, v.mirror, v.daemon)
+			fmt.Fprintf(e.out, "%-12s%s\n", "daemon", strings.TrimPrefix(v.health, "daemon: "))
 			fmt.Fprintln(e.out)
-			printGenerators(e.out, e.cfg.Generators, gens)
+			printGenerators(e.out, e.cfg.Generators, v.gens)
 			return nil
 		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
 	addFlags(cmd.Flags(), "generators")
 	return cmd
+}
+
+// statusView is what "mirrord status" shows.
+type statusView struct {
+	mirror mirror.Status
+	gens   []generators.Status
+	health string
+	daemon bool // a daemon answered
+	// starting: the daemon does not serve the store yet (it waits for
+	// the store's lock); nothing else is known.
+	starting bool
+}
+
+// readStatus asks the daemon serving the store (at once, even while it
+// starts), or reads the store itself when none does; the store is then
+// held for that read only, not while the status is printed.
+func (m *Main) readStatus(ctx context.Context, e *env) (v statusView, err error) {
+	c, st, err := m.findDaemon(ctx, m.socketCandidates(e), e.cfg.Store)
+	if err != nil {
+		return v, err
+	}
+	if c != nil {
+		c.Close()
+		v = statusView{mirror: st.Mirror, gens: st.Generators, health: "daemon: " + st.Health, daemon: true, starting: st.Starting}
+		if !st.Healthy {
+			v.health = "daemon: UNHEALTHY: " + st.Health
+		}
+		return v, nil
+	}
+	a, err := m.openDirect(e)
+	if err != nil {
+		return v, err
+	}
+	defer a.Close()
+	v.health = "no daemon runs on this store"
+	if v.mirror, err = mirror.ReadLogStatus(ctx, a.db, logOf(e.cfg, a.db)); err != nil {
+		return v, err
+	}
+	v.gens, err = generators.ReadStatuses(a.db)
+	return v, err
 }
 
 // logOf is where the configured log is read, for the commands that read
@@ -144,12 +170,16 @@ func logOf(cfg *Config, db *kv.DB) mirror.Log {
 	return mirror.Log{Path: path, GitRef: cfg.GitRef, TempDir: mirror.SpoolDir(db)}
 }
 
-func printStatus(out io.Writer, store string, s mirror.Status) {
+// printStatus prints the mirror's part of the status; daemon says whether
+// a daemon follows the log (and so waits for a missing one).
+func printStatus(out io.Writer, store string, s mirror.Status, daemon bool) {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	defer w.Flush()
 	switch {
 	case s.LogMissing && s.Missing != "":
 		fmt.Fprintf(w, "log\t%s at %s (missing: %s)\n", s.Path, s.Ref, s.Missing)
+	case s.LogMissing && s.WaitingForDir != "":
+		fmt.Fprintf(w, "log\t%s (missing: no directory %s)\n", s.Path, s.WaitingForDir)
 	case s.LogMissing:
 		fmt.Fprintf(w, "log\t%s (missing)\n", s.Path)
 	case s.Ref != "":
@@ -165,7 +195,11 @@ func printStatus(out io.Writer, store string, s mirror.Status) {
 		fmt.Fprintf(w, "hint\t%s\n", s.Hint)
 	}
 	cp := s.Checkpoint
-	if cp == nil {
+	switch {
+	case cp == nil && s.LogMissing && daemon:
+		fmt.Fprintf(w, "state\t%s\n", api.Waiting(s.Path, s.WaitingForDir))
+		return
+	case cp == nil:
 		fmt.Fprintf(w, "state\tnothing mirrored yet (run mirrord sync --once)\n")
 		return
 	}
@@ -188,6 +222,8 @@ func printStatus(out io.Writer, store string, s mirror.Status) {
 		state = "resync or first load in progress (not complete)"
 	case s.Reconciling:
 		state = "reconcile in progress (not complete)"
+	case s.LogMissing && daemon:
+		state = api.Waiting(s.Path, s.WaitingForDir) + "; the store is kept as it is"
 	case s.LogMissing:
 		state = "log missing; store kept as it is"
 	case s.Diverged != "":

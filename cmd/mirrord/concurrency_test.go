@@ -181,7 +181,9 @@ func TestTwoDaemonsTwoStoresOneLog(t *testing.T) {
 	t.Logf("%d appends, %d rewrites", w.appends.Load(), w.rewrites.Load())
 	dumps := make([]string, len(clients))
 	for i, cl := range clients {
+		// The mirror first, then the generators' values, which follow it.
 		waitExact(t, cl, fmt.Sprintf("daemon %d", i+1))
+		waitGenerators(t, cl, fmt.Sprintf("daemon %d", i+1))
 		var b strings.Builder
 		err := cl.Stream(context.Background(), true, "", func(line []byte) error {
 			if !strings.HasPrefix(string(line), `{"key":"mirrord:`) { // bookkeeping may differ (sequence numbers, times)
@@ -195,7 +197,18 @@ func TestTwoDaemonsTwoStoresOneLog(t *testing.T) {
 		dumps[i] = b.String()
 	}
 	if dumps[0] != dumps[1] {
-		t.Fatalf("the two stores differ:\n%.2000s\n---\n%.2000s", dumps[0], dumps[1])
+		a, b := strings.Split(dumps[0], "\n"), strings.Split(dumps[1], "\n")
+		i := 0
+		for i < min(len(a), len(b)) && a[i] == b[i] {
+			i++
+		}
+		at := func(l []string) string {
+			if i < len(l) {
+				return l[i]
+			}
+			return "(end)"
+		}
+		t.Fatalf("the two stores differ from line %d (of %d and %d):\n%.1000s\n---\n%.1000s", i+1, len(a), len(b), at(a), at(b))
 	}
 	if n := strings.Count(dumps[0], `{"key":"event:`); n != len(uniqueIDs(w.evs)) {
 		t.Fatalf("the stores hold %d events, the log %d", n, len(uniqueIDs(w.evs)))
@@ -205,6 +218,27 @@ func TestTwoDaemonsTwoStoresOneLog(t *testing.T) {
 		if code := c.wait(30 * time.Second); code != 0 {
 			t.Fatalf("exit %d", code)
 		}
+	}
+}
+
+// waitGenerators waits until every generator the daemon runs has caught
+// up with the change feed (once the log no longer changes).
+func waitGenerators(t *testing.T, c *api.Client, what string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		gens, err := c.Generators(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		behind := slices.ContainsFunc(gens, func(g generators.Status) bool { return g.Lag != 0 })
+		if !behind && len(gens) > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the generators never caught up: %+v", what, gens)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -300,6 +334,44 @@ func (snapcheck) Update(ctx context.Context, in *generators.Input, out *generato
 
 func init() { generators.Register("snapcheck", func() generators.Generator { return snapcheck{} }) }
 
+// minReads is how many dumps, and how many reads by snapcheck, a
+// consistency check needs to mean something.
+const minReads = 5
+
+// readSnapcheck reads snapcheck's stats from the daemon.
+func readSnapcheck(c *api.Client) (snapcheckStats, error) {
+	var st snapcheckStats
+	raw, found, err := c.Get(context.Background(), schema.GeneratedKey("snapcheck", "stats"))
+	if err == nil && found {
+		err = json.Unmarshal(raw, &st)
+	}
+	if err != nil {
+		return st, fmt.Errorf("snapcheck stats: %s: %w", raw, err)
+	}
+	return st, nil
+}
+
+// awaitReads returns once the time least has passed and both the dumps
+// and snapcheck's reads number minReads, or when ctx is done; with an
+// error after most.
+func awaitReads(ctx context.Context, c *api.Client, dumps *atomic.Int64, least, most time.Duration) error {
+	start := time.Now()
+	for ctx.Err() == nil {
+		st, err := readSnapcheck(c)
+		if err != nil {
+			return err
+		}
+		if time.Since(start) >= least && dumps.Load() >= minReads && st.Checks >= minReads {
+			return nil
+		}
+		if time.Since(start) > most {
+			return fmt.Errorf("after %v, %d dumps and %d generator reads, want %d of each", most, dumps.Load(), st.Checks, minReads)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the counts
+	}
+	return nil
+}
+
 // Readers running while the daemon applies see consistent snapshots:
 // dumps through the socket API, and a generator's view, each checked on
 // every read for an event without its modifiers or modifiers without
@@ -314,10 +386,18 @@ func TestReadersSeeConsistentSnapshots(t *testing.T) {
 	client := api.NewClient(api.DefaultPath("", store))
 	defer client.Close()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
 	var dumps atomic.Int64
+	// The writer and the readers go on for at least 1.5 s, and until both
+	// kinds of reader have read enough times to mean something: on a
+	// loaded machine 1.5 s may hold only a few dumps.
+	enough := make(chan error, 1)
+	go func() {
+		defer cancel()
+		enough <- awaitReads(ctx, client, &dumps, 1500*time.Millisecond, 2*time.Minute)
+	}()
 	errs := make(chan error, 8)
 	for range 3 { // readers through the API's dump
 		wg.Add(1)
@@ -360,6 +440,9 @@ func TestReadersSeeConsistentSnapshots(t *testing.T) {
 		t.Fatal(err)
 	}
 	wg.Wait()
+	if err := <-enough; err != nil {
+		t.Error(err)
+	}
 	close(errs)
 	for err := range errs {
 		t.Error(err)
@@ -367,34 +450,16 @@ func TestReadersSeeConsistentSnapshots(t *testing.T) {
 	waitExact(t, client, "after the writer stopped")
 	// The generator has caught up with the last batch, and never saw an
 	// inconsistent view.
-	var st snapcheckStats
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		gens, err := client.Generators(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		caughtUp := false
-		for _, g := range gens {
-			caughtUp = caughtUp || (g.Name == "snapcheck" && g.Lag == 0)
-		}
-		if caughtUp {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("snapcheck never caught up: %+v", gens)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	raw, found, err := client.Get(context.Background(), schema.GeneratedKey("snapcheck", "stats"))
-	if err != nil || !found || json.Unmarshal(raw, &st) != nil {
-		t.Fatalf("snapcheck stats: %s %v %v", raw, found, err)
+	waitGenerators(t, client, "after the writer stopped")
+	st, err := readSnapcheck(client)
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Logf("%d appends, %d rewrites; %d consistent dumps, %d generator reads", w.appends.Load(), w.rewrites.Load(), dumps.Load(), st.Checks)
 	if st.Violations != 0 {
 		t.Fatalf("the generator saw %d inconsistent views of %d, the first: %s", st.Violations, st.Checks, st.First)
 	}
-	if dumps.Load() < 5 || st.Checks < 5 {
+	if dumps.Load() < minReads || st.Checks < minReads {
 		t.Fatalf("too few reads to mean anything: %d dumps, %d generator reads", dumps.Load(), st.Checks)
 	}
 	c.signal(syscall.SIGTERM)

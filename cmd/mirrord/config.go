@@ -87,7 +87,7 @@ var settings = []setting{
 	{key: "stall-timeout", def: time.Minute, usage: "/healthz answers 503 once the log has been ahead of an unmoving checkpoint this long; more than settle",
 		bounds: &bounds{min: 100 * time.Millisecond, max: 24 * time.Hour,
 			why: "shorter reports every busy moment as a stall; a stall unnoticed for a day is no alarm"}},
-	{key: "shutdown-timeout", def: 30 * time.Second, usage: "how long a SIGTERM may take to finish the batch in hand and close the store before mirrord exits anyway",
+	{key: "shutdown-timeout", def: 30 * time.Second, usage: "how long a SIGTERM (or a fatal error) may take to finish the batch in hand and close the store before mirrord exits anyway; also how long a starting daemon waits for a store another process holds",
 		bounds: &bounds{min: time.Second, max: 10 * time.Minute,
 			why: "closing the store takes a moment; a stop that takes longer is stuck, and systemd's TimeoutStopSec must exceed it"}},
 }

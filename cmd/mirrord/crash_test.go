@@ -58,17 +58,18 @@ func mirrordBinary(t *testing.T) string {
 func killAfterBatches(t *testing.T, rng *rand.Rand, batches int, args ...string) bool {
 	t.Helper()
 	c := startProcess(t, mirrordBinary(t), args...)
-	for n := 0; n < batches; {
-		select {
-		case l := <-c.lines:
-			if strings.Contains(l, "applied a batch") {
-				n++
+	for i, n := 0, 0; n < batches; i++ {
+		l, ok := c.next(i, time.Minute)
+		if !ok {
+			select {
+			case <-c.done:
+				return false
+			default:
+				t.Fatalf("no progress for a minute:\n%s", c.output())
 			}
-			continue
-		case <-c.done:
-			return false
-		case <-time.After(time.Minute):
-			t.Fatalf("no progress for a minute:\n%s", c.output())
+		}
+		if strings.Contains(l, "applied a batch") {
+			n++
 		}
 	}
 	time.Sleep(time.Duration(rng.Int64N(int64(3 * time.Millisecond))))
@@ -128,24 +129,26 @@ func killAfter(t *testing.T, d time.Duration, args ...string) (midway bool, load
 	t.Helper()
 	start := time.Now()
 	c := startProcess(t, mirrordBinary(t), args...)
-	timer := time.After(d)
-	for waiting := true; waiting; {
-		select {
-		case l := <-c.lines:
-			if loaded == 0 && strings.Contains(l, "loaded the log") {
-				loaded = time.Since(start)
-			}
-		case <-c.done:
-			if code := c.wait(time.Second); code != 0 {
-				t.Fatalf("mirrord %v: exit %d before its kill\n%s", args, code, c.output())
-			}
-			if loaded == 0 {
-				loaded = time.Since(start)
-			}
-			return false, loaded
-		case <-timer:
-			waiting = false
+	deadline := time.Now().Add(d)
+	for i := 0; ; i++ {
+		l, ok := c.next(i, time.Until(deadline))
+		if !ok {
+			break // exited, or time to kill it
 		}
+		if loaded == 0 && strings.Contains(l, "loaded the log") {
+			loaded = time.Since(start)
+		}
+	}
+	select {
+	case <-c.done:
+		if code := c.wait(time.Second); code != 0 {
+			t.Fatalf("mirrord %v: exit %d before its kill\n%s", args, code, c.output())
+		}
+		if loaded == 0 {
+			loaded = time.Since(start)
+		}
+		return false, loaded
+	default:
 	}
 	c.signal(syscall.SIGKILL)
 	c.wait(30 * time.Second)

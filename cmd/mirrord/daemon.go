@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -94,14 +92,26 @@ the deletions are held and mirrord exits 1 saying where the log is cut.`,
 			ctx, stop := m.signalContext(ctx, e.log, nil)
 			defer stop()
 			prog := newProgress(m.Stderr, e.log)
+			var runner *generators.Runner
 			db, eng, err := m.openEngine(e, func(o *mirror.Options) {
 				o.OnProgress = prog.report
 				o.Resync = resync // a newer or foreign store is then rebuilt, not refused
+				// A load (the first, or a resync) rebuilds the built-in
+				// generators beside it, from its own output.
+				o.LoadFeed = func() mirror.LoadFeed {
+					if f := runner.LoadFeed(); f != nil {
+						return f
+					}
+					return nil
+				}
 			})
 			if err != nil {
 				return err
 			}
 			defer closeStore(db, &err)
+			if runner, err = generators.NewRunner(db, &generators.Options{Enabled: e.cfg.Generators, Logger: e.log}); err != nil {
+				return err
+			}
 			if resync {
 				err = eng.Resync(ctx)
 			} else {
@@ -120,12 +130,8 @@ the deletions are held and mirrord exits 1 saying where the log is cut.`,
 			case err != nil:
 				return err
 			}
-			// Then the generators, so that a one-shot run leaves the
-			// generated values current too.
-			runner, err := generators.NewRunner(db, &generators.Options{Enabled: e.cfg.Generators, Logger: e.log})
-			if err != nil {
-				return err
-			}
+			// Then the generators (those not rebuilt beside a load), so
+			// that a one-shot run leaves the generated values current too.
 			if err := runner.CatchUp(ctx, 3); err != nil {
 				return fmt.Errorf("the mirror is up to date, but a generator is not: %w", err)
 			}
@@ -148,39 +154,8 @@ the deletions are held and mirrord exits 1 saying where the log is cut.`,
 // signalContext cancels the returned context on the first SIGINT or
 // SIGTERM, so that the command finishes the batch in hand and closes the
 // store; a second signal exits at once, and so does a shutdown that takes
-// longer than timeout() (nil: no bound).
+// longer than timeout() (nil: no bound). See lifetime.
 func (m *Main) signalContext(ctx context.Context, log *slog.Logger, timeout func() time.Duration) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	ch := make(chan os.Signal, 2)
-	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() {
-		select {
-		case sig := <-ch:
-			log.Info("signal received; finishing the batch in hand (send it again to exit at once)", "signal", sig.String())
-			cancel()
-		case <-done:
-			return
-		}
-		var bound <-chan time.Time
-		if timeout != nil {
-			t := time.NewTimer(timeout())
-			defer t.Stop()
-			bound = t.C
-		}
-		select {
-		case sig := <-ch:
-			log.Warn("second signal; exiting at once (the store is consistent at its last checkpoint)", "signal", sig.String())
-			m.exit(exitFailure)
-		case <-bound:
-			log.Error("shutting down took longer than shutdown-timeout; exiting at once (the store is consistent at its last checkpoint)", "timeout", timeout())
-			m.exit(exitFailure)
-		case <-done:
-		}
-	}()
-	return ctx, func() {
-		signal.Stop(ch)
-		close(done)
-		cancel()
-	}
+	l := m.newLifetime(ctx, log, timeout)
+	return l.ctx, l.stop
 }

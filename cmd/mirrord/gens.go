@@ -20,23 +20,9 @@ func (m *Main) generatorsCommand() *cobra.Command {
 		Use:   "list",
 		Short: "Show each generator: enabled, position in the change feed, lag, state, last error",
 		Args:  cobra.NoArgs,
-		RunE: m.action([]string{"store"}, func(ctx context.Context, e *env, _ []string) (err error) {
-			a, err := m.openAccess(ctx, e)
+		RunE: m.action([]string{"store"}, func(ctx context.Context, e *env, _ []string) error {
+			enabled, recorded, err := m.readGenerators(ctx, e)
 			if err != nil {
-				return err
-			}
-			defer a.Close()
-			var recorded []generators.Status
-			enabled := e.cfg.Generators
-			if a.client != nil {
-				if recorded, err = a.client.Generators(ctx); err != nil {
-					return err
-				}
-				enabled = nil // what the daemon runs
-				for _, g := range recorded {
-					enabled = append(enabled, g.Name)
-				}
-			} else if recorded, err = generators.ReadStatuses(a.db); err != nil {
 				return err
 			}
 			printGenerators(e.out, enabled, recorded)
@@ -91,6 +77,29 @@ func (m *Main) generatorsCommand() *cobra.Command {
 	addFlags(rebuild.Flags(), "generators")
 	cmd.AddCommand(list, rebuild)
 	return cmd
+}
+
+// readGenerators returns the generators enabled (those the daemon runs,
+// when one serves the store) and the statuses recorded. Without a daemon
+// it reads the store itself, which it holds for that read only, not while
+// the list is printed.
+func (m *Main) readGenerators(ctx context.Context, e *env) (enabled []string, recorded []generators.Status, err error) {
+	a, err := m.openAccess(ctx, e)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer a.Close()
+	if a.client == nil {
+		recorded, err = generators.ReadStatuses(a.db)
+		return e.cfg.Generators, recorded, err
+	}
+	if recorded, err = a.client.Generators(ctx); err != nil {
+		return nil, nil, err
+	}
+	for _, g := range recorded {
+		enabled = append(enabled, g.Name)
+	}
+	return enabled, recorded, nil
 }
 
 // printGenerators prints the enabled generators and any other whose

@@ -192,9 +192,10 @@ func TestSymlinkRepointedWhileFollowing(t *testing.T) {
 		{"re-pointed to c", "c.json", 7},
 		{"back to a", "a.json", 30},
 	} {
+		mark := c.mark()
 		point(filepath.Join(dir, step.target))
 		if step.target == "gone.json" {
-			c.waitLine(30*time.Second, "missing")
+			c.waitLineFrom(mark, 30*time.Second, "missing")
 		} else {
 			waitExact(t, client, step.what)
 		}

@@ -23,12 +23,13 @@ import (
 	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/mirror"
 	"github.com/mirrord/mirrord/schema"
+	"go.uber.org/goleak"
 )
 
 // The test binary doubles as mirrord: with MIRRORDTEST_AS_MAIN=1 it runs
 // main() instead of the tests, so process tests exercise the real program
 // (signals, exit codes, a real lock between processes) without a build
-// step.
+// step. The tests themselves fail when a goroutine outlives them.
 //
 // Git is made hermetic for the git mode's tests (gittest.Hermetic): the
 // children inherit it.
@@ -42,22 +43,23 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { cleanup() }))
 }
 
 var crashKills = flag.Int("mirrord.kills", 8, "SIGKILLs per crash scenario (four scenarios)")
 
-// child is a mirrord process started by a test.
+// child is a mirrord process started by a test. Its stderr is kept
+// whole: a wait searches every line from a mark, so that two lines the
+// test waits for are found in whichever order the daemon's goroutines
+// logged them.
 type child struct {
-	t     *testing.T
-	cmd   *exec.Cmd
-	lines chan string
-	mu    sync.Mutex
-	log   []string
-	done  chan struct{}
-	err   error
+	t    *testing.T
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	log  []string
+	grew chan struct{} // closed and replaced on every new line
+	done chan struct{}
+	err  error
 }
 
 // startChild runs the test binary itself as mirrord (race-instrumented).
@@ -81,7 +83,7 @@ func startCmd(t *testing.T, cmd *exec.Cmd) *child {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &child{t: t, cmd: cmd, lines: make(chan string, 4096), done: make(chan struct{})}
+	c := &child{t: t, cmd: cmd, grew: make(chan struct{}), done: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -91,11 +93,9 @@ func startCmd(t *testing.T, cmd *exec.Cmd) *child {
 		for sc.Scan() {
 			c.mu.Lock()
 			c.log = append(c.log, sc.Text())
+			close(c.grew)
+			c.grew = make(chan struct{})
 			c.mu.Unlock()
-			select {
-			case c.lines <- sc.Text():
-			default:
-			}
 		}
 		c.err = cmd.Wait()
 		close(c.done)
@@ -124,26 +124,94 @@ func filterEnv(env []string, drop ...string) []string {
 	return out
 }
 
-// waitLine waits for a stderr line containing every one of subs.
+// mark is the number of lines logged so far: a wait from it sees only
+// what was logged after.
+func (c *child) mark() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.log)
+}
+
+// waitLine waits for a stderr line containing every one of subs, logged
+// at any time since the start.
 func (c *child) waitLine(timeout time.Duration, subs ...string) string {
 	c.t.Helper()
-	deadline := time.After(timeout)
+	l, _ := c.waitLineFrom(0, timeout, subs...)
+	return l
+}
+
+// waitLineFrom waits for a line containing every one of subs among the
+// lines from index from on, and returns it and its index.
+func (c *child) waitLineFrom(from int, timeout time.Duration, subs ...string) (string, int) {
+	c.t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
 	for {
+		l, i, grew := c.find(from, subs)
+		if i >= 0 {
+			return l, i
+		}
 		select {
-		case l := <-c.lines:
-			ok := true
-			for _, s := range subs {
-				ok = ok && strings.Contains(l, s)
-			}
-			if ok {
-				return l
-			}
+		case <-grew:
 		case <-c.done:
+			if l, i, _ := c.find(from, subs); i >= 0 { // logged just before the exit
+				return l, i
+			}
 			c.t.Fatalf("mirrord exited (%v) before logging %q:\n%s", c.err, subs, c.output())
-		case <-deadline:
+		case <-deadline.C:
 			c.t.Fatalf("no line with %q after %v:\n%s", subs, timeout, c.output())
 		}
 	}
+}
+
+// find returns the first line from index from that contains every one of
+// subs (index -1: none yet) and the channel closed on the next line.
+func (c *child) find(from int, subs []string) (string, int, <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := from; i < len(c.log); i++ {
+		if containsAll(c.log[i], subs) {
+			return c.log[i], i, nil
+		}
+	}
+	return "", -1, c.grew
+}
+
+// next returns line i once it is logged; ok is false when the process
+// exited without logging it, or after timeout.
+func (c *child) next(i int, timeout time.Duration) (line string, ok bool) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		c.mu.Lock()
+		if i < len(c.log) {
+			defer c.mu.Unlock()
+			return c.log[i], true
+		}
+		grew := c.grew
+		c.mu.Unlock()
+		select {
+		case <-grew:
+		case <-c.done:
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if i < len(c.log) {
+				return c.log[i], true
+			}
+			return "", false
+		case <-deadline.C:
+			return "", false
+		}
+	}
+}
+
+func containsAll(s string, subs []string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
 }
 
 // wait waits for the process to exit and returns its exit code.
@@ -229,34 +297,38 @@ func TestRunFollowsAndStopsOnSIGTERM(t *testing.T) {
 	c.waitLine(60*time.Second, "caught up; following the log")
 
 	// applied waits until the daemon has applied the log up to its end,
-	// and the summary generator has caught up with that batch.
-	applied := func(what string) {
+	// and the summary generator has caught up with that batch: two lines
+	// logged since mark by two goroutines, in either order.
+	applied := func(mark int) {
 		t.Helper()
-		l := c.waitLine(30*time.Second, "applied a batch", fmt.Sprintf("offset=%d ", fileSize(t, log)))
+		l, _ := c.waitLineFrom(mark, 30*time.Second, "applied a batch", fmt.Sprintf("offset=%d ", fileSize(t, log)))
 		_, seq, _ := strings.Cut(l, "seq=")
 		seq, _, _ = strings.Cut(seq, " ")
-		c.waitLine(30*time.Second, "generator=summary", "position="+seq+" ")
+		c.waitLineFrom(mark, 30*time.Second, "generator=summary", "position="+seq+" ")
 	}
 	for i := 0; i < 3; i++ {
+		mark := c.mark()
 		more := gen.Events(1)
 		if err := eventlog.AppendFile(log, more...); err != nil {
 			t.Fatal(err)
 		}
 		evs = append(evs, more...)
-		applied("append")
+		applied(mark)
 	}
+	mark := c.mark()
 	evs = append(evs[:10], evs[11:]...)
 	if err := eventlog.RewriteFile(log, evs); err != nil {
 		t.Fatal(err)
 	}
-	applied("rewrite")
+	applied(mark)
+	mark = c.mark()
 	tmp := filepath.Join(dir, "new.json")
 	evs = append(evs, gen.Events(2)...)
 	writeLog(t, tmp, evs)
 	if err := os.Rename(tmp, log); err != nil {
 		t.Fatal(err)
 	}
-	applied("rename")
+	applied(mark)
 
 	c.signal(syscall.SIGTERM)
 	if code := c.wait(30 * time.Second); code != 0 {
@@ -269,7 +341,8 @@ func TestRunFollowsAndStopsOnSIGTERM(t *testing.T) {
 	if r.Events != len(evs) {
 		t.Fatalf("store holds %d events, want %d", r.Events, len(evs))
 	}
-	// The generators followed too: the summary counts every event.
+	// The generators followed too: the summary counts every event (its
+	// values are the months, and nothing else).
 	db, err := kv.Open(store, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -277,13 +350,11 @@ func TestRunFollowsAndStopsOnSIGTERM(t *testing.T) {
 	defer db.Close()
 	total := 0
 	err = db.Scan(schema.GeneratorPrefix("summary"), func(k string, v json.RawMessage) error {
-		if p, _ := schema.ParseKey(k); !strings.HasPrefix(p.Name, ".") {
-			var m struct{ Count int }
-			if err := json.Unmarshal(v, &m); err != nil {
-				return err
-			}
-			total += m.Count
+		var m struct{ Count int }
+		if err := json.Unmarshal(v, &m); err != nil {
+			return fmt.Errorf("%s: %w", k, err)
 		}
+		total += m.Count
 		return nil
 	})
 	if err != nil || total != len(evs) {

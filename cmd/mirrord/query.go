@@ -34,18 +34,7 @@ Exit status 1 when the key does not exist.
 Example: mirrord get "generated:summary:2025-01"`,
 		Args: cobra.ExactArgs(1),
 		RunE: m.action([]string{"store"}, func(ctx context.Context, e *env, args []string) error {
-			a, err := m.openAccess(ctx, e)
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			var v json.RawMessage
-			var found bool
-			if a.client != nil {
-				v, found, err = a.client.Get(ctx, args[0])
-			} else {
-				found, err = a.db.Get(args[0], &v)
-			}
+			v, found, err := m.readValue(ctx, e, args[0])
 			if err != nil {
 				return err
 			}
@@ -56,6 +45,21 @@ Example: mirrord get "generated:summary:2025-01"`,
 			return err
 		}),
 	}
+}
+
+// readValue reads one key from the daemon, or from the store itself,
+// which it then holds for that read only (not while the value is printed).
+func (m *Main) readValue(ctx context.Context, e *env, key string) (v json.RawMessage, found bool, err error) {
+	a, err := m.openAccess(ctx, e)
+	if err != nil {
+		return nil, false, err
+	}
+	defer a.Close()
+	if a.client != nil {
+		return a.client.Get(ctx, key)
+	}
+	found, err = a.db.Get(key, &v)
+	return v, found, err
 }
 
 func (m *Main) keysCommand() *cobra.Command {
@@ -93,7 +97,8 @@ func prefixArg(args []string) string {
 
 // streamRange prints the keys (or keys and values) under prefix, from the
 // daemon when one serves the store, else from the store itself; the output
-// is the same, and streams either way.
+// is the same, and streams either way (so the store is held while the
+// range is printed, and closed before the last of the output is flushed).
 func (m *Main) streamRange(ctx context.Context, e *env, prefix string, values bool) error {
 	a, err := m.openAccess(ctx, e)
 	if err != nil {
@@ -124,6 +129,9 @@ func (m *Main) streamRange(ctx context.Context, e *env, prefix string, values bo
 			_, err := w.Write(line)
 			return err
 		})
+	}
+	if cerr := a.Close(); err == nil {
+		err = cerr
 	}
 	if err != nil {
 		return err

@@ -52,7 +52,12 @@ type access struct {
 	db     *kv.DB
 }
 
+// Close releases the store, or the client's connections; a second call
+// does nothing.
 func (a *access) Close() error {
+	if a.client != nil {
+		a.client.Close()
+	}
 	if a.db != nil {
 		return a.db.Close()
 	}
@@ -60,20 +65,27 @@ func (a *access) Close() error {
 }
 
 // openAccess finds a daemon serving the configured store on one of the
-// candidate sockets, or opens the store itself. When the store is locked
-// and no daemon answers, the error says both.
+// candidate sockets (waiting for one that is starting), or opens the store
+// itself. When the store is locked and no daemon answers, the error says
+// both.
 func (m *Main) openAccess(ctx context.Context, e *env) (*access, error) {
-	tried := m.socketCandidates(e)
-	for _, path := range tried {
-		if c := daemonServing(ctx, path, e.cfg.Store); c != nil {
-			e.log.Debug("using the running daemon", "socket", path)
-			return &access{client: c}, nil
-		}
+	c, err := m.awaitDaemon(ctx, e)
+	if err != nil {
+		return nil, err
 	}
+	if c != nil {
+		e.log.Debug("using the running daemon", "socket", c.Path())
+		return &access{client: c}, nil
+	}
+	return m.openDirect(e)
+}
+
+// openDirect opens the store for a query, when no daemon serves it.
+func (m *Main) openDirect(e *env) (*access, error) {
 	db, err := openStore(e)
 	if errors.Is(err, kv.ErrLocked) {
 		return nil, fmt.Errorf("store %s is locked by another process, and no mirrord daemon serving it answers on %s",
-			e.cfg.Store, strings.Join(tried, " or "))
+			e.cfg.Store, strings.Join(m.socketCandidates(e), " or "))
 	}
 	if err != nil {
 		return nil, err
@@ -81,20 +93,74 @@ func (m *Main) openAccess(ctx context.Context, e *env) (*access, error) {
 	return &access{db: db}, nil
 }
 
-// daemonServing returns a client when a daemon answers on path and serves
-// store.
-func daemonServing(ctx context.Context, path, store string) *api.Client {
-	if fi, err := os.Stat(path); err != nil || fi.Mode()&fs.ModeSocket == 0 {
-		return nil
+// awaitDaemon returns a client of the daemon serving the store, or nil
+// when none answers. A daemon that is starting (waiting for the store's
+// lock) is waited for, rather than raced for the lock: it serves the store
+// once it has opened it, or exits within its shutdown-timeout. A server
+// that runs as a user who does not own the store is an error.
+func (m *Main) awaitDaemon(ctx context.Context, e *env) (*api.Client, error) {
+	deadline := time.Now().Add(e.cfg.ShutdownTimeout + 10*time.Second)
+	for logged := false; ; logged = true {
+		c, st, err := m.findDaemon(ctx, m.socketCandidates(e), e.cfg.Store)
+		if err != nil || c == nil || !st.Starting || time.Now().After(deadline) {
+			return c, err
+		}
+		c.Close()
+		if !logged {
+			e.log.Info("the daemon is starting; waiting for it", "socket", c.Path(), "daemon", st.Health)
+		}
+		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+			return nil, err
+		}
 	}
-	c := api.NewClient(path)
+}
+
+// findDaemon returns a client of the daemon serving store on the first of
+// sockets that has one, and its status; nil when none answers, and an
+// error when a server that is not trusted answers.
+func (m *Main) findDaemon(ctx context.Context, sockets []string, store string) (*api.Client, *api.StatusResponse, error) {
+	for _, path := range sockets {
+		c, st, err := daemonServing(ctx, path, store)
+		if err != nil || c != nil {
+			return c, st, err
+		}
+	}
+	return nil, nil, nil
+}
+
+// daemonServing returns a client and the status when a daemon answers on
+// path and serves store; an error when whoever answers runs as a user who
+// does not own the store (its word about the store is not taken).
+func daemonServing(ctx context.Context, path, store string) (*api.Client, *api.StatusResponse, error) {
+	if fi, err := os.Stat(path); err != nil || fi.Mode()&fs.ModeSocket == 0 {
+		return nil, nil, nil
+	}
+	c := api.NewClientFor(path, api.StoreOwner(store, path))
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	st, err := c.Status(ctx)
-	if err != nil || !samePath(st.Store, store) {
-		return nil
+	if errors.Is(err, api.ErrUntrusted) {
+		c.Close()
+		return nil, nil, fmt.Errorf("not using the daemon that answers: %w", err)
 	}
-	return c
+	if err != nil || !samePath(st.Store, store) {
+		c.Close()
+		return nil, nil, nil
+	}
+	return c, st, nil
+}
+
+// storeSockets are where a daemon on the configured store may listen: the
+// candidates of a query, and the default places whatever the socket
+// setting (a daemon started with another configuration).
+func (m *Main) storeSockets(e *env) []string {
+	out := m.socketCandidates(e)
+	for _, p := range []string{api.DefaultPath(m.getenv("RUNTIME_DIRECTORY"), e.cfg.Store), api.DefaultPath("", e.cfg.Store), unitSocket} {
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func samePath(a, b string) bool {

@@ -55,109 +55,249 @@ consistent anyway: every batch carries its own checkpoint).`,
 type daemon struct {
 	m        *Main
 	e        *env
+	g        *group // every goroutine of the daemon runs in it
 	db       *kv.DB
 	eng      *mirror.Engine
 	server   *api.Server
 	notify   *sdnotify.Notifier
 	shutdown atomic.Int64 // shutdown-timeout, ns
 
-	runnerMu   sync.Mutex
+	// socket is the API's unix socket once it listens, and handler what
+	// it serves: the starting answers while the daemon waits for the
+	// store's lock, then the API.
+	socket   *httpServer
+	sockPath string
+	handler  switchHandler
+
+	// following is closed once a resync (if asked) is done and the engine
+	// follows the log: the generators start then.
+	following chan struct{}
+
+	// The runner's goroutine is owned by supervise, the only caller of
+	// startRunner and stopGenerators; runner is read by the API.
 	runner     atomic.Pointer[generators.Runner]
 	stopRunner func()
 
 	statusMu    sync.Mutex
 	lastStatus  time.Time
 	statusTimer *time.Timer // a trailing STATUS= after a suppressed one
+
+	ready      atomic.Bool // READY=1 sent: no more start-timeout extensions
+	extendMu   sync.Mutex
+	lastExtend time.Time
 }
 
-func (m *Main) serve(ctx context.Context, e *env, resync bool) (err error) {
-	d := &daemon{m: m, e: e, notify: sdnotify.New(m.getenv)}
-	d.shutdown.Store(int64(e.cfg.ShutdownTimeout))
-	ctx, stop := m.signalContext(ctx, e.log, func() time.Duration { return time.Duration(d.shutdown.Load()) })
-	defer stop()
+// startExtension is how much longer systemd is asked to wait for READY=1
+// each time a first load makes progress (EXTEND_TIMEOUT_USEC, at most
+// once a second): a load that stops moving for this long still fails.
+const startExtension = 90 * time.Second
 
-	prog := newProgress(m.Stderr, e.log)
-	wdInterval, wdOn := sdnotify.WatchdogInterval(m.getenv, os.Getpid())
-	d.db, d.eng, err = m.openEngine(e, func(o *mirror.Options) {
+// extendStart is called on the engine's progress and heartbeats.
+func (d *daemon) extendStart() {
+	if d.ready.Load() {
+		return
+	}
+	d.extendMu.Lock()
+	defer d.extendMu.Unlock()
+	if time.Since(d.lastExtend) < time.Second {
+		return
+	}
+	d.lastExtend = time.Now()
+	_ = d.notify.ExtendTimeout(startExtension)
+}
+
+// serve is "mirrord run". Every part of the daemon (the engine, the API's
+// servers, the generators and their reloads) runs under one group: the
+// first that fails for good stops the others, and the daemon exits 1 with
+// that error, within shutdown-timeout whatever is still running (systemd
+// then restarts it).
+func (m *Main) serve(ctx context.Context, e *env, resync bool) error {
+	d := &daemon{m: m, e: e, notify: sdnotify.New(m.getenv), following: make(chan struct{})}
+	d.shutdown.Store(int64(e.cfg.ShutdownTimeout))
+	life := m.newLifetime(ctx, e.log, func() time.Duration { return time.Duration(d.shutdown.Load()) })
+	defer life.stop()
+	d.g = &group{l: life}
+	if err := d.run(resync); err != nil {
+		life.fail(err) // a failure to start stops what did start, within the same bound
+	}
+	return d.g.Wait() // what started before a signal (the socket, while waiting for the lock)
+}
+
+// run opens the store, starts the daemon's components and waits for them
+// to stop; the store is closed after them.
+func (d *daemon) run(resync bool) (err error) {
+	if err := d.open(resync); err != nil || d.db == nil {
+		return err // d.db is nil when a signal came while waiting for the lock
+	}
+	defer closeStore(d.db, &err)
+	store, _ := filepath.Abs(d.e.cfg.Store)
+	d.server = api.NewServer(api.Config{
+		DB: d.db, Engine: d.eng, Runner: d.runner.Load, Store: store, Version: version(),
+		MaxValueSize: d.e.cfg.MaxValueSize, StallTimeout: d.e.cfg.StallTimeout, Logger: d.e.log,
+		Fatal: func(err error) { d.g.l.fail(err) },
+	})
+	if err := d.listen(); err != nil {
+		return err
+	}
+	d.g.Go("engine", func(ctx context.Context) error { return d.follow(ctx, resync) })
+	d.g.Go("generators", d.supervise)
+	if err := d.g.Wait(); err != nil {
+		return err
+	}
+	events := int64(0)
+	if cp := d.eng.Status().Checkpoint; cp != nil {
+		events = cp.Events
+	}
+	d.e.log.Info("stopped; store closed", "events", events)
+	return nil
+}
+
+// open opens the store and the engine on it. While another process holds
+// the store's lock (a query command's read, most likely, racing this
+// start), it waits for the lock, up to shutdown-timeout (see awaitLock).
+// On a signal while it waits it returns nil with d.db nil.
+func (d *daemon) open(resync bool) (err error) {
+	tune := d.engineOptions(resync)
+	wait := d.e.cfg.ShutdownTimeout
+	deadline := time.Now().Add(wait)
+	for pause := 10 * time.Millisecond; ; pause = min(2*pause, 100*time.Millisecond) {
+		d.db, d.eng, err = d.m.openEngine(d.e, tune)
+		switch {
+		case !errors.Is(err, kv.ErrLocked):
+			return err
+		case time.Now().After(deadline):
+			return fmt.Errorf("%w (waited %s, shutdown-timeout, for the lock)", err, wait)
+		case d.socket == nil:
+			if err := d.awaitLock(err); err != nil {
+				return err
+			}
+		}
+		if sleepCtx(d.g.l.ctx, pause) != nil {
+			d.e.log.Info("stopped while waiting for the store's lock")
+			return nil
+		}
+	}
+}
+
+// awaitLock begins the wait for the store's lock. A lock held by a daemon
+// that serves the store is an error at once; otherwise the daemon says it
+// waits, and opens its socket, whose answers say so too: a query then
+// waits for the daemon rather than race it for the lock again.
+func (d *daemon) awaitLock(locked error) error {
+	c, _, err := d.m.findDaemon(d.g.l.ctx, d.m.storeSockets(d.e), d.e.cfg.Store)
+	if err != nil {
+		return fmt.Errorf("%w; %w", locked, err)
+	}
+	if c != nil {
+		c.Close()
+		return fmt.Errorf("%w; the mirrord daemon on %s serves it", locked, c.Path())
+	}
+	store, _ := filepath.Abs(d.e.cfg.Store)
+	if err := d.listenSocket(api.StartingHandler(store, version(), "waiting for the store's lock (held by another process)")); err != nil {
+		return err
+	}
+	d.e.log.Warn("the store is locked by another process; waiting for it", "store", d.e.cfg.Store, "up_to", d.e.cfg.ShutdownTimeout)
+	return nil
+}
+
+// engineOptions returns the hooks the daemon adds to the engine's options.
+func (d *daemon) engineOptions(resync bool) func(*mirror.Options) {
+	prog := newProgress(d.m.Stderr, d.e.log)
+	wdInterval, wdOn := sdnotify.WatchdogInterval(d.m.getenv, os.Getpid())
+	return func(o *mirror.Options) {
 		o.OnApply = d.applied
-		o.OnProgress = prog.report
+		o.OnProgress = func(p mirror.Progress) { prog.report(p); d.extendStart() }
 		o.Resync = resync // a newer or foreign store is then rebuilt, not refused
+		o.OnHeartbeat = d.extendStart
 		if wdOn {
 			// Pinged from the follow loop itself (and from progress within
 			// a long step): a stuck loop lets the watchdog fire.
 			o.Heartbeat = wdInterval
-			o.OnHeartbeat = d.watchdog(wdInterval)
+			ping := d.watchdog(wdInterval)
+			o.OnHeartbeat = func() { ping(); d.extendStart() }
 		}
-	})
-	if err != nil {
-		return err
 	}
-	defer closeStore(d.db, &err)
+}
 
-	store, _ := filepath.Abs(e.cfg.Store)
-	d.server = api.NewServer(api.Config{
-		DB: d.db, Engine: d.eng, Runner: d.runner.Load, Store: store, Version: version(),
-		MaxValueSize: e.cfg.MaxValueSize, StallTimeout: e.cfg.StallTimeout, Logger: e.log,
-	})
-	stopHTTP, err := d.listen()
-	if err != nil {
-		return err
+// sleepCtx waits for d, or returns ctx's error once it is done.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
-	defer stopHTTP()
+}
 
+// follow runs the engine: the resync asked for, then the catch-up, then
+// following the log until ctx is done.
+func (d *daemon) follow(ctx context.Context, resync bool) error {
+	defer func() {
+		_ = d.notify.Stopping()
+		d.stopStatus()
+	}()
 	if resync {
 		if err := d.eng.Resync(ctx); err != nil && ctx.Err() == nil {
 			return err
 		}
 	}
 	if ctx.Err() != nil {
-		e.log.Info("stopped before following the log")
+		d.e.log.Info("stopped before following the log")
 		return nil
 	}
-	if err := d.startRunner(ctx, e.cfg.Generators); err != nil {
+	close(d.following)
+	if err := d.eng.Run(ctx, d.caughtUp); err != nil || ctx.Err() != nil {
 		return err
 	}
-	defer d.stopGenerators()
+	return errors.New("the engine stopped following the log") // Run returns nil only when ctx is done
+}
 
+// caughtUp is Run's ready: the log's first catch-up is done, or the log
+// is missing and waited for (the daemon is ready either way: the log's
+// absence is its writer's business).
+func (d *daemon) caughtUp() {
+	var events, offset int64
+	st := d.eng.Status()
+	if cp := st.Checkpoint; cp != nil {
+		events, offset = cp.Events, cp.Offset
+	}
+	if st.LogMissing {
+		d.e.log.Info("ready; waiting for the log", "path", st.Path, "waiting_for_dir", st.WaitingForDir, "events", events)
+	} else {
+		d.e.log.Info("caught up; following the log", "path", st.Path, "events", events, "offset", offset)
+	}
+	d.ready.Store(true)
+	_ = d.notify.Ready(d.statusLine())
+	if r := d.runner.Load(); r != nil {
+		r.Notify()
+	}
+}
+
+// supervise runs the generators once the engine follows the log, and
+// re-reads the configuration on SIGHUP (a SIGHUP before then waits).
+func (d *daemon) supervise(ctx context.Context) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	reloadDone := make(chan struct{})
-	go func() {
-		defer close(reloadDone)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				d.reload(ctx)
-			}
-		}
-	}()
-
-	err = d.eng.Run(ctx, func() {
-		var events, offset int64
-		if cp := d.eng.Checkpoint(); cp != nil {
-			events, offset = cp.Events, cp.Offset
-		}
-		e.log.Info("caught up; following the log", "path", d.eng.Path(), "events", events, "offset", offset)
-		_ = d.notify.Ready(d.statusLine())
-		if r := d.runner.Load(); r != nil {
-			r.Notify()
-		}
-	})
-	_ = d.notify.Stopping()
-	d.stopStatus()
-	<-reloadDone
-	d.stopGenerators()
-	if err == nil {
-		events := int64(0)
-		if cp := d.eng.Status().Checkpoint; cp != nil {
-			events = cp.Events
-		}
-		e.log.Info("stopped; store closed", "events", events)
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-d.following:
 	}
-	return err
+	if err := d.startRunner(ctx, d.e.cfg.Generators); err != nil {
+		return err
+	}
+	defer d.stopGenerators()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-hup:
+			d.reload(ctx)
+		}
+	}
 }
 
 // applied is the engine's OnApply: metrics, the generators' wake-up, and
@@ -197,6 +337,9 @@ func (d *daemon) stopStatus() {
 
 func (d *daemon) statusLine() string {
 	st := d.eng.Status()
+	if st.LogMissing {
+		return api.Waiting(st.Path, st.WaitingForDir)
+	}
 	if st.Checkpoint == nil {
 		return "starting"
 	}
@@ -219,55 +362,91 @@ func (d *daemon) watchdog(interval time.Duration) func() {
 	}
 }
 
-// listen starts the API on the unix socket, and /metrics and /healthz on
-// the TCP address when one is configured. The returned function stops
-// both, giving requests in flight a few seconds.
-func (d *daemon) listen() (func(), error) {
-	path := d.m.socketPath(d.e)
-	ln, err := api.Listen(path, d.e.cfg.SocketGroup)
-	if err != nil {
-		return nil, err
+// httpServer is one of the API's servers on its listener.
+type httpServer struct {
+	what string // "the API on <socket>", "metrics-listen <address>"
+	srv  *api.HTTPServer
+	ln   net.Listener
+}
+
+// serve serves until ctx is done, then gives requests in flight a few
+// seconds (a slow client does not hold the store open). A listener that
+// fails before then is a fatal error.
+func (h httpServer) serve(ctx context.Context) error {
+	defer h.ln.Close()
+	done := make(chan error, 1)
+	go func() { done <- h.srv.Serve() }()
+	select {
+	case err := <-done:
+		return fmt.Errorf("serving %s: %w", h.what, err)
+	case <-ctx.Done():
 	}
-	servers := []*http.Server{{Handler: d.server.Handler(), ReadHeaderTimeout: 10 * time.Second}}
-	listeners := []net.Listener{ln}
+	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := h.srv.Shutdown(sctx); err != nil {
+		h.srv.Close()
+	}
+	<-done
+	return nil
+}
+
+// switchHandler serves the handler set last.
+type switchHandler struct{ h atomic.Pointer[http.Handler] }
+
+func (s *switchHandler) set(h http.Handler) { s.h.Store(&h) }
+
+func (s *switchHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	(*s.h.Load()).ServeHTTP(w, r)
+}
+
+// listenSocket makes the API's unix socket serve h, opening it (and
+// starting its server in the group) the first time.
+func (d *daemon) listenSocket(h http.Handler) error {
+	d.handler.set(h)
+	if d.socket != nil {
+		return nil
+	}
+	ln, err := api.Listen(d.m.socketPath(d.e), d.e.cfg.SocketGroup)
+	if err != nil {
+		return err
+	}
+	srv, err := api.NewHTTPServer("socket", &d.handler, ln, d.e.log, nil)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	d.sockPath = ln.Path()
+	d.socket = &httpServer{what: "the API on " + ln.Path(), ln: ln, srv: srv}
+	d.g.Go(d.socket.what, d.socket.serve)
+	return nil
+}
+
+// listen serves the API on the unix socket, and /metrics and /healthz on
+// the TCP address when one is configured.
+func (d *daemon) listen() error {
+	if err := d.listenSocket(d.server.Handler()); err != nil {
+		return err
+	}
 	if addr := d.e.cfg.MetricsListen; addr != "" {
 		tl, err := net.Listen("tcp", addr)
 		if err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("setting metrics-listen %q: %w", addr, err)
+			return fmt.Errorf("setting metrics-listen %q: %w", addr, err)
 		}
-		servers = append(servers, &http.Server{Handler: d.server.PublicHandler(), ReadHeaderTimeout: 10 * time.Second})
-		listeners = append(listeners, tl)
+		srv, err := api.NewHTTPServer("metrics", d.server.PublicHandler(), tl, d.e.log, nil)
+		if err != nil {
+			tl.Close()
+			return err
+		}
+		h := httpServer{what: "metrics-listen " + tl.Addr().String(), ln: tl, srv: srv}
+		d.g.Go(h.what, h.serve)
 		d.e.log.Info("serving /metrics and /healthz", "address", tl.Addr().String())
 	}
-	var wg sync.WaitGroup
-	for i, srv := range servers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := srv.Serve(listeners[i]); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				d.e.log.Error("API server stopped", "err", err)
-			}
-		}()
-	}
-	d.e.log.Info("serving the API", "socket", ln.Path())
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		for _, srv := range servers {
-			if err := srv.Shutdown(ctx); err != nil {
-				srv.Close() // a slow client does not hold the store open
-			}
-		}
-		wg.Wait()
-		ln.Close()
-	}, nil
+	d.e.log.Info("serving the API", "socket", d.sockPath)
+	return nil
 }
 
 // startRunner starts the generators named, each in its own goroutine.
 func (d *daemon) startRunner(ctx context.Context, names []string) error {
-	d.runnerMu.Lock()
-	defer d.runnerMu.Unlock()
 	r, err := generators.NewRunner(d.db, &generators.Options{Enabled: names, Logger: d.e.log})
 	if err != nil {
 		return err
@@ -287,9 +466,8 @@ func (d *daemon) startRunner(ctx context.Context, names []string) error {
 	return nil
 }
 
+// stopGenerators stops the runner and waits for its goroutines.
 func (d *daemon) stopGenerators() {
-	d.runnerMu.Lock()
-	defer d.runnerMu.Unlock()
 	if d.stopRunner != nil {
 		d.stopRunner()
 		d.stopRunner = nil

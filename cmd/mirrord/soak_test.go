@@ -21,6 +21,14 @@ import (
 
 var soakFor = flag.Duration("mirrord.soak", 2*time.Second, "how long the soak test writes")
 
+// soakStartup is how long after the writer starts the daemon's resources
+// are not judged; minSamples is how many the sampler takes after it,
+// however long that takes.
+const (
+	soakStartup = 500 * time.Millisecond
+	minSamples  = 6
+)
+
 type soakSample struct {
 	at       time.Duration
 	rss, fds int64
@@ -58,13 +66,16 @@ func TestSoak(t *testing.T) {
 	)
 	errs := make(chan error, 2)
 	wg.Add(2)
-	go func() { // resources, every 50 ms
+	go func() { // resources, every 50 ms, and at least minSamples after the start-up
 		defer wg.Done()
-		for ctx.Err() == nil {
+		for n := 0; ctx.Err() == nil || n < minSamples; {
 			s := soakSample{at: time.Since(start), rss: procStatus(t, pid, "VmRSS"), fds: openFDs(t, pid)}
 			mu.Lock()
 			samples = append(samples, s)
 			mu.Unlock()
+			if s.at >= soakStartup {
+				n++
+			}
 			select {
 			case <-ctx.Done():
 			case <-time.After(50 * time.Millisecond):
@@ -109,26 +120,29 @@ func TestSoak(t *testing.T) {
 		t.Fatalf("only %d verifies passed during the soak", verifies)
 	}
 
-	// Flat: the largest RSS and fd count of the last third of the run
+	// Flat: the largest RSS and fd count of the last third of the samples
 	// against the first third's (after the first half second, which is
-	// the start-up).
-	var first, last soakSample
-	span := time.Since(start)
+	// the start-up). Thirds of the samples, not of the time: on a loaded
+	// machine the sampler may be late, and a third of the time could hold
+	// none.
+	var post []soakSample
 	for _, s := range samples {
-		if s.at < 500*time.Millisecond {
-			continue
+		if s.at >= soakStartup {
+			post = append(post, s)
 		}
-		switch {
-		case s.at < span/3:
-			first.rss, first.fds = max(first.rss, s.rss), max(first.fds, s.fds)
-		case s.at > 2*span/3:
-			last.rss, last.fds = max(last.rss, s.rss), max(last.fds, s.fds)
-		}
+	}
+	if len(post) < minSamples {
+		t.Fatalf("%d resource samples after the start-up, want %d", len(post), minSamples)
+	}
+	var first, last soakSample
+	third := len(post) / 3
+	for _, s := range post[:third] {
+		first.rss, first.fds = max(first.rss, s.rss), max(first.fds, s.fds)
+	}
+	for _, s := range post[len(post)-third:] {
+		last.rss, last.fds = max(last.rss, s.rss), max(last.fds, s.fds)
 	}
 	t.Logf("RSS %d → %d MiB, open fds %d → %d", first.rss>>20, last.rss>>20, first.fds, last.fds)
-	if first.rss == 0 || last.rss == 0 {
-		t.Fatalf("too few samples: %d", len(samples))
-	}
 	// Pebble's cache (32 MiB) and memtables fill as the store grows:
 	// allow that, and a half again; a leak grows past it over a long run.
 	if last.rss > first.rss*3/2+48<<20 {

@@ -21,18 +21,36 @@ import (
 // succeed.
 
 // The child processes of these tests (the test binary run as mirrord) open
-// the store through errorfs when MIRRORDTEST_STORE_FAULT asks for it.
+// the store through errorfs when MIRRORDTEST_STORE_FAULT asks for it; with
+// MIRRORDTEST_STORE_FAULT_ARM set, the fault starts once the file it names
+// exists (a disk that fills while the daemon runs).
 func init() {
+	testStoreFS = faultFS(os.Getenv("MIRRORDTEST_STORE_FAULT"), os.Getenv("MIRRORDTEST_STORE_FAULT_ARM"))
+}
+
+// faultFS is the file system of a store that fails as fault says
+// ("enospc": a full disk, "erofs": a read-only file system; "": none,
+// nil), from the moment the file arm exists when arm is set.
+func faultFS(fault, arm string) vfs.FS {
 	var inject func(errorfs.Op) error
-	switch os.Getenv("MIRRORDTEST_STORE_FAULT") {
+	switch fault {
 	case "enospc":
 		inject = faultfs.DiskFull
 	case "erofs":
 		inject = faultfs.ReadOnly
 	default:
-		return
+		return nil
 	}
-	testStoreFS = errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(inject))
+	if arm != "" {
+		fault := inject
+		inject = func(op errorfs.Op) error {
+			if _, err := os.Stat(arm); err != nil {
+				return nil
+			}
+			return fault(op)
+		}
+	}
+	return errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(inject))
 }
 
 func TestSyncOnAStoreThatCannotBeWritten(t *testing.T) {
@@ -131,6 +149,6 @@ type preparedChild struct{ cmd *exec.Cmd }
 func execChild(t *testing.T, args ...string) preparedChild {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = filterEnv(append(os.Environ(), "MIRRORDTEST_AS_MAIN=1"), "JOURNAL_STREAM", "NOTIFY_SOCKET", "MIRRORDTEST_STORE_FAULT")
+	cmd.Env = filterEnv(append(os.Environ(), "MIRRORDTEST_AS_MAIN=1"), "JOURNAL_STREAM", "NOTIFY_SOCKET", "MIRRORDTEST_STORE_FAULT", "MIRRORDTEST_STORE_FAULT_ARM")
 	return preparedChild{cmd}
 }

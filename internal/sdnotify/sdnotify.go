@@ -59,6 +59,14 @@ func (n *Notifier) Status(status string) error { return n.Send("STATUS=" + statu
 // Watchdog pings the watchdog.
 func (n *Notifier) Watchdog() error { return n.Send("WATCHDOG=1") }
 
+// ExtendTimeout asks systemd to wait d more, from now, for the service to
+// finish starting (or stopping): sent while a long first load progresses,
+// so that a start that is moving is not killed by TimeoutStartSec, while
+// one that stops moving still is.
+func (n *Notifier) ExtendTimeout(d time.Duration) error {
+	return n.Send("EXTEND_TIMEOUT_USEC=" + strconv.FormatInt(d.Microseconds(), 10))
+}
+
 // Stopping says the service is shutting down.
 func (n *Notifier) Stopping() error { return n.Send("STOPPING=1") }
 

@@ -26,8 +26,11 @@ func TestSendsToTheSocket(t *testing.T) {
 	if err := n.Watchdog(); err != nil {
 		t.Fatal(err)
 	}
+	if err := n.ExtendTimeout(90 * time.Second); err != nil {
+		t.Fatal(err)
+	}
 	buf := make([]byte, 256)
-	for _, want := range []string{"READY=1\nSTATUS=caught up", "WATCHDOG=1"} {
+	for _, want := range []string{"READY=1\nSTATUS=caught up", "WATCHDOG=1", "EXTEND_TIMEOUT_USEC=90000000"} {
 		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 		k, err := conn.Read(buf)
 		if err != nil || string(buf[:k]) != want {

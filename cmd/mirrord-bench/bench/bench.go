@@ -43,6 +43,14 @@ type Config struct {
 	// Default: 60s (Quick: 5s).
 	Idle time.Duration
 
+	// SkewedEvents is the size of the skewed log (every event in one
+	// month, a tag on all). Default: 1M (Quick: 10k).
+	SkewedEvents int
+
+	// SmallEvents is the size of the log of small events (compact, one
+	// month, 50 tags); negative skips it. Default: 10M (Quick: skipped).
+	SmallEvents int
+
 	// Dir holds the synthetic logs (kept for the next run) and the
 	// stores (removed). Default: $TMPDIR/mirrord-bench.
 	Dir string
@@ -92,6 +100,18 @@ func (c Config) withDefaults() (Config, error) {
 			c.Idle = 5 * time.Second
 		}
 	}
+	if c.SkewedEvents <= 0 {
+		c.SkewedEvents = 1_000_000
+		if c.Quick {
+			c.SkewedEvents = 10_000
+		}
+	}
+	if c.SmallEvents == 0 {
+		c.SmallEvents = 10_000_000
+		if c.Quick {
+			c.SmallEvents = -1
+		}
+	}
 	if c.Dir == "" {
 		c.Dir = filepath.Join(os.TempDir(), "mirrord-bench")
 	}
@@ -137,9 +157,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{"resync", b.resyncs},
 		{"reconcile", b.rewriteReconcile},
 		{"latency", b.latencies},
+		{"generators' latency", b.genLatencies},
 		{"git latency", b.gitLatencies},
 		{"kv", b.kvReads},
 		{"idle", b.idle},
+		{"skewed log", b.skewed},
+		{"small events", func(ctx context.Context) error {
+			if b.cfg.SmallEvents < 0 {
+				return nil
+			}
+			return b.small(ctx)
+		}},
 	}
 	for _, s := range steps {
 		if err := ctx.Err(); err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mirrord/mirrord/eventlog"
+	"github.com/mirrord/mirrord/generators"
 	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/mirror"
 )
@@ -23,6 +24,8 @@ type childResult struct {
 	Deletes int           `json:"deletes"`
 	Applies int           `json:"applies"`
 	PeakRSS int64         `json:"peak_rss"` // VmHWM of the child, bytes
+	// GenKeys are the keys the generators wrote catching up after it.
+	GenKeys int64 `json:"gen_keys"`
 }
 
 // Child runs one step of the benchmark in this process and prints its
@@ -106,8 +109,9 @@ func parseLog(path string) (childResult, error) {
 }
 
 // reconcile opens the store and brings it up to date with the log, as
-// `mirrord sync` does, and reports the keys the batches wrote. The log was
-// rewritten before this process started, so it has settled.
+// `mirrord sync` does, and reports the keys the batches wrote; then the
+// default generators catch up, and it reports the keys they wrote. The
+// log was rewritten before this process started, so it has settled.
 func reconcile(logPath, store string) (childResult, error) {
 	db, err := kv.Open(store, nil)
 	if err != nil {
@@ -132,5 +136,18 @@ func reconcile(logPath, store string) (childResult, error) {
 	start := time.Now()
 	err = eng.Sync(context.Background())
 	res.Took = time.Since(start)
-	return res, err
+	if err != nil {
+		return res, err
+	}
+	run, err := generators.NewRunner(db, &generators.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return res, err
+	}
+	if err := run.CatchUp(context.Background(), 1); err != nil {
+		return res, err
+	}
+	for _, s := range run.Statuses() {
+		res.GenKeys += s.Written
+	}
+	return res, nil
 }

@@ -20,14 +20,14 @@ import (
 	"github.com/mirrord/mirrord/schema"
 )
 
-// Git mode (h): the log as committed at a ref. Each append is a commit
+// Git mode (k): the log as committed at a ref. Each append is a commit
 // whose blob is the whole new log, and reading a new blob is O(its size)
 // whatever reads it: the floor is what `git cat-file blob` itself takes
 // to read that blob. The append is timed from the moment the ref update
 // lands (the rename of the ref's lock file onto it, as git does) to the
 // event being readable from the store.
 
-// GitLatencyRow is (h) for one log: mirrord's append-to-visible in git
+// GitLatencyRow is (k) for one log: mirrord's append-to-visible in git
 // mode, and the floor beside it.
 type GitLatencyRow struct {
 	Events, Appends int
@@ -63,7 +63,7 @@ func (b *runner) gitAppends(events int) int {
 	return n
 }
 
-// gitLatencies measures (h) on a 1k-event log and on the largest one, and
+// gitLatencies measures (k) on a 1k-event log and on the largest one, and
 // the first load of the largest in git mode.
 func (b *runner) gitLatencies(ctx context.Context) error {
 	if _, err := exec.LookPath("git"); err != nil {
@@ -352,7 +352,7 @@ func gitCmd(ctx context.Context, gitDir string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// gitTargets are (h)'s targets: the append's p99 within 1.5× the floor's
+// gitTargets are (k)'s targets: the append's p99 within 1.5× the floor's
 // p99 plus 5 ms, and the first load's peak RSS within file mode's 256 MiB.
 func (r *Report) gitTargets(add func(name string, met bool, format string, args ...any)) {
 	for _, l := range r.GitLatency {
@@ -365,16 +365,16 @@ func (r *Report) gitTargets(add func(name string, met bool, format string, args 
 	}
 }
 
-// writeGit prints (h).
+// writeGit prints (k).
 func (r *Report) writeGit(b *strings.Builder) {
 	if r.Git != "" {
-		fmt.Fprintf(b, "Git mode (h): %s\n\n", r.Git)
+		fmt.Fprintf(b, "Git mode (k): %s\n\n", r.Git)
 		return
 	}
 	if len(r.GitLatency) == 0 {
 		return
 	}
-	b.WriteString("Append-to-visible in git mode (h): the ref update lands → readable in process; beside it, `git cat-file blob` reading the same blob (the floor)\n\n")
+	b.WriteString("Append-to-visible in git mode (k): the ref update lands → readable in process; beside it, `git cat-file blob` reading the same blob (the floor)\n\n")
 	b.WriteString("| log | commits | p50 | p99 | max | floor p50 | floor p99 | p99 ÷ floor p99 |\n|---|---|---|---|---|---|---|---|\n")
 	for _, l := range r.GitLatency {
 		fmt.Fprintf(b, "| %s events | %d | %s | %s | %s | %s | %s | %.2f× |\n", countLabel(l.Events), l.Appends, durLabel(l.P50), durLabel(l.P99),

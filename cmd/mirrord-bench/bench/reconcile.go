@@ -16,7 +16,8 @@ import (
 // rewriteReconcile measures (e): the application deletes one event from
 // the middle of the largest log by rewriting the file in place; mirrord
 // reconciles. The figure is the reconcile's time as a ratio to one
-// read-and-parse of the log by the same decoder, and the keys written.
+// read-and-parse of the log by the same decoder, and the keys written:
+// by the mirror, and by the default generators catching up after it.
 // It leaves big.json and big-store for the steps after it.
 func (b *runner) rewriteReconcile(ctx context.Context) error {
 	n := b.cfg.Sizes[len(b.cfg.Sizes)-1]
@@ -28,8 +29,8 @@ func (b *runner) rewriteReconcile(ctx context.Context) error {
 	if err := copyFile(logPath, src); err != nil {
 		return err
 	}
-	b.progress("mirrord sync: loading the %s-event log for the steps that follow", countLabel(n))
-	if _, err := b.mirrordSync(ctx, logPath, store, false, false); err != nil {
+	b.progress("mirrord sync: loading the %s-event log (and its generators) for the steps that follow", countLabel(n))
+	if _, err := b.mirrordSync(ctx, logPath, store, false, true); err != nil {
 		return err
 	}
 	row := ReconcileRow{Events: n}
@@ -54,6 +55,7 @@ func (b *runner) rewriteReconcile(ctx context.Context) error {
 		return err
 	}
 	row.Took, row.MaxRSS, row.Keys, row.Applies = r.Took, p.MaxRSS, r.Puts+r.Deletes, r.Applies
+	row.GenKeys = r.GenKeys
 	row.EventsAfter = r.Events
 	b.rep.Reconcile = &row
 	return nil

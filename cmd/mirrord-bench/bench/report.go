@@ -19,10 +19,32 @@ type Report struct {
 	Latency   []LatencyRow
 	KV        *KVRow
 	Idle      []IdleRow
-	// Git mode (h), in gitlatency.go; Git says why it was not measured.
+	// GenLatency is (h): append → the new event's hashtags value readable.
+	GenLatency []LatencyRow
+	Skewed     *SkewedRow
+	Small      *SmallRow
+	// Git mode (k), in gitlatency.go; Git says why it was not measured.
 	Git        string
 	GitLatency []GitLatencyRow
 	GitLoad    *GitLoadRow
+}
+
+// SkewedRow is (i): the log whose events all fall in one month and carry
+// one tag: its load with the default generators, the append → hashtags
+// latency, and the CPU of one append across all generators.
+type SkewedRow struct {
+	Events    int
+	Load      Measure
+	Latency   LatencyRow
+	AppendCPU time.Duration
+}
+
+// SmallRow is (j): a log of many small events, loaded by the default
+// sync and by the mirror alone.
+type SmallRow struct {
+	Events          int
+	Bytes           int64
+	Mirror, Default Measure
 }
 
 // Measure is one stack's resync of one log: the median time of the runs
@@ -37,10 +59,9 @@ type ResyncRow struct {
 	Events               int
 	Bytes                int64
 	Mirrord, Naive, Node Measure
-	// WithGenerators is what a user's "sync --resync" costs: the load and
-	// then the rebuild of the default generators (one run, on the largest
-	// log only; zero elsewhere). The comparison with the baselines leaves
-	// the generators out, as the baselines have none.
+	// Mirrord is the mirror alone (--generators=); WithGenerators the
+	// default sync, the mirror and its default generators, what a user's
+	// first "sync --once" costs.
 	WithGenerators Measure
 }
 
@@ -50,6 +71,7 @@ type ReconcileRow struct {
 	Parse, Took         time.Duration
 	MaxRSS              int64
 	Keys, Applies       int
+	GenKeys             int64 // written by the default generators catching up
 }
 
 // LatencyRow is (d) for one log.
@@ -111,12 +133,20 @@ func (r *Report) Targets() []Target {
 		}
 		x := ratio(row.Naive.Took, row.Mirrord.Took)
 		add("resync "+n+": ≥ 3× the naive Go baseline", x >= 3, "%.1f×", x)
+		if g := row.WithGenerators; g.Took > 0 {
+			if row.Node.Took > 0 {
+				x := ratio(row.Node.Took, g.Took)
+				add("default sync "+n+" (mirror + default generators): ≥ 10× the Node original's mirror", x >= 10, "%.1f×", x)
+			}
+			x := ratio(g.Took, row.Mirrord.Took)
+			add("default sync "+n+": ≤ 1.3× the mirror alone", x <= 1.3, "%.2f×", x)
+		}
 	}
 	if len(r.Resync) > 0 {
 		row := r.Resync[len(r.Resync)-1]
 		add("peak RSS, resync of "+countLabel(row.Events)+": ≤ 256 MiB", row.Mirrord.MaxRSS <= 256*mib, "%s", bytesLabel(row.Mirrord.MaxRSS))
 		if g := row.WithGenerators; g.Took > 0 {
-			add("peak RSS, resync of "+countLabel(row.Events)+" with the default generators: ≤ 256 MiB", g.MaxRSS <= 256*mib, "%s", bytesLabel(g.MaxRSS))
+			add("peak RSS, default sync of "+countLabel(row.Events)+" (with the generators): ≤ 256 MiB", g.MaxRSS <= 256*mib, "%s", bytesLabel(g.MaxRSS))
 		}
 	}
 	if c := r.Reconcile; c != nil {
@@ -124,6 +154,21 @@ func (r *Report) Targets() []Target {
 		x := ratio(c.Took, c.Parse)
 		add("rewrite reconcile: ≤ 1.5× one read-and-parse", x <= 1.5, "%.2f×", x)
 		add("rewrite reconcile: ≤ 20 keys written", c.Keys <= 20, "%d", c.Keys)
+		add("deleting one event of "+countLabel(c.Events)+" by rewrite: ≤ 20 keys written by the generators", c.GenKeys <= 20, "%d", c.GenKeys)
+	}
+	for _, l := range r.GenLatency {
+		add("append → generated value readable p99 at "+countLabel(l.Events)+": ≤ 5 ms", l.P99 <= 5*time.Millisecond, "%s", durLabel(l.P99))
+	}
+	if k := r.Skewed; k != nil {
+		n := countLabel(k.Events)
+		add("skewed log ("+n+", one month, a tag on all): append → generated value readable p99 ≤ 5 ms", k.Latency.P99 <= 5*time.Millisecond, "%s", durLabel(k.Latency.P99))
+		add("skewed log: CPU of one append across all generators ≤ 2 ms", k.AppendCPU <= 2*time.Millisecond, "%s", durLabel(k.AppendCPU))
+	}
+	if s := r.Small; s != nil {
+		n := countLabel(s.Events)
+		add(n+" small events: default sync peak RSS ≤ 256 MiB", s.Default.MaxRSS <= 256*mib, "%s", bytesLabel(s.Default.MaxRSS))
+		x := ratio(s.Default.Took, s.Mirror.Took)
+		add(n+" small events: default sync ≤ 1.5× the mirror alone's time", x <= 1.5, "%.2f×", x)
 	}
 	if len(r.Idle) == 2 {
 		small, big := r.Idle[0], r.Idle[1]
@@ -178,9 +223,18 @@ func (r *Report) Write(w io.Writer) error {
 		if r.Node != "" {
 			fmt.Fprintf(&b, "\nNode original: %s\n", r.Node)
 		}
-		if row := r.Resync[len(r.Resync)-1]; row.WithGenerators.Took > 0 {
-			fmt.Fprintf(&b, "\nWith the default generators rebuilt too (what `mirrord sync --resync` does), %s events: %s, peak RSS %s\n",
-				countLabel(row.Events), durLabel(row.WithGenerators.Took), bytesLabel(row.WithGenerators.MaxRSS))
+		b.WriteString("\nThe default sync (the mirror and its default generators, rebuilt beside the load) against the mirror alone (`--generators=`), into an empty store\n\n")
+		b.WriteString("| log | mirror alone | default sync | ÷ mirror alone | Node original ÷ default sync |\n|---|---|---|---|---|\n")
+		for _, row := range r.Resync {
+			if row.WithGenerators.Took == 0 {
+				continue
+			}
+			nodeX := "–"
+			if row.Node.Took > 0 {
+				nodeX = fmt.Sprintf("**%.1f×**", ratio(row.Node.Took, row.WithGenerators.Took))
+			}
+			fmt.Fprintf(&b, "| %s events | %s | %s | **%.2f×** | %s |\n", countLabel(row.Events), measureLabel(row.Mirrord, row),
+				measureLabel(row.WithGenerators, row), ratio(row.WithGenerators.Took, row.Mirrord.Took), nodeX)
 		}
 		b.WriteString("\n")
 	}
@@ -193,11 +247,32 @@ func (r *Report) Write(w io.Writer) error {
 		b.WriteString("\n")
 	}
 	r.writeGit(&b)
+	if len(r.GenLatency) > 0 {
+		b.WriteString("Append → generated value readable (h): the writer's write() called → the new event's hashtags key readable, default generators following in process\n\n")
+		b.WriteString("| log | appends | p50 | p99 | max |\n|---|---|---|---|---|\n")
+		for _, l := range r.GenLatency {
+			fmt.Fprintf(&b, "| %s events | %d | %s | %s | %s |\n", countLabel(l.Events), l.Appends, durLabel(l.P50), durLabel(l.P99), durLabel(l.Max))
+		}
+		b.WriteString("\n")
+	}
 	if c := r.Reconcile; c != nil {
 		b.WriteString("Rewrite reconcile (e): one event deleted from the middle by an in-place rewrite\n\n")
-		b.WriteString("| log | read-and-parse | reconcile | ratio | keys written | batches | peak RSS |\n|---|---|---|---|---|---|---|\n")
-		fmt.Fprintf(&b, "| %s events | %s | %s | **%.2f×** | %d | %d | %s |\n\n", countLabel(c.Events), durLabel(c.Parse), durLabel(c.Took),
-			ratio(c.Took, c.Parse), c.Keys, c.Applies, bytesLabel(c.MaxRSS))
+		b.WriteString("| log | read-and-parse | reconcile | ratio | keys written | by the generators after it | batches | peak RSS |\n|---|---|---|---|---|---|---|---|\n")
+		fmt.Fprintf(&b, "| %s events | %s | %s | **%.2f×** | %d | %d | %d | %s |\n\n", countLabel(c.Events), durLabel(c.Parse), durLabel(c.Took),
+			ratio(c.Took, c.Parse), c.Keys, c.GenKeys, c.Applies, bytesLabel(c.MaxRSS))
+	}
+	if k := r.Skewed; k != nil {
+		b.WriteString("Skewed log (i): every event in one month, each tagged #daily and one of 50 tags\n\n")
+		b.WriteString("| log | default sync | append → hashtags readable p50 | p99 | max | CPU of one append, all generators |\n|---|---|---|---|---|---|\n")
+		fmt.Fprintf(&b, "| %s events | %s, %s | %s | %s | %s | %s |\n\n", countLabel(k.Events), durLabel(k.Load.Took), bytesLabel(k.Load.MaxRSS),
+			durLabel(k.Latency.P50), durLabel(k.Latency.P99), durLabel(k.Latency.Max), durLabel(k.AppendCPU))
+	}
+	if s := r.Small; s != nil {
+		b.WriteString("Small events (j): compact, one month, one of 50 tags each\n\n")
+		b.WriteString("| log | mirror alone | default sync | ratio |\n|---|---|---|---|\n")
+		fmt.Fprintf(&b, "| %s events, %s | %s, %s | %s, %s | **%.2f×** |\n\n", countLabel(s.Events), bytesLabel(s.Bytes),
+			durLabel(s.Mirror.Took), bytesLabel(s.Mirror.MaxRSS), durLabel(s.Default.Took), bytesLabel(s.Default.MaxRSS),
+			ratio(s.Default.Took, s.Mirror.Took))
 	}
 	if len(r.Idle) > 0 {
 		b.WriteString("Following daemon, no changes (f): `mirrord run` with its default generators\n\n")

@@ -9,9 +9,10 @@ import (
 	"time"
 )
 
-// resyncs measures (a) mirrord's full resync, (b) the naive Go baseline
-// and (c) the Node.js original on the same synthetic logs, each into an
-// empty store, in child processes.
+// resyncs measures (a) mirrord's full load (`sync --once` into an empty
+// store), with its default generators and without (`--generators=`), (b)
+// the naive Go baseline and (c) the Node.js original on the same
+// synthetic logs, each into an empty store, in child processes.
 func (b *runner) resyncs(ctx context.Context) error {
 	for _, n := range b.cfg.Sizes {
 		b.progress("writing a synthetic log of %s events", countLabel(n))
@@ -43,21 +44,15 @@ func (b *runner) resyncs(ctx context.Context) error {
 			m.Took = median(walls)
 			return m, nil
 		}
-		if row.Mirrord, err = measure("mirrord sync --resync", func() (procResult, error) {
-			return b.mirrordSync(ctx, logPath, store, true, false)
+		if row.Mirrord, err = measure("mirrord sync --generators=", func() (procResult, error) {
+			return b.mirrordSync(ctx, logPath, store, false, false)
 		}); err != nil {
 			return err
 		}
-		if n == b.cfg.Sizes[len(b.cfg.Sizes)-1] {
-			if err := os.RemoveAll(store); err != nil {
-				return err
-			}
-			b.progress("mirrord sync --resync with its default generators: %s events", countLabel(n))
-			p, err := b.mirrordSync(ctx, logPath, store, true, true)
-			if err != nil {
-				return err
-			}
-			row.WithGenerators = Measure{Took: p.Wall, MaxRSS: p.MaxRSS}
+		if row.WithGenerators, err = measure("mirrord sync (default generators)", func() (procResult, error) {
+			return b.mirrordSync(ctx, logPath, store, false, true)
+		}); err != nil {
+			return err
 		}
 		if row.Naive, err = measure("naive Go", func() (procResult, error) {
 			_, p, err := b.childStep(ctx, "naive", logPath, store)

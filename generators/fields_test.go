@@ -1,0 +1,87 @@
+package generators
+
+import (
+	"testing"
+	"time"
+
+	"github.com/mirrord/mirrord/eventlog"
+	"github.com/mirrord/mirrord/internal/synth"
+)
+
+// The fields FieldChanges reads are those of the strict parser, for any
+// stored event; a value that is not one is an error, never a panic.
+func FuzzFields(f *testing.F) {
+	for _, ev := range synth.New(3).Events(8) {
+		b, _ := ev.MarshalJSON()
+		f.Add(b)
+	}
+	f.Add([]byte(`{"id":"a","date":"2025-01-01T00:00:00Z","input":"#x","input":"#y","type":"t","original":"o","description":"","modifiers":{},"creator":{"name":"n","uuid":"u","version":"v"}}`))
+	f.Add([]byte(`{"id":"a","date":"2025-01-01T00:00:00Z","input":"\u0023esc\"aped","type":"t\u00e9","original":"o","description":"","modifiers":{"a":"b"},"creator":{"name":"n","uuid":"u","version":"v"}}`))
+	f.Add([]byte(`{"id": "zz-bad", "date": `))
+	f.Add([]byte(`{"date":"2025-01-01T00:00:00Z","type":"t",}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, err := storedFields(raw)
+		ev, perr := eventlog.ParseEvent(raw)
+		if perr != nil {
+			// Not an event: either an error, or fields read from a value
+			// the lean reader trusts as the mirror wrote it.
+			if _, ok := readFields(raw); !ok && err == nil {
+				t.Fatalf("%q: neither parser reads it, but no error came back", raw)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("%q: a valid event's fields: %v", raw, err)
+		}
+		if want := (Fields{Date: ev.Date, Type: ev.Type, Input: ev.Input}); *got != want {
+			t.Fatalf("%q: fields %+v, the strict parser's %+v", raw, *got, want)
+		}
+	})
+}
+
+// instant agrees with time.Parse on every date form the log accepts.
+func TestInstant(t *testing.T) {
+	for _, s := range []string{
+		"2025-05-22T15:30:00+0200", "2025-05-22T15:30:00+02:00", "2025-05-22T15:30:00Z",
+		"2025-05-22T15:30:00.123+0200", "2025-05-22T15:30:00.5Z", "2025-05-22T15:30:00.123456789-0930",
+		"2024-02-29T23:59:59-1200", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59+1400", "1969-12-31T23:59:59.999Z",
+	} {
+		if eventlog.ValidDate(s) != "" {
+			t.Fatalf("setup: %s is not a valid date: %s", s, eventlog.ValidDate(s))
+		}
+		var want time.Time
+		for _, layout := range []string{"2006-01-02T15:04:05Z0700", "2006-01-02T15:04:05Z07:00"} {
+			if w, err := time.Parse(layout, s); err == nil {
+				want = w
+			}
+		}
+		if got := instant(s); got != (moment{want.Unix(), int32(want.Nanosecond())}) {
+			t.Errorf("instant(%s) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+// FuzzInstant: instant agrees with time.Parse on whatever the log
+// accepts as a date; the index orders by it.
+func FuzzInstant(f *testing.F) {
+	f.Add("2025-05-22T15:30:00.123+0200")
+	f.Add("1970-01-01T00:00:00-00:30")
+	f.Fuzz(func(t *testing.T, s string) {
+		if eventlog.ValidDate(s) != "" {
+			return
+		}
+		var want time.Time
+		ok := false
+		for _, layout := range []string{"2006-01-02T15:04:05Z0700", "2006-01-02T15:04:05Z07:00"} {
+			if w, err := time.Parse(layout, s); err == nil {
+				want, ok = w, true
+			}
+		}
+		if !ok {
+			t.Skipf("time.Parse does not read %q", s)
+		}
+		if got := instant(s); got != (moment{want.Unix(), int32(want.Nanosecond())}) {
+			t.Fatalf("instant(%s) = %v, want %v", s, got, want)
+		}
+	})
+}

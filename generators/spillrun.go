@@ -1,0 +1,350 @@
+package generators
+
+import (
+	"bufio"
+	"bytes"
+	"container/heap"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	iofs "io/fs"
+	"sort"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// A streamed rebuild keeps a generator's writes in memory up to a budget,
+// then writes them out, sorted, as a run: a file in the store's temporary
+// directory, read back by the final merge that streams the output into
+// sstables. Unlike an external sort's runs these can be read by key: a
+// generator's Get or Scan of a value it wrote long ago in the same rebuild
+// finds it in a run (the runs' first keys per block stay in memory: one
+// block read a lookup). The built-in generators never read back what they
+// spilt; a generator that does is correct, only slower.
+
+// runBlockSize is where a run starts a new block: the unit a lookup reads.
+const runBlockSize = 16 << 10
+
+// spillRun is one sorted run of a rebuild's writes: records of key, and a
+// value or a deletion (a later run's deletion hides an earlier run's key).
+type spillRun struct {
+	f     vfs.File
+	path  string
+	size  int64
+	index []runBlock
+}
+
+type runBlock struct {
+	first string // the block's first key
+	off   int64
+}
+
+// record encoding: uvarint key length, key, uvarint (value length + 1, or
+// 0 for a deletion), value.
+
+// writeSpillRun writes the records of m (deletions too, those keepDelete
+// wants: a deletion of a key no earlier run holds hides nothing) as a run.
+func writeSpillRun(fs vfs.FS, path string, m *merged, keepDelete func(string) bool) (*spillRun, error) {
+	f, err := createTemp(fs, path)
+	if err != nil {
+		return nil, err
+	}
+	r := &spillRun{f: f, path: path}
+	w := bufio.NewWriterSize(f, 256<<10)
+	var (
+		hdr       [2 * binary.MaxVarintLen64]byte
+		blockFrom int64 = -runBlockSize
+	)
+	err = m.eachAll(func(k, v []byte, del bool) error {
+		if del && !keepDelete(string(k)) {
+			return nil // nothing earlier to hide
+		}
+		if r.size-blockFrom >= runBlockSize {
+			blockFrom = r.size
+			r.index = append(r.index, runBlock{first: string(k), off: r.size})
+		}
+		vl := uint64(0)
+		if !del {
+			vl = uint64(len(v)) + 1
+		}
+		kl := binary.PutUvarint(hdr[:], uint64(len(k)))
+		vn := binary.PutUvarint(hdr[kl:], vl)
+		_, err1 := w.Write(hdr[:kl])
+		_, err2 := w.Write(k)
+		_, err3 := w.Write(hdr[kl : kl+vn])
+		_, err4 := w.Write(v)
+		r.size += int64(kl + len(k) + vn + len(v))
+		return errors.Join(err1, err2, err3, err4)
+	})
+	if err == nil {
+		err = w.Flush()
+	}
+	if err != nil {
+		r.close(fs)
+		return nil, err
+	}
+	return r, nil
+}
+
+// createTemp creates a file in the store's temporary directory, creating
+// the directory too: again if it went between the two (an ingest or an
+// external sort that finished removes it when empty).
+func createTemp(fs vfs.FS, path string) (vfs.File, error) {
+	for try := 0; ; try++ {
+		if err := fs.MkdirAll(fs.PathDir(path), 0o755); err != nil {
+			return nil, err
+		}
+		f, err := fs.Create(path, vfs.WriteCategoryUnspecified)
+		if err == nil || !errors.Is(err, iofs.ErrNotExist) || try == 2 {
+			return f, err
+		}
+	}
+}
+
+// close closes and removes the run's file.
+func (r *spillRun) close(fs vfs.FS) {
+	_ = r.f.Close()
+	_ = fs.Remove(r.path)
+}
+
+// block reads block i into buf.
+func (r *spillRun) block(i int, buf []byte) ([]byte, error) {
+	end := r.size
+	if i+1 < len(r.index) {
+		end = r.index[i+1].off
+	}
+	n := int(end - r.index[i].off)
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	if _, err := r.f.ReadAt(buf, r.index[i].off); err != nil && err != io.EOF {
+		return nil, fmt.Errorf("reading a rebuild's spilt run %s: %w", r.path, err)
+	}
+	return buf, nil
+}
+
+// nextRecord decodes the record at the start of b: key, value, deletion,
+// and the rest of b.
+func nextRecord(b []byte) (key, value []byte, del bool, rest []byte, err error) {
+	kl, n := binary.Uvarint(b)
+	if n <= 0 || uint64(len(b)-n) < kl {
+		return nil, nil, false, nil, errBadRun
+	}
+	key, b = b[n:n+int(kl)], b[n+int(kl):]
+	vl, n := binary.Uvarint(b)
+	if n <= 0 || (vl > 0 && uint64(len(b)-n) < vl-1) {
+		return nil, nil, false, nil, errBadRun
+	}
+	b = b[n:]
+	if vl == 0 {
+		return key, nil, true, b, nil
+	}
+	return key, b[:vl-1], false, b[vl-1:], nil
+}
+
+var errBadRun = errors.New("a rebuild's spilt run is corrupt")
+
+// blockOf returns the block that would hold key (-1: before the first).
+func (r *spillRun) blockOf(key string) int {
+	return sort.Search(len(r.index), func(i int) bool { return r.index[i].first > key }) - 1
+}
+
+// lookup finds key in the run: its value or deletion.
+func (r *spillRun) lookup(key string, buf *[]byte) (value []byte, del, found bool, err error) {
+	i := r.blockOf(key)
+	if i < 0 {
+		return nil, false, false, nil
+	}
+	b, err := r.block(i, *buf)
+	if err != nil {
+		return nil, false, false, err
+	}
+	*buf = b
+	for len(b) > 0 {
+		var k []byte
+		if k, value, del, b, err = nextRecord(b); err != nil {
+			return nil, false, false, err
+		}
+		if c := bytes.Compare(k, []byte(key)); c == 0 {
+			return value, del, true, nil
+		} else if c > 0 {
+			break
+		}
+	}
+	return nil, false, false, nil
+}
+
+// runIter walks a run in key order from a key on.
+type runIter struct {
+	r     *spillRun
+	blk   int
+	buf   []byte
+	rest  []byte
+	key   []byte
+	value []byte
+	del   bool
+	err   error
+}
+
+// seek positions the iterator at the first record at or after key ("":
+// the first), and reports whether there is one.
+func (it *runIter) seek(key string) bool {
+	it.blk = max(it.r.blockOf(key), 0)
+	if !it.load() {
+		return false
+	}
+	for it.next() {
+		if string(it.key) >= key {
+			return true
+		}
+	}
+	return false
+}
+
+func (it *runIter) load() bool {
+	if it.blk >= len(it.r.index) {
+		it.rest = nil
+		return false
+	}
+	it.buf, it.err = it.r.block(it.blk, it.buf)
+	it.rest = it.buf
+	return it.err == nil
+}
+
+// next advances to the next record.
+func (it *runIter) next() bool {
+	for len(it.rest) == 0 {
+		it.blk++
+		if !it.load() {
+			return false
+		}
+	}
+	it.key, it.value, it.del, it.rest, it.err = nextRecord(it.rest)
+	return it.err == nil
+}
+
+// mergeSource is one sorted source of a merge: a run, or the pending
+// writes. Later sources win ties.
+type mergeSource interface {
+	seek(key string) bool
+	next() bool
+	current() (key, value []byte, del bool)
+	error() error
+}
+
+func (it *runIter) current() ([]byte, []byte, bool) { return it.key, it.value, it.del }
+func (it *runIter) error() error                    { return it.err }
+
+// pendingIter walks sorted pending keys.
+type pendingIter struct {
+	keys    []string
+	pending map[string]op
+	i       int
+	key     []byte
+}
+
+func (p *pendingIter) seek(key string) bool {
+	p.i = sort.SearchStrings(p.keys, key) - 1
+	return p.next()
+}
+
+func (p *pendingIter) next() bool {
+	p.i++
+	if p.i >= len(p.keys) {
+		return false
+	}
+	p.key = []byte(p.keys[p.i])
+	return true
+}
+
+func (p *pendingIter) current() ([]byte, []byte, bool) {
+	o := p.pending[p.keys[p.i]]
+	return p.key, o.value, o.del
+}
+func (p *pendingIter) error() error { return nil }
+
+// merged walks several sources as one, in key order: of equal keys the
+// latest source's record, deletions dropped.
+type merged struct {
+	h   mergeHeap
+	err error
+}
+
+type mergeItem struct {
+	src  mergeSource
+	rank int
+}
+
+type mergeHeap []mergeItem
+
+func (h mergeHeap) Len() int { return len(h) }
+func (h mergeHeap) Less(i, j int) bool {
+	ki, _, _ := h[i].src.current()
+	kj, _, _ := h[j].src.current()
+	if c := bytes.Compare(ki, kj); c != 0 {
+		return c < 0
+	}
+	return h[i].rank > h[j].rank
+}
+func (h mergeHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *mergeHeap) Push(x any)   { *h = append(*h, x.(mergeItem)) }
+func (h *mergeHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// newMerged starts a merge of srcs (the last wins ties) from key on.
+func newMerged(srcs []mergeSource, from string) *merged {
+	m := &merged{}
+	for rank, s := range srcs {
+		if s.seek(from) {
+			m.h = append(m.h, mergeItem{s, rank})
+		} else if err := s.error(); err != nil {
+			m.err = err
+		}
+	}
+	heap.Init(&m.h)
+	return m
+}
+
+// each calls fn with every live key and value from the merge's start.
+// fn's slices are valid until it returns; an error of fn stops the merge
+// and is returned.
+func (m *merged) each(fn func(key, value []byte) error) error {
+	return m.eachAll(func(k, v []byte, del bool) error {
+		if del {
+			return nil
+		}
+		return fn(k, v)
+	})
+}
+
+// eachAll is each with the deletions: of each key, the newest record.
+func (m *merged) eachAll(fn func(key, value []byte, del bool) error) error {
+	var last []byte
+	first := true
+	for m.err == nil && len(m.h) > 0 {
+		top := m.h[0]
+		k, v, del := top.src.current()
+		if first || string(k) != string(last) {
+			first = false
+			last = append(last[:0], k...)
+			if err := fn(k, v, del); err != nil {
+				return err
+			}
+		}
+		if top.src.next() {
+			heap.Fix(&m.h, 0)
+		} else {
+			if err := top.src.error(); err != nil {
+				return err
+			}
+			heap.Pop(&m.h)
+		}
+	}
+	return m.err
+}
