@@ -1,8 +1,6 @@
 package api_test
 
 import (
-	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -14,19 +12,6 @@ import (
 	"github.com/mirrord/mirrord/mirror"
 	"github.com/mirrord/mirrord/schema"
 )
-
-// TestMain makes git hermetic for the git mode's tests (the engine's git
-// children inherit the environment).
-func TestMain(m *testing.M) {
-	cleanup, err := gittest.Hermetic()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
-}
 
 // In git mode /v1/status names the ref, its commit and the log's blob
 // there, and /v1/verify compares the store with the blob at the ref: equal
