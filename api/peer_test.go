@@ -3,6 +3,7 @@ package api_test
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mirrord/mirrord/api"
+	"github.com/mirrord/mirrord/internal/gittest"
 	"go.uber.org/goleak"
 )
 
@@ -39,7 +41,14 @@ func TestMain(m *testing.M) {
 			return
 		}
 	}
-	goleak.VerifyTestMain(m)
+	// Git is hermetic for the git mode's tests (the engine's git children
+	// inherit the environment).
+	cleanup, err := gittest.Hermetic()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { cleanup() }))
 }
 
 // serveForged answers every request as a daemon that claims to serve any

@@ -260,8 +260,9 @@ func (s *Server) generators(w http.ResponseWriter, _ *http.Request) {
 }
 
 // verify compares a snapshot of the store with the part of the log its
-// checkpoint covers, so that it is meaningful while the log keeps growing.
-// A log rewritten since the checkpoint is retried for a while: the engine
+// checkpoint covers, so that it is meaningful while the log keeps growing
+// (in git mode, the log at the ref: see mirror.VerifyLogCheckpoint). A
+// log rewritten since the checkpoint is retried for a while: the engine
 // reconciles it in the meantime.
 //
 // One verification runs at a time (each reads the whole log and the
@@ -280,7 +281,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
 			s.storeError(w, err)
 			return
 		}
-		rep, err := mirror.VerifyCheckpoint(r.Context(), snap, s.cfg.Engine.Path(), s.cfg.MaxValueSize)
+		rep, err := mirror.VerifyLogCheckpoint(r.Context(), snap, s.cfg.Engine.Log(), s.cfg.MaxValueSize)
 		snap.Close()
 		if errors.Is(err, mirror.ErrResyncing) {
 			writeError(w, http.StatusServiceUnavailable, err)

@@ -25,7 +25,7 @@ func (e *Engine) logGone(waitingFor string) {
 		return
 	}
 	a.since = e.opts.Now()
-	e.log.Debug("event log is missing", missingArgs(e.path, waitingFor)...)
+	e.log.Debug("event log is missing", e.missingArgs(waitingFor)...)
 	if a.timer != nil {
 		a.timer.Reset(e.opts.Settle)
 	}
@@ -58,12 +58,18 @@ func (e *Engine) absenceOutlasted() {
 	}
 	a.warned = true
 	e.log.Warn("event log is missing; keeping the store as it is until it returns",
-		missingArgs(e.path, e.Status().WaitingForDir)...)
+		e.missingArgs(e.Status().WaitingForDir)...)
 }
 
-func missingArgs(path, waitingFor string) []any {
-	if waitingFor == "" {
-		return []any{"path", path}
+// missingArgs are the log line's attributes of an absence: the path, and
+// the directory waited for, or, in git mode, the ref and what is missing.
+func (e *Engine) missingArgs(waitingFor string) []any {
+	args := []any{"path", e.path}
+	if e.git != nil {
+		args = append(args, "ref", e.git.ref, "missing", e.Status().Missing)
 	}
-	return []any{"path", path, "waiting_for_dir", waitingFor}
+	if waitingFor != "" {
+		args = append(args, "waiting_for_dir", waitingFor)
+	}
+	return args
 }

@@ -135,6 +135,7 @@ func (e *Engine) bulkLoad(ctx context.Context, f *os.File, st fileStat) (stepRes
 		Seq: e.cp.Seq + 1, Events: nEventsAll, Modifiers: nMods, Invalid: int64(d.invalid),
 		Size: st.Size, MTime: st.MTime, AppliedAt: e.opts.Now().UTC(),
 	}
+	e.identify(&cp, st)
 	// The bookkeeping inside the replaced range, in key order:
 	// mirrord:changes:{seq} < mirrord:checkpoint < mirrord:digest:* <
 	// mirrord:schema.

@@ -45,10 +45,18 @@ type Checkpoint struct {
 	Events    int64 `json:"events"`
 	Modifiers int64 `json:"modifiers"`
 	Invalid   int64 `json:"invalid"`
-	// Size and MTime of the file when this checkpoint was written.
+	// Size and MTime of the file when this checkpoint was written (in git
+	// mode, Size is the blob's, and MTime, Dev and Ino are zero).
 	Size      int64     `json:"size"`
 	MTime     int64     `json:"mtime_ns"`
 	AppliedAt time.Time `json:"applied_at"`
+	// Ref, Commit and Blob say, in git mode, where [0, Offset) was read:
+	// the blob of the log in the commit the ref named (the ref may have
+	// moved since to commits that did not touch the log). Empty in file
+	// mode.
+	Ref    string `json:"ref,omitempty"`
+	Commit string `json:"commit,omitempty"`
+	Blob   string `json:"blob,omitempty"`
 }
 
 // hash64 is a 64-bit hash, stored as 16 hex digits: JSON numbers above

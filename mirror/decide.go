@@ -46,9 +46,12 @@ func (e *Engine) step(ctx context.Context) (stepResult, error) {
 	if err := ctx.Err(); err != nil {
 		return stepResult{}, err
 	}
+	if e.git != nil {
+		return e.gitStep(ctx)
+	}
 	f, err := openLog(e.path)
 	if isNotExist(err) {
-		return e.onMissing(), nil
+		return e.onMissing(""), nil
 	}
 	if err != nil {
 		return stepResult{}, err
@@ -81,7 +84,7 @@ func (e *Engine) decide(ctx context.Context, f *os.File, st fileStat) (stepResul
 		return e.bulkLoad(ctx, f, st)
 	}
 	if !e.reconciling {
-		if e.writtenInPlace(st) {
+		if e.git == nil && e.writtenInPlace(st) {
 			// The fingerprint of the tail window cannot see an edit
 			// further back: once the writer is done, the whole prefix is
 			// checked, as at start.
@@ -118,14 +121,15 @@ func (e *Engine) writtenInPlace(st fileStat) bool {
 
 // onMissing keeps the store as it is and says so: the log is missing,
 // and, when a directory on its way is missing too, which one Run waits
-// for.
-func (e *Engine) onMissing() stepResult {
+// for. In git mode, what is missing says which of the repository, the
+// ref or the file at the ref is.
+func (e *Engine) onMissing(what string) stepResult {
 	dir := missingDir(e.path)
 	e.updateStatus(func(s *Status) {
 		if !s.LogMissing {
 			s.MissingSince = e.opts.Now()
 		}
-		s.LogMissing, s.WaitingForDir = true, dir
+		s.LogMissing, s.WaitingForDir, s.Missing = true, dir, what
 	})
 	e.logGone(dir)
 	return stepResult{action: actMissing}
@@ -138,6 +142,9 @@ func (e *Engine) canTail(f *os.File, st fileStat) (bool, error) {
 	cp := e.cp
 	if cp.Offset == 0 {
 		return true, nil // nothing consumed: any file continues it
+	}
+	if e.git != nil {
+		return e.gitContinues(st)
 	}
 	if !cp.sameFile(st) || st.Size < cp.Offset {
 		return false, nil
@@ -224,8 +231,11 @@ func hashPrefix(f *os.File, n int64) (uint64, error) {
 
 // settled reports whether the log has been unchanged for the settle
 // interval: by its mtime, or, when the clock and the mtime disagree, by
-// what this engine observed.
+// what this engine observed. In git mode it always has.
 func (e *Engine) settled(st fileStat) (bool, time.Duration) {
+	if e.git != nil {
+		return true, 0 // a git object is complete, and never changes
+	}
 	now := e.opts.Now()
 	if age := now.Sub(time.Unix(0, st.MTime)); age >= e.opts.Settle {
 		return true, 0

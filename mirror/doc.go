@@ -39,6 +39,20 @@
 // absence shorter than the settle interval (git replacing the file) is
 // logged at debug level only.
 //
+// # Git mode
+//
+// With Options.GitRef set, the log is the file as committed at that ref of
+// the repository that holds Options.EventLog (the application's recording
+// devices push each transaction into the branch; their work tree's file
+// never moves). Each decision resolves the ref; a blob other than the one
+// mirrored is streamed from git into a private, unlinked spool file,
+// which the decision above then reads as it reads the file: the blob is
+// the file's identity (the same blob: nothing to do; its prefix hashes as
+// the checkpoint's: tail; anything else: reconcile), there is no settling
+// (a git object is complete and immutable), and the checkpoint records
+// the ref, commit and blob. Run watches the directories of the ref's files
+// instead of the log's. The repository is only read.
+//
 // # Change feed
 //
 // Each batch that changes events records their ids under

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mirrord/mirrord/eventlog"
+	"github.com/mirrord/mirrord/internal/gitlog"
 	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/schema"
 )
@@ -22,6 +23,18 @@ import (
 type Options struct {
 	// EventLog is the path of the log to mirror. Required.
 	EventLog string
+
+	// GitRef, when set, mirrors the log as committed at this ref (a
+	// branch, "master", or a full name, "refs/heads/master", or "HEAD")
+	// of the git repository that holds EventLog (found as git finds it:
+	// a .git directory, the .git file of a linked worktree, or a bare
+	// repository), not the work tree's file (see the package doc's "Git
+	// mode"). It needs the git program. Default: "", the file itself.
+	GitRef string
+
+	// TempDir is where git mode keeps its copy of the blob it reads.
+	// Default: SpoolDir of the store.
+	TempDir string
 
 	// Settle is how long a log must stay unchanged (identity, size, mtime)
 	// before a full reconcile reads it: a rewrite caught half written, or
@@ -96,6 +109,11 @@ func (o *Options) withDefaults() (Options, error) {
 		return Options{}, errors.New("mirror: Options.EventLog is required")
 	}
 	c := *o
+	if c.GitRef != "" {
+		if _, err := gitlog.RefName(c.GitRef); err != nil {
+			return Options{}, fmt.Errorf("mirror: Options.GitRef: %w", err)
+		}
+	}
 	if c.Settle <= 0 {
 		c.Settle = 300 * time.Millisecond
 	}
@@ -198,6 +216,9 @@ var (
 	// file (a directory, a FIFO): a misconfiguration, which Run does not
 	// wait out.
 	ErrNotRegular = errors.New("event log is not a regular file")
+	// ErrReftable: in git mode, the repository keeps its refs in a
+	// reftable, which this mirrord cannot read; Run does not wait it out.
+	ErrReftable = gitlog.ErrReftable
 )
 
 // Engine mirrors one log into one store. Its methods other than Status
@@ -235,7 +256,9 @@ type Engine struct {
 	// or ctime is an edit in place (see writtenInPlace).
 	known fileStat
 
-	absence absence // the log is missing: since when, and whether that was told
+	absence absence  // the log is missing: since when, and whether that was told
+	git     *gitMode // nil in file mode
+	hinted  bool     // the work tree's staleness was looked at (file mode)
 	held    *heldInfo
 	pending *pendingScan // where the last tail stopped inside an incomplete value
 
@@ -339,6 +362,12 @@ func Open(db *kv.DB, opts *Options) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{db: db, opts: o, path: abs, log: o.Logger, doubt: true, retime: make(chan Timings, 1)}
+	if o.GitRef != "" {
+		e.git = &gitMode{ref: o.GitRef, dir: o.TempDir}
+		if e.git.dir == "" {
+			e.git.dir = SpoolDir(db)
+		}
+	}
 	if err := e.checkSchema(); err != nil {
 		if !o.Resync || !(errors.Is(err, ErrNewerStore) || errors.Is(err, ErrForeignStore)) {
 			return nil, err
@@ -395,6 +424,16 @@ var errStop = errors.New("stop")
 // Path returns the absolute path of the log.
 func (e *Engine) Path() string { return e.path }
 
+// Log returns where the engine reads the log, for VerifyLog and
+// ReadLogStatus. It is safe to call from any goroutine.
+func (e *Engine) Log() Log {
+	l := Log{Path: e.path}
+	if e.git != nil {
+		l.GitRef, l.TempDir = e.git.ref, e.git.dir
+	}
+	return l
+}
+
 // Checkpoint returns a copy of the current checkpoint (nil when nothing
 // has been mirrored yet).
 func (e *Engine) Checkpoint() *Checkpoint {
@@ -414,6 +453,12 @@ func (e *Engine) Sync(ctx context.Context) error {
 	if err := e.checkRefused(); err != nil {
 		return err
 	}
+	detach, err := e.attach()
+	if err != nil {
+		return err
+	}
+	defer detach()
+	e.checkWorkTree(ctx)
 	for {
 		res, err := e.step(ctx)
 		if err != nil {
@@ -421,6 +466,9 @@ func (e *Engine) Sync(ctx context.Context) error {
 		}
 		switch res.action {
 		case actMissing:
+			if e.git != nil {
+				return fmt.Errorf("%w: %s at %s: %s (the store is kept as it is)", ErrLogMissing, e.path, e.git.ref, e.Status().Missing)
+			}
 			return fmt.Errorf("%w: %s (the store is kept as it is)", ErrLogMissing, e.path)
 		case actHeld:
 			return fmt.Errorf("%w at offset %d (line %d) of %s; %d deletions wait until it is complete",

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/mirrord/mirrord/internal/gittest"
 	"github.com/mirrord/mirrord/kv"
 	"go.uber.org/goleak"
 )
@@ -23,8 +24,18 @@ import (
 // closeDB counts it, and only then are those goroutines let through. This
 // is goleak.VerifyTestMain with that one condition, which its options,
 // fixed before the tests run, cannot express.
+//
+// Git is made hermetic first (see gittest.Hermetic): the git source's
+// tests run real git, and the engine's git children inherit the
+// environment.
 func TestMain(m *testing.M) {
+	cleanup, err := gittest.Hermetic()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 	code := m.Run()
+	cleanup()
 	if code == 0 {
 		var opts []goleak.Option
 		if abandonedStores.Load() > 0 {

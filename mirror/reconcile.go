@@ -78,10 +78,9 @@ func (e *Engine) reconcile(ctx context.Context, f *os.File, st fileStat) (stepRe
 	e.updateStatus(func(s *Status) { s.Held = 0 })
 
 	next := *e.cp
-	next.Dev, next.Ino = st.Dev, st.Ino
+	e.identify(&next, st)
 	next.Offset, next.Line = end, endLine
 	next.TailSum, next.PrefixSum, next.State = hash64(fp.TailSum64()), hash64(fp.Sum64()), fp.State()
-	next.Size, next.MTime = st.Size, st.MTime
 	next.Invalid = 0
 	// The counts are recomputed from the log, not adjusted: a reconcile
 	// also repairs them.
@@ -291,6 +290,9 @@ func readEvent(f *os.File, d desired, maxSize int) (upsert, error) {
 // with the bytes up to end unchanged: the same stat, or the same file
 // grown with the TailSize bytes before end as they were read.
 func (e *Engine) unchangedSince(f *os.File, st fileStat, end int64, fp *eventlog.Fingerprint) bool {
+	if e.git != nil {
+		return true // git mode's spool: only the engine writes it, between decisions
+	}
 	after, err := statFile(e.path)
 	fafter, ferr := fstat(f)
 	if err != nil || ferr != nil {

@@ -35,13 +35,12 @@ func (e *Engine) beginBulk(reason string) error {
 	return nil
 }
 
-// Resync rebuilds the store from scratch: with the resync marker set, it
-// replaces every event, modifier, generated value and the bookkeeping by a
-// fresh load of the whole log, in one atomic step (see bulkLoad). Like
-// Sync, it returns once the store reflects the log.
-func (e *Engine) Resync(ctx context.Context) error {
-	// A missing or unreadable log never empties the mirror: look before
-	// clearing anything.
+// present returns nil when the log exists, and otherwise why it cannot
+// be read: ErrLogMissing when it does not exist.
+func (e *Engine) present(ctx context.Context) error {
+	if e.git != nil {
+		return e.gitPresent(ctx)
+	}
 	f, err := openLog(e.path)
 	if isNotExist(err) {
 		return fmt.Errorf("%w: %s (the store is kept as it is; resync once the log is back)", ErrLogMissing, e.path)
@@ -49,7 +48,24 @@ func (e *Engine) Resync(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("opening the event log: %w (the store is kept as it is)", err)
 	}
-	f.Close()
+	return f.Close()
+}
+
+// Resync rebuilds the store from scratch: with the resync marker set, it
+// replaces every event, modifier, generated value and the bookkeeping by a
+// fresh load of the whole log, in one atomic step (see bulkLoad). Like
+// Sync, it returns once the store reflects the log.
+func (e *Engine) Resync(ctx context.Context) error {
+	// A missing or unreadable log never empties the mirror: look before
+	// clearing anything.
+	detach, err := e.attach()
+	if err != nil {
+		return err
+	}
+	defer detach()
+	if err := e.present(ctx); err != nil {
+		return err
+	}
 	// The marker, and a checkpoint at the start of the log: the bulk load
 	// then replaces the whole mirror (events, modifiers, generated values,
 	// bookkeeping) in one atomic step. Until it does, the old state stays

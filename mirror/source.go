@@ -4,26 +4,29 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/mirrord/mirrord/internal/gitlog"
 )
 
 // A source is what Run follows, as seen from the file system: for its
 // current state, the directories to watch and, in each, the names whose
 // events concern it. The watch set is both what Run watches and the filter
-// of what it hears (see watchSet.classify), so a second source (the log as
-// committed at a git ref, which would watch the git directory's ref files)
-// supplies its own set and so its own filter, and the event loop stays as
-// it is.
+// of what it hears (see dirWatch.classify): the log's file (fileSource),
+// or the ref files of the repository that holds it (gitSource), each
+// with its own set and so its own filter, through the same event loop.
 type source interface {
 	// watchSet computes what to watch now, from the file system as it
 	// stands. It is called again whenever a watched directory, or a name
 	// on the way to one that does not exist yet, changes.
-	watchSet() []watchDir
+	watchSet() ([]watchDir, error)
 }
 
-// watchDir is one directory to watch, with the names in it that matter.
+// watchDir is one directory to watch, with the names in it that matter,
+// and what an event on any other name means (evNone: nothing).
 type watchDir struct {
-	dir   string
-	names map[string]eventKind
+	dir    string
+	names  map[string]eventKind
+	others eventKind
 }
 
 // eventKind is what an event means to the source.
@@ -47,7 +50,7 @@ type fileSource struct {
 // existing ancestor, watched for the name of the next directory down: the
 // application creates its working tree on its first sync, and a user
 // re-clones it to fix a stuck device.
-func (s *fileSource) watchSet() []watchDir {
+func (s *fileSource) watchSet() ([]watchDir, error) {
 	files := []string{s.path}
 	if t := linkTarget(s.path); t != s.path {
 		files = append(files, t)
@@ -61,7 +64,38 @@ func (s *fileSource) watchSet() []watchDir {
 		}
 		set = append(set, watchDir{dir: dir, names: map[string]eventKind{name: kind}})
 	}
-	return set
+	return set, nil
+}
+
+// gitSource is the log as committed at a ref: what gitlog says to watch
+// for the ref to move (the directories of its loose refs, whose updates
+// are a lock file renamed onto the ref; packed-refs; HEAD when the ref is
+// symbolic; the work tree's .git), or, while there is no repository, the
+// log's directory (or the nearest existing one on its way). Every event it
+// lists may change the watch set itself (HEAD now names another branch, a
+// refs directory appeared, packed-refs replaced the loose ref), so each is
+// evPath: the watches are put in place again, then the ref resolved.
+type gitSource struct {
+	src *gitlog.Source
+}
+
+func (s *gitSource) watchSet() ([]watchDir, error) {
+	ws, err := s.src.Watches()
+	if err != nil {
+		return nil, err
+	}
+	set := make([]watchDir, 0, len(ws))
+	for _, w := range ws {
+		wd := watchDir{dir: w.Dir, names: make(map[string]eventKind, len(w.Names))}
+		if w.Names == nil {
+			wd.others = evPath
+		}
+		for _, n := range w.Names {
+			wd.names[n] = evPath
+		}
+		set = append(set, wd)
+	}
+	return set, nil
 }
 
 // maxLinks bounds the symlinks followed, as the kernel does (ELOOP).

@@ -55,7 +55,9 @@ func TestFileSourceWatchSet(t *testing.T) {
 			tc.setup(t, root)
 			path := filepath.Join(root, tc.log)
 			got := want{}
-			for _, wd := range (&fileSource{path: path}).watchSet() {
+			set, err := (&fileSource{path: path}).watchSet()
+			mustDo(t, err)
+			for _, wd := range set {
 				rel, err := filepath.Rel(root, wd.dir)
 				mustDo(t, err)
 				if got[rel] == nil {

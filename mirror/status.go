@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/mirrord/mirrord/eventlog"
-	"github.com/mirrord/mirrord/kv"
-	"github.com/mirrord/mirrord/schema"
 )
 
 // Status is what the engine reports about itself (mirrord status, the
@@ -31,6 +29,21 @@ type Status struct {
 	// tree yet, or a user is re-cloning it), the first such directory.
 	// Run watches its parent and takes the log up as soon as it appears.
 	WaitingForDir string `json:"waiting_for_dir,omitempty"`
+	// Missing says, in git mode, what is missing while LogMissing: "no
+	// repository", "no such ref" or "no such file at the ref".
+	Missing string `json:"missing,omitempty"`
+	// Ref, Commit and Blob are, in git mode, the ref followed (its full
+	// name), the commit it named at the last decision and the log's blob
+	// in that commit. The checkpoint's Commit and Blob are those of the
+	// content mirrored, which a later commit that did not touch the log
+	// leaves as they were.
+	Ref    string `json:"ref,omitempty"`
+	Commit string `json:"commit,omitempty"`
+	Blob   string `json:"blob,omitempty"`
+	// Hint is advice about the configuration, said once at start: in file
+	// mode, that the log's work tree looks stale (its file is not the one
+	// committed at HEAD) and that the git-ref setting follows the branch.
+	Hint string `json:"hint,omitempty"`
 	// Resyncing: a resync or first load is in progress.
 	Resyncing bool `json:"resyncing,omitempty"`
 	// Reconciling: a reconcile spanning several batches is in progress.
@@ -102,46 +115,6 @@ func (e *Engine) setError(err error) {
 			s.LastError = err.Error()
 		}
 	})
-}
-
-// ReadStatus reports on a store no engine is running on: its checkpoint
-// and markers, and the log as it stands now.
-func ReadStatus(db kv.Reader, path string) (Status, error) {
-	s := Status{Path: path, Updated: time.Now()}
-	var cp Checkpoint
-	found, err := db.Get(schema.CheckpointKey, &cp)
-	if err != nil {
-		return s, err
-	}
-	if found {
-		cp.State = nil
-		s.Checkpoint = &cp
-	}
-	if s.Resyncing, err = db.Get(schema.ResyncMarkerKey, nil); err != nil {
-		return s, err
-	}
-	if s.Reconciling, err = db.Get(schema.ReconcileMarkerKey, nil); err != nil {
-		return s, err
-	}
-	f, err := openLog(path)
-	switch {
-	case isNotExist(err):
-		s.LogMissing, s.WaitingForDir = true, missingDir(path)
-		return s, nil
-	case err != nil:
-		return s, err
-	}
-	defer f.Close()
-	st, err := fstat(f)
-	if err != nil {
-		return s, err
-	}
-	s.LogSize = st.Size
-	if s.Checkpoint != nil {
-		s.Lag = max(0, st.Size-s.Checkpoint.Offset)
-		s.Diverged, err = diverged(f, st, s.Checkpoint)
-	}
-	return s, err
 }
 
 // diverged says how the log stopped continuing the checkpoint: the same

@@ -109,10 +109,9 @@ func (e *Engine) tail(ctx context.Context, f *os.File, st fileStat) (stepResult,
 		}
 		chunkStart, fpStart = end, *fp
 		next := *e.cp
-		next.Dev, next.Ino = st.Dev, st.Ino
+		e.identify(&next, st)
 		next.Offset, next.Line = end, endLine
 		next.TailSum, next.PrefixSum, next.State = hash64(fp.TailSum64()), hash64(fp.Sum64()), fp.State()
-		next.Size, next.MTime = st.Size, st.MTime
 		kind := "tail"
 		if e.bulk {
 			kind = "bulk"

@@ -53,6 +53,11 @@ type Report struct {
 	// store's checkpoint for VerifyCheckpoint); LogSize its size.
 	Covered int64 `json:"covered"`
 	LogSize int64 `json:"log_size"`
+	// Ref, Commit and Blob are, in git mode, the ref whose log was
+	// compared, its commit and the log's blob there.
+	Ref    string `json:"ref,omitempty"`
+	Commit string `json:"commit,omitempty"`
+	Blob   string `json:"blob,omitempty"`
 }
 
 // OK reports whether the store equals what the log says it should be.
@@ -100,7 +105,7 @@ func prefixMatches(f *os.File, cp *Checkpoint) bool {
 // and number spelling do not matter. It holds one small entry per event in
 // memory, never the values.
 func Verify(ctx context.Context, db kv.Reader, path string, maxValueSize int) (*Report, error) {
-	return verify(ctx, db, path, maxValueSize, nil)
+	return VerifyLog(ctx, db, Log{Path: path}, maxValueSize)
 }
 
 // VerifyCheckpoint verifies the store (a snapshot, typically) against the
@@ -109,6 +114,19 @@ func Verify(ctx context.Context, db kv.Reader, path string, maxValueSize int) (*
 // growing. The prefix must still hash as the checkpoint says; if it does
 // not (the log was rewritten since), the result is ErrLogChanged.
 func VerifyCheckpoint(ctx context.Context, db kv.Reader, path string, maxValueSize int) (*Report, error) {
+	return VerifyLogCheckpoint(ctx, db, Log{Path: path}, maxValueSize)
+}
+
+// VerifyLog is Verify of the log as the engine reads it: in git mode, the
+// blob at the ref (copied, streamed, to a file in log.TempDir: verify
+// reads values back by offset).
+func VerifyLog(ctx context.Context, db kv.Reader, log Log, maxValueSize int) (*Report, error) {
+	return verifyLog(ctx, db, log, maxValueSize, nil)
+}
+
+// VerifyLogCheckpoint is VerifyCheckpoint of the log as the engine reads
+// it (see VerifyLog).
+func VerifyLogCheckpoint(ctx context.Context, db kv.Reader, log Log, maxValueSize int) (*Report, error) {
 	if resyncing, err := db.Get(schema.ResyncMarkerKey, nil); err != nil {
 		return nil, err
 	} else if resyncing {
@@ -122,15 +140,40 @@ func VerifyCheckpoint(ctx context.Context, db kv.Reader, path string, maxValueSi
 	if !found {
 		cp = Checkpoint{}
 	}
-	return verify(ctx, db, path, maxValueSize, &cp)
+	return verifyLog(ctx, db, log, maxValueSize, &cp)
 }
 
-func verify(ctx context.Context, db kv.Reader, path string, maxValueSize int, cp *Checkpoint) (*Report, error) {
-	f, err := openLog(path)
+// verifyLog opens the log (a file, or a copy of the blob at the ref) and
+// verifies the store against it.
+func verifyLog(ctx context.Context, db kv.Reader, log Log, maxValueSize int, cp *Checkpoint) (*Report, error) {
+	if log.GitRef != "" {
+		at, err := openAtRef(ctx, log)
+		if err != nil {
+			return nil, err
+		}
+		defer at.close()
+		// The copy is this call's own: nothing changes it.
+		r, err := verify(ctx, db, at.spool.f, maxValueSize, cp, func(fileStat) bool { return true })
+		if r != nil {
+			r.Ref, r.Commit, r.Blob = at.snap.Ref, string(at.snap.Commit), string(at.snap.Blob)
+		}
+		return r, err
+	}
+	f, err := openLog(log.Path)
 	if err != nil {
 		return nil, fmt.Errorf("opening the event log: %w", err)
 	}
 	defer f.Close()
+	return verify(ctx, db, f, maxValueSize, cp, func(before fileStat) bool {
+		after, err := statFile(log.Path)
+		return err == nil && after == before
+	})
+}
+
+// verify compares the store with the open log f (with cp, the part of it
+// the checkpoint covers); unchanged says whether the log is still what it
+// was before it was read.
+func verify(ctx context.Context, db kv.Reader, f *os.File, maxValueSize int, cp *Checkpoint, unchanged func(before fileStat) bool) (*Report, error) {
 	before, err := fstat(f)
 	if err != nil {
 		return nil, err
@@ -212,8 +255,7 @@ func verify(ctx context.Context, db kv.Reader, path string, maxValueSize int, cp
 		}
 		return r, nil
 	}
-	after, err := statFile(path)
-	if err != nil || after != before {
+	if !unchanged(before) {
 		return nil, ErrLogChanged
 	}
 	return r, nil

@@ -12,9 +12,10 @@ import (
 // Run catches up with the log, calls ready (which may be nil), then
 // follows the log until ctx is done, and returns nil then. Changes are
 // pushed by inotify on the log's directory (a watch on the file itself
-// would be lost when git replaces it); nothing polls except the safety
-// check. A batch in hand when ctx is cancelled is finished first: the
-// store is always at a checkpoint.
+// would be lost when git replaces it), in git mode on the directories of
+// the ref's files; nothing polls except the safety check. A batch in hand
+// when ctx is cancelled is finished first: the store is always at a
+// checkpoint. The git children of git mode run while Run does.
 //
 // A log that does not exist, even one whose directory does not exist yet,
 // is waited for: Run watches the nearest existing ancestor and takes the
@@ -25,7 +26,9 @@ import (
 // Errors while following (an unreadable log, a failed write) are logged,
 // kept in the status and retried with backoff. Run returns an error when
 // it cannot start watching, when the initial catch-up fails, when the
-// log's path names something other than a regular file (ErrNotRegular).
+// log's path names something other than a regular file (ErrNotRegular),
+// or, in git mode, when the repository keeps its refs in a reftable
+// (ErrReftable).
 // (A store that fails for good ends the process: kv.Options.OnFatal.)
 // Every goroutine and
 // timer it starts is stopped when it returns.
@@ -33,11 +36,21 @@ func (e *Engine) Run(ctx context.Context, ready func()) error {
 	if err := e.checkRefused(); err != nil {
 		return err
 	}
-	f, err := e.newFollower(&fileSource{path: e.path})
+	detach, err := e.attach()
+	if err != nil {
+		return err
+	}
+	defer detach()
+	var src source = &fileSource{path: e.path}
+	if e.git != nil {
+		src = &gitSource{src: e.git.src}
+	}
+	f, err := e.newFollower(src)
 	if err != nil {
 		return err
 	}
 	defer f.close()
+	e.checkWorkTree(ctx)
 	if stop, err := f.catchUp(ctx); stop {
 		return err
 	}
@@ -200,7 +213,7 @@ func (f *follower) rewatch() {
 	changed, err := f.dirs.update()
 	switch {
 	case err != nil && err.Error() != f.watchFail:
-		f.e.log.Warn("cannot watch the log's directory; the safety check will catch its changes", "path", f.e.path, "err", err)
+		f.e.log.Warn("cannot watch the log's directory (in git mode, its repository's refs); the safety check will catch its changes", "path", f.e.path, "err", err)
 		f.watchFail = err.Error()
 	case err == nil && f.watchFail != "":
 		f.e.log.Info("watching the log's directory again", "path", f.e.path)
@@ -229,10 +242,11 @@ func (f *follower) decide(ctx context.Context) error {
 	switch {
 	case ctx.Err() != nil:
 		return nil
-	case errors.Is(err, ErrNotRegular):
-		// The log's path is not a file at all: retrying is futile. Run
-		// ends with the error, so that the daemon exits non-zero. (A store
-		// that cannot go on ends the process itself: kv.Options.OnFatal.)
+	case fatal(err):
+		// The log's path is not a file at all, or its repository cannot be
+		// read: retrying is futile. Run ends with the error, so that the
+		// daemon exits non-zero. (A store that cannot go on ends the
+		// process itself: kv.Options.OnFatal.)
 		e.setError(err)
 		return err
 	case err != nil:
@@ -278,9 +292,14 @@ func (f *follower) watchErr(err error) {
 // elsewhere, a directory replaced by a rename of one of its ancestors):
 // the decision it asks for looks at the watches again, and a log changed
 // since its prefix was last verified whole is verified whole again.
+//
+// In git mode the decision resolves the ref and compares its blob with
+// the one mirrored: a blob is immutable, so that is the whole check.
 func (f *follower) safetyCheck() {
-	if st, err := statFile(f.e.path); err == nil && st != f.e.verified {
-		f.e.doubt = true
+	if f.e.git == nil {
+		if st, err := statFile(f.e.path); err == nil && st != f.e.verified {
+			f.e.doubt = true
+		}
 	}
 	f.dirty = true
 }

@@ -23,6 +23,7 @@ type dirWatch struct {
 type watched struct {
 	dev, ino uint64
 	names    map[string]eventKind
+	others   eventKind // what an event on any other name means
 }
 
 // maxRewatch bounds the rounds of update: a directory tree that changes
@@ -39,7 +40,10 @@ const maxRewatch = 16
 // again.
 func (d *dirWatch) update() (changed bool, err error) {
 	for range maxRewatch {
-		set := d.src.watchSet()
+		set, err := d.src.watchSet()
+		if err != nil {
+			return changed, err
+		}
 		c, err := d.install(set)
 		if err != nil {
 			return changed, err
@@ -79,23 +83,17 @@ func (d *dirWatch) install(set []watchDir) (changed bool, err error) {
 			continue
 		}
 		if p, ok := byID[[2]uint64{dev, ino}]; ok {
-			for n, k := range wd.names {
-				next[p].names[n] = max(next[p].names[n], k)
-			}
+			next[p].merge(wd)
 			continue
 		}
 		byID[[2]uint64{dev, ino}] = wd.dir
 		if n, ok := next[wd.dir]; ok { // the same path listed twice
-			for name, k := range wd.names {
-				n.names[name] = max(n.names[name], k)
-			}
+			n.merge(wd)
 			continue
 		}
-		names := make(map[string]eventKind, len(wd.names))
-		for n, k := range wd.names {
-			names[n] = k
-		}
-		next[wd.dir] = &watched{dev: dev, ino: ino, names: names}
+		n := &watched{dev: dev, ino: ino, names: make(map[string]eventKind, len(wd.names))}
+		n.merge(wd)
+		next[wd.dir] = n
 	}
 	for p, old := range d.dirs {
 		if n, ok := next[p]; !ok || n.dev != old.dev || n.ino != old.ino {
@@ -109,8 +107,8 @@ func (d *dirWatch) install(set []watchDir) (changed bool, err error) {
 	for p, n := range next {
 		old, ok := d.dirs[p]
 		if ok {
-			if !sameNames(old.names, n.names) {
-				old.names = n.names
+			if !sameNames(old.names, n.names) || old.others != n.others {
+				old.names, old.others = n.names, n.others
 				changed = true
 			}
 			continue
@@ -126,6 +124,14 @@ func (d *dirWatch) install(set []watchDir) (changed bool, err error) {
 		changed = true
 	}
 	return changed, nil
+}
+
+// merge adds wd's names to w's, each with the stronger of its kinds.
+func (w *watched) merge(wd watchDir) {
+	for n, k := range wd.names {
+		w.names[n] = max(w.names[n], k)
+	}
+	w.others = max(w.others, wd.others)
 }
 
 func sameNames(a, b map[string]eventKind) bool {
@@ -163,7 +169,10 @@ func (d *dirWatch) classify(ev fsnotify.Event) eventKind {
 		return evPath
 	}
 	if w, ok := d.dirs[filepath.Dir(ev.Name)]; ok {
-		return w.names[filepath.Base(ev.Name)]
+		if k, ok := w.names[filepath.Base(ev.Name)]; ok {
+			return k
+		}
+		return w.others
 	}
 	return evNone
 }

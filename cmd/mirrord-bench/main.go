@@ -7,8 +7,8 @@
 // It builds cmd/mirrord, writes seeded synthetic logs in the application's
 // format (kept in --dir for the next run), and measures, in one run: a
 // full resync by mirrord, by a naive Go pipeline and by the original
-// Node.js module (when node is installed); append-to-visible latency; a
-// rewrite reconcile; a following daemon's idle CPU and memory; kv reads.
+// Node.js module (when node is installed); append-to-visible latency, also
+// in git mode beside git's own read of the blob; a rewrite reconcile; a following daemon's idle CPU and memory; kv reads.
 // See package bench beside it.
 package main
 
@@ -62,6 +62,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	fs.StringVar(&sizes, "sizes", "", "event counts of the resync logs, comma-separated, with k or M (default 10k,100k,1M; --quick: 10k)")
 	fs.IntVar(&cfg.Runs, "runs", 1, "runs of each resync; the table shows the median")
 	fs.IntVar(&cfg.Appends, "appends", 0, "single-event appends timed on each log (default 1000; --quick: 200)")
+	fs.IntVar(&cfg.GitAppends, "git-appends", 0, "commits timed on each log in git mode, at most 20 on 500k events or more (default 1000; --quick: 200)")
 	fs.DurationVar(&cfg.Idle, "idle", 0, "how long the idle daemons are watched (default 1m; --quick: 5s)")
 	fs.StringVar(&cfg.Dir, "dir", "", "directory for the synthetic logs (kept) and the stores (removed) (default $TMPDIR/mirrord-bench)")
 	fs.StringVar(&cfg.Mirrord, "mirrord", "", "mirrord binary to measure (default: built from this module)")

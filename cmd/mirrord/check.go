@@ -12,6 +12,7 @@ import (
 
 	"github.com/mirrord/mirrord/api"
 	"github.com/mirrord/mirrord/generators"
+	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/mirror"
 	"github.com/spf13/cobra"
 )
@@ -23,7 +24,8 @@ func (m *Main) verifyCommand() *cobra.Command {
 		Long: `Re-derive the events and modifiers the store should hold from the event log
 and compare them with the store. Exit 0 when they are identical; exit 1 with a
 summary of the missing, extra and differing keys otherwise. Values are
-compared as JSON: key order and number spelling do not matter.`,
+compared as JSON: key order and number spelling do not matter. With
+git-ref, the log is the file as committed at that ref.`,
 		Args: cobra.NoArgs,
 		RunE: m.action([]string{"eventlog", "store"}, func(ctx context.Context, e *env, _ []string) (err error) {
 			a, err := m.openAccess(ctx, e)
@@ -35,13 +37,16 @@ compared as JSON: key order and number spelling do not matter.`,
 			if a.client != nil {
 				r, err = a.client.Verify(ctx)
 			} else {
-				r, err = mirror.Verify(ctx, a.db, e.cfg.EventLog, e.cfg.MaxValueSize)
+				r, err = mirror.VerifyLog(ctx, a.db, logOf(e.cfg, a.db), e.cfg.MaxValueSize)
 			}
 			if cerr := a.Close(); err == nil { // not held while the report prints
 				err = cerr
 			}
 			if err != nil {
 				return err
+			}
+			if r.Blob != "" {
+				fmt.Fprintf(e.out, "compared with %s at %s (commit %s, blob %s)\n", e.cfg.EventLog, r.Ref, r.Commit, r.Blob)
 			}
 			printReport(e.out, r)
 			if a.client != nil && r.Covered < r.LogSize {
@@ -157,13 +162,20 @@ func (m *Main) readStatus(ctx context.Context, e *env) (v statusView, err error)
 		return v, err
 	}
 	defer a.Close()
-	path, _ := filepath.Abs(e.cfg.EventLog)
 	v.health = "no daemon runs on this store"
-	if v.mirror, err = mirror.ReadStatus(a.db, path); err != nil {
+	if v.mirror, err = mirror.ReadLogStatus(ctx, a.db, logOf(e.cfg, a.db)); err != nil {
 		return v, err
 	}
 	v.gens, err = generators.ReadStatuses(a.db)
 	return v, err
+}
+
+// logOf is where the configured log is read, for the commands that read
+// it without the daemon: in git mode, a blob to copy goes to the store's
+// temporary directory.
+func logOf(cfg *Config, db *kv.DB) mirror.Log {
+	path, _ := filepath.Abs(cfg.EventLog)
+	return mirror.Log{Path: path, GitRef: cfg.GitRef, TempDir: mirror.SpoolDir(db)}
 }
 
 // printStatus prints the mirror's part of the status; daemon says whether
@@ -172,14 +184,24 @@ func printStatus(out io.Writer, store string, s mirror.Status, daemon bool) {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	defer w.Flush()
 	switch {
+	case s.LogMissing && s.Missing != "":
+		fmt.Fprintf(w, "log\t%s at %s (missing: %s)\n", s.Path, s.Ref, s.Missing)
 	case s.LogMissing && s.WaitingForDir != "":
 		fmt.Fprintf(w, "log\t%s (missing: no directory %s)\n", s.Path, s.WaitingForDir)
 	case s.LogMissing:
 		fmt.Fprintf(w, "log\t%s (missing)\n", s.Path)
+	case s.Ref != "":
+		fmt.Fprintf(w, "log\t%s at %s (%d bytes)\n", s.Path, s.Ref, s.LogSize)
 	default:
 		fmt.Fprintf(w, "log\t%s (%d bytes)\n", s.Path, s.LogSize)
 	}
+	if s.Commit != "" {
+		fmt.Fprintf(w, "ref\t%s: commit %s, blob %s\n", s.Ref, s.Commit, s.Blob)
+	}
 	fmt.Fprintf(w, "store\t%s\n", store)
+	if s.Hint != "" {
+		fmt.Fprintf(w, "hint\t%s\n", s.Hint)
+	}
 	cp := s.Checkpoint
 	switch {
 	case cp == nil && s.LogMissing && daemon:
@@ -189,7 +211,11 @@ func printStatus(out io.Writer, store string, s mirror.Status, daemon bool) {
 		fmt.Fprintf(w, "state\tnothing mirrored yet (run mirrord sync --once)\n")
 		return
 	}
-	fmt.Fprintf(w, "checkpoint\toffset %d (line %d) of file %d:%d, change %d\n", cp.Offset, cp.Line, cp.Dev, cp.Ino, cp.Seq)
+	if cp.Blob != "" {
+		fmt.Fprintf(w, "checkpoint\toffset %d (line %d) of blob %s (commit %s), change %d\n", cp.Offset, cp.Line, cp.Blob, cp.Commit, cp.Seq)
+	} else {
+		fmt.Fprintf(w, "checkpoint\toffset %d (line %d) of file %d:%d, change %d\n", cp.Offset, cp.Line, cp.Dev, cp.Ino, cp.Seq)
+	}
 	fmt.Fprintf(w, "last apply\t%s (%s ago)\n", cp.AppliedAt.Local().Format(time.DateTime), time.Since(cp.AppliedAt).Round(time.Second))
 	fmt.Fprintf(w, "mirrored\t%d events, %d modifiers\n", cp.Events, cp.Modifiers)
 	fmt.Fprintf(w, "invalid\t%d entries skipped in the log\n", cp.Invalid)
@@ -210,6 +236,8 @@ func printStatus(out io.Writer, store string, s mirror.Status, daemon bool) {
 		state = "log missing; store kept as it is"
 	case s.Diverged != "":
 		state = "not up to date: " + s.Diverged + "; the daemon reconciles it (or run mirrord sync --once)"
+	case s.Blob != "" && s.Blob != cp.Blob:
+		state = "behind the ref: its blob is not the one mirrored (is the daemon running?)"
 	case s.Lag > 0:
 		state = "behind the log (is the daemon running?)"
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/mirrord/mirrord/api"
 	"github.com/mirrord/mirrord/generators"
+	"github.com/mirrord/mirrord/internal/gitlog"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
@@ -60,6 +61,8 @@ func (b *bounds) String() string {
 
 var settings = []setting{
 	{key: "eventlog", def: "", usage: "path of the event log (data.json) to mirror", global: true},
+	{key: "git-ref", def: "", global: true,
+		usage: "mirror eventlog as committed at this ref (a branch: master) of the git repository that holds it, not the work tree's file; empty: the file itself"},
 	{key: "store", def: "", usage: "directory of the mirror's Pebble store", global: true},
 	{key: "log-level", def: "info", usage: "log level: debug, info, warn or error", global: true,
 		choices: []string{"debug", "info", "warn", "error"}},
@@ -158,6 +161,7 @@ func globalKeys() []string {
 // field is tagged with its key: the decode fills it, and fieldOf finds it.
 type Config struct {
 	EventLog  string `mapstructure:"eventlog"`
+	GitRef    string `mapstructure:"git-ref"`
 	Store     string `mapstructure:"store"`
 	LogLevel  string `mapstructure:"log-level"`
 	LogFormat string `mapstructure:"log-format"`
@@ -490,6 +494,11 @@ func (c *Config) check() error {
 			if b := s.bounds; b != nil && !(b.off && *p == 0) && (*p < b.min || *p > b.max) {
 				return fmt.Errorf("%s: %s is outside %s", c.describe(s.key), fmtDuration(*p), b)
 			}
+		}
+	}
+	if c.GitRef != "" {
+		if _, err := gitlog.RefName(c.GitRef); err != nil {
+			return fmt.Errorf("%s: %v", c.describe("git-ref"), err)
 		}
 	}
 	if err := generators.CheckNames(c.Generators); err != nil {

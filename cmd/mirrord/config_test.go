@@ -162,6 +162,12 @@ func TestSettingValues(t *testing.T) {
 	}{
 		{key: "eventlog", value: "/var/lib/data.json", want: "/var/lib/data.json"},
 		{key: "eventlog", value: "[a, b]", err: "want a string", from: "file"},
+		{key: "git-ref", value: "master", want: "master"},
+		{key: "git-ref", value: "refs/heads/main", want: "refs/heads/main"},
+		{key: "git-ref", value: "HEAD", want: "HEAD"},
+		{key: "git-ref", value: "bad..name", err: `ref "bad..name": has ".." or "@{"`},
+		{key: "git-ref", value: "master.lock", err: `ref "master.lock": has a component ending with ".lock"`},
+		{key: "git-ref", value: "[master]", err: "want a string", from: "file"},
 		{key: "store", value: "/var/lib/mirrord", want: "/var/lib/mirrord"},
 		{key: "store", value: "true", err: "want a string", from: "file"},
 		{key: "log-level", value: "debug", want: "debug"},

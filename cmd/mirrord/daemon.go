@@ -29,6 +29,7 @@ func (m *Main) openEngine(e *env, tune func(*mirror.Options)) (*kv.DB, *mirror.E
 	}
 	opts := &mirror.Options{
 		EventLog:     e.cfg.EventLog,
+		GitRef:       e.cfg.GitRef,
 		Settle:       e.cfg.Settle,
 		Debounce:     e.cfg.Debounce,
 		SafetyCheck:  safety,

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mirrord/mirrord/eventlog"
+	"github.com/mirrord/mirrord/internal/gittest"
 	"github.com/mirrord/mirrord/internal/synth"
 	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/mirror"
@@ -29,12 +30,20 @@ import (
 // main() instead of the tests, so process tests exercise the real program
 // (signals, exit codes, a real lock between processes) without a build
 // step. The tests themselves fail when a goroutine outlives them.
+//
+// Git is made hermetic for the git mode's tests (gittest.Hermetic): the
+// children inherit it.
 func TestMain(m *testing.M) {
 	if os.Getenv("MIRRORDTEST_AS_MAIN") == "1" {
 		main()
 		return
 	}
-	goleak.VerifyTestMain(m)
+	cleanup, err := gittest.Hermetic()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { cleanup() }))
 }
 
 var crashKills = flag.Int("mirrord.kills", 8, "SIGKILLs per crash scenario (four scenarios)")

@@ -520,7 +520,7 @@ func (d *daemon) reload(ctx context.Context) {
 		}
 	}
 	fixed := map[string]bool{
-		"eventlog": cfg.EventLog != old.EventLog, "store": cfg.Store != old.Store,
+		"eventlog": cfg.EventLog != old.EventLog, "git-ref": cfg.GitRef != old.GitRef, "store": cfg.Store != old.Store,
 		"log-format": cfg.LogFormat != old.LogFormat, "max-value-size": cfg.MaxValueSize != old.MaxValueSize,
 		"batch-size": cfg.BatchSize != old.BatchSize, "socket": cfg.Socket != old.Socket,
 		"socket-group": cfg.SocketGroup != old.SocketGroup, "metrics-listen": cfg.MetricsListen != old.MetricsListen,
@@ -535,7 +535,7 @@ func (d *daemon) reload(ctx context.Context) {
 		d.e.log.Warn("a changed setting cannot be applied while mirrord runs; restart it to apply", "setting", k)
 	}
 	// The running values of what could not change stay in force.
-	cfg.EventLog, cfg.Store, cfg.LogFormat, cfg.MaxValueSize = old.EventLog, old.Store, old.LogFormat, old.MaxValueSize
+	cfg.EventLog, cfg.GitRef, cfg.Store, cfg.LogFormat, cfg.MaxValueSize = old.EventLog, old.GitRef, old.Store, old.LogFormat, old.MaxValueSize
 	cfg.BatchSize, cfg.Socket, cfg.SocketGroup, cfg.MetricsListen = old.BatchSize, old.Socket, old.SocketGroup, old.MetricsListen
 	d.e.cfg = cfg
 	d.e.log.Info("configuration reloaded", "changed", changed, "not_applied", ignored)

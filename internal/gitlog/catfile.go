@@ -147,7 +147,9 @@ func (c *child) failure(err error) error {
 	return err
 }
 
-// batch is a long-lived "git cat-file --batch-check" child.
+// batch is a long-lived "git cat-file" child in one of two modes:
+// --batch-check answers an object's name, type and size; --batch also
+// its content.
 type batch struct {
 	*child
 	in     io.WriteCloser
@@ -156,7 +158,13 @@ type batch struct {
 	served int // requests answered: one that dies after serving is restarted
 }
 
-func startBatch(git, gitDir string) (*batch, error) {
+// The two modes of a batch child.
+const (
+	modeCheck    = "--batch-check"
+	modeContents = "--batch"
+)
+
+func startBatch(git, gitDir, mode string) (*batch, error) {
 	inR, inW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -167,7 +175,7 @@ func startBatch(git, gitDir string) (*batch, error) {
 		inW.Close()
 		return nil, err
 	}
-	c, err := start(git, gitDir, inR, outW, "cat-file", "--batch-check")
+	c, err := start(git, gitDir, inR, outW, "cat-file", mode)
 	inR.Close()
 	outW.Close()
 	if err != nil {
@@ -179,7 +187,7 @@ func startBatch(git, gitDir string) (*batch, error) {
 }
 
 // errDied is a request that failed because the child ended.
-var errDied = errors.New("git cat-file --batch-check ended")
+var errDied = errors.New("a git cat-file batch child ended")
 
 // ask sends one request and reads its answer. ctx being done kills the
 // child, which ends the wait.
@@ -187,10 +195,15 @@ func (b *batch) ask(ctx context.Context, rev string) (header, error) {
 	if err := ctx.Err(); err != nil {
 		return header{}, err
 	}
+	defer context.AfterFunc(ctx, b.kill)()
+	return b.request(ctx, rev)
+}
+
+// request is ask with ctx watched by the caller.
+func (b *batch) request(ctx context.Context, rev string) (header, error) {
 	if strings.ContainsAny(rev, "\n\x00") {
 		return header{}, fmt.Errorf("git cat-file: %q cannot be asked: it has a newline or NUL", rev)
 	}
-	defer context.AfterFunc(ctx, b.kill)()
 	if _, err := io.WriteString(b.in, rev+"\n"); err != nil {
 		return header{}, errDied
 	}
@@ -203,6 +216,37 @@ func (b *batch) ask(ctx context.Context, rev string) (header, error) {
 	}
 	b.served++
 	return parseHeader(bytes.TrimSuffix(line, []byte("\n")), rev)
+}
+
+// fetch reads blob id, of size bytes (as --batch-check said), whole from
+// a --batch child. An answer of another size or type, or one that does
+// not end where it should, is an error after which the child's answers
+// cannot be trusted to match the requests.
+func (b *batch) fetch(ctx context.Context, id ID, size int64) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	defer context.AfterFunc(ctx, b.kill)()
+	h, err := b.request(ctx, string(id))
+	switch {
+	case err != nil:
+		return nil, err
+	case h.Missing:
+		return nil, fmt.Errorf("blob %s is not there any more", id)
+	case h.Type != "blob" || h.Size != size:
+		return nil, fmt.Errorf("git cat-file: answered a %s of %d bytes for blob %s of %d", h.Type, h.Size, id, size)
+	}
+	data := make([]byte, size+1) // and the newline that ends the answer
+	if _, err := io.ReadFull(b.out, data); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, errDied
+	}
+	if data[size] != '\n' {
+		return nil, fmt.Errorf("git cat-file: blob %s does not end after its %d bytes", id, size)
+	}
+	return data[:size], nil
 }
 
 // close ends the child: end of input first, so that it exits by itself.

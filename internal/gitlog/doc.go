@@ -9,7 +9,9 @@
 // repository), resolves refs itself (loose refs, packed-refs, symbolic
 // refs, per-worktree refs), asks a long-lived "git cat-file --batch-check"
 // child for the commit and the file's blob, and streams the blob from a
-// "git cat-file blob" child without ever holding it whole. It says which
+// "git cat-file blob" child without ever holding it whole (a blob of up
+// to 2 MiB is read whole by a long-lived "git cat-file --batch" child
+// instead: a process start costs as much as reading it). It says which
 // directories to watch for the ref's moves and which file events concern
 // them.
 //
@@ -19,6 +21,6 @@
 // exist yet is a state (see [State]), not an error: the caller waits for
 // it.
 //
-// DECISION.md beside this file records why the git binary was chosen over
-// a pure-Go git library, with the figures measured.
+// docs/design.md ("On the git source") records why the git binary was
+// chosen over a pure-Go git library, with the figures measured.
 package gitlog

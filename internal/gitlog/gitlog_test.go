@@ -341,8 +341,20 @@ func TestReftableRefused(t *testing.T) {
 // Blob streaming: a blob closed early stops its child; a cancelled
 // context ends the read; Close of the Source ends blobs still open.
 func TestBlobLifecycle(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		size int
+	}{
+		{"streamed", 4 << 20}, // more than the pipe holds
+		{"small", 64 << 10},   // read whole by the --batch child
+	} {
+		t.Run(tc.name, func(t *testing.T) { testBlobLifecycle(t, tc.size) })
+	}
+}
+
+func testBlobLifecycle(t *testing.T, size int) {
 	noLeaks(t)
-	big := strings.Repeat("0123456789abcdef", 1<<18) // 4 MiB: more than the pipe holds
+	big := strings.Repeat("0123456789abcdef", size/16)
 	repo := appRepo(t, big)
 	s := newSource(t, filepath.Join(repo, "data.json"), "master")
 	snap := stat(t, s)
@@ -405,6 +417,57 @@ func TestChildFailsAtOnce(t *testing.T) {
 	}
 }
 
+// A blob up to smallBlob is read whole by the one long-lived --batch
+// child, with no child of its own (a process start costs as much as
+// reading a 1k-event log); a larger one is streamed by a child of its
+// own. Both read exactly the blob.
+func TestSmallBlobsShareOneChild(t *testing.T) {
+	noLeaks(t)
+	repo := appRepo(t, "x\n")
+	file := filepath.Join(repo, "data.json")
+	loc, _, err := Find(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(loc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var cat *batch
+	for _, size := range []int{1, 100 << 10, smallBlob, smallBlob + 1, 3 << 20} {
+		want := strings.Repeat("y", size-1) + "\n"
+		transaction(t, repo, setData(want))
+		snap, err := r.Stat(testCtx(t), "master")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := r.OpenBlob(testCtx(t), snap.Blob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		streamed := b.child != nil
+		got, err := io.ReadAll(b)
+		b.Close()
+		if err != nil || string(got) != want {
+			t.Fatalf("blob of %d bytes: read %d bytes, %v", size, len(got), err)
+		}
+		if streamed != (size > smallBlob) {
+			t.Fatalf("blob of %d bytes: streamed by a child of its own: %v", size, streamed)
+		}
+		r.mu.Lock()
+		now := r.cat
+		r.mu.Unlock()
+		switch {
+		case now == nil:
+			t.Fatalf("blob of %d bytes: no --batch child", size)
+		case cat != nil && now != cat:
+			t.Fatalf("blob of %d bytes: another --batch child was started", size)
+		}
+		cat = now
+	}
+}
+
 // A batch child that dies is replaced by the next request.
 func TestDeadChildRestarted(t *testing.T) {
 	noLeaks(t)
@@ -422,22 +485,37 @@ func TestDeadChildRestarted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range 3 {
-		r.mu.Lock()
-		old := r.check
-		r.mu.Unlock()
-		// Whether the next request meets a closed pipe or no answer, it
-		// must start another child.
-		old.kill()
-		snap, err := r.Stat(testCtx(t), "master")
-		if err != nil || snap != first {
-			t.Fatalf("after the child died: %+v, %v", snap, err)
+	read := func() {
+		t.Helper()
+		b, err := r.OpenBlob(testCtx(t), first.Blob)
+		if err != nil {
+			t.Fatal(err)
 		}
-		r.mu.Lock()
-		replaced := r.check != old
-		r.mu.Unlock()
-		if !replaced {
-			t.Fatal("the dead child was not replaced")
+		defer b.Close()
+		if got, err := io.ReadAll(b); err != nil || string(got) != "x\n" {
+			t.Fatalf("after the child died: read %q, %v", got, err)
+		}
+	}
+	read()
+	for range 3 {
+		for _, mode := range []string{modeCheck, modeContents} {
+			r.mu.Lock()
+			old := *r.slot(mode)
+			r.mu.Unlock()
+			// Whether the next request meets a closed pipe or no answer,
+			// it must start another child.
+			old.kill()
+			snap, err := r.Stat(testCtx(t), "master")
+			if err != nil || snap != first {
+				t.Fatalf("after the %s child died: %+v, %v", mode, snap, err)
+			}
+			read()
+			r.mu.Lock()
+			replaced := *r.slot(mode) != old
+			r.mu.Unlock()
+			if !replaced {
+				t.Fatalf("the dead %s child was not replaced", mode)
+			}
 		}
 	}
 }

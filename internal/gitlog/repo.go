@@ -88,19 +88,32 @@ type Snapshot struct {
 // Repo reads refs and objects of one repository without writing to it.
 // Refs are read from the files; objects are looked up by one long-lived
 // "git cat-file --batch-check" child (started on first use, restarted
-// if it dies) and blobs streamed by a "git cat-file blob" child each.
-// Its methods may be called concurrently.
+// if it dies); a small blob is read whole by a long-lived "git cat-file
+// --batch" child, a larger one streamed by a "git cat-file blob" child of
+// its own. Its methods may be called concurrently.
 type Repo struct {
 	loc Location
 	git string
 
-	req sync.Mutex // one request at a time to the batch child
+	req sync.Mutex // one request at a time to the batch children
 
 	mu     sync.Mutex // guards what follows
 	closed bool
-	check  *batch
+	check  *batch // --batch-check
+	cat    *batch // --batch
 	blobs  map[*Blob]struct{}
 }
+
+// smallBlob is the size up to which a blob is read whole by the
+// long-lived --batch child rather than streamed by a child of its own.
+// Starting a git process costs a few milliseconds, as much as reading a
+// 1k-event log (680 KB) and more than half of an append's latency on it;
+// a blob this small costs as little memory, and git's own memory for it
+// (a delta chain of versions this small) stays small in the long-lived
+// child. Above it the child of its own streams the blob through a pipe,
+// and what inflating a large deltified blob costs git (hundreds of MB)
+// is given back when that child exits.
+const smallBlob = 2 << 20
 
 // Open returns a Repo for loc (as Find returns it). It starts nothing:
 // git children start when needed.
@@ -131,46 +144,69 @@ func (r *Repo) Close() error {
 		return nil
 	}
 	r.closed = true
-	b := r.check
-	r.check = nil
+	children := []*batch{r.check, r.cat}
+	r.check, r.cat = nil, nil
 	blobs := r.blobs
 	r.blobs = nil
 	r.mu.Unlock()
 	for bl := range blobs {
 		bl.abort()
 	}
-	if b != nil {
-		// A request under way fails as its child ends.
-		b.kill()
-		_ = b.close()
+	for _, b := range children {
+		if b != nil {
+			// A request under way fails as its child ends.
+			b.kill()
+			_ = b.close()
+		}
 	}
 	return nil
 }
 
-// ask sends rev to the batch child, starting it if need be; a child
-// that dies after serving requests is replaced once.
+// ask sends rev to the --batch-check child.
 func (r *Repo) ask(ctx context.Context, rev string) (header, error) {
+	var h header
+	err := r.use(ctx, modeCheck, func(b *batch) (err error) {
+		h, err = b.ask(ctx, rev)
+		return err
+	})
+	return h, err
+}
+
+// fetch reads the blob id of size bytes whole from the --batch child.
+func (r *Repo) fetch(ctx context.Context, id ID, size int64) ([]byte, error) {
+	var data []byte
+	err := r.use(ctx, modeContents, func(b *batch) (err error) {
+		data, err = b.fetch(ctx, id, size)
+		return err
+	})
+	return data, err
+}
+
+// use runs one request on the batch child of mode, starting it if need
+// be; a child that dies after serving requests is replaced once.
+func (r *Repo) use(ctx context.Context, mode string, request func(*batch) error) error {
 	if err := ctx.Err(); err != nil {
-		return header{}, err
+		return err
 	}
 	r.req.Lock()
 	defer r.req.Unlock()
 	for {
-		b, err := r.batch()
+		b, err := r.batch(mode)
 		if err != nil {
-			return header{}, err
+			return err
 		}
-		h, err := b.ask(ctx, rev)
+		err = request(b)
 		if err == nil {
-			return h, nil
+			return nil
 		}
 		// Dead, killed, or an answer out of protocol (after which its
 		// lines cannot be trusted to match the requests): reap it; the
 		// next request starts another.
 		served := b.served
 		r.mu.Lock()
-		if r.check == b {
-			r.check = nil
+		slot := r.slot(mode)
+		if *slot == b {
+			*slot = nil
 		}
 		closed := r.closed
 		r.mu.Unlock()
@@ -178,34 +214,43 @@ func (r *Repo) ask(ctx context.Context, rev string) (header, error) {
 		werr := b.close()
 		switch {
 		case closed:
-			return header{}, ErrClosed
+			return ErrClosed
 		case ctx.Err() != nil:
-			return header{}, ctx.Err()
+			return ctx.Err()
 		case !errors.Is(err, errDied):
-			return header{}, fmt.Errorf("gitlog: %s: %w", r.loc.GitDir, err)
+			return fmt.Errorf("gitlog: %s: %w", r.loc.GitDir, err)
 		case served == 0:
 			// A fresh child that died at once (not a repository, git
 			// broken): another would too.
-			return header{}, fmt.Errorf("gitlog: %s: %w", r.loc.GitDir, b.failure(fmt.Errorf("%w (%v)", errDied, werr)))
+			return fmt.Errorf("gitlog: %s: %w", r.loc.GitDir, b.failure(fmt.Errorf("%w (%v)", errDied, werr)))
 		}
 	}
 }
 
-// batch returns the running batch child, starting one if needed.
-func (r *Repo) batch() (*batch, error) {
+// slot is where the batch child of mode is kept; r.mu must be held.
+func (r *Repo) slot(mode string) **batch {
+	if mode == modeContents {
+		return &r.cat
+	}
+	return &r.check
+}
+
+// batch returns the running batch child of mode, starting one if needed.
+func (r *Repo) batch(mode string) (*batch, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
 		return nil, ErrClosed
 	}
-	if r.check == nil {
-		b, err := startBatch(r.git, r.loc.GitDir)
+	slot := r.slot(mode)
+	if *slot == nil {
+		b, err := startBatch(r.git, r.loc.GitDir, mode)
 		if err != nil {
 			return nil, err
 		}
-		r.check = b
+		*slot = b
 	}
-	return r.check, nil
+	return *slot, nil
 }
 
 // Stat resolves ref (see RefName) and looks up the file's blob in its
@@ -261,9 +306,10 @@ func (r *Repo) notCommit(ctx context.Context, ref string, id ID) error {
 }
 
 // OpenBlob streams the blob id (a Snapshot's Blob) from a "git cat-file
-// blob" child, without holding it in memory. ctx bounds the whole read:
-// once it is done, reads fail with its error and the child is killed.
-// The caller must Close the Blob.
+// blob" child, without holding it in memory, or reads it whole from the
+// long-lived --batch child when it is small (see smallBlob). ctx bounds
+// the whole read: once it is done, reads fail with its error and the
+// child is killed. The caller must Close the Blob.
 func (r *Repo) OpenBlob(ctx context.Context, id ID) (*Blob, error) {
 	h, err := r.ask(ctx, string(id))
 	switch {
@@ -273,6 +319,8 @@ func (r *Repo) OpenBlob(ctx context.Context, id ID) (*Blob, error) {
 		return nil, fmt.Errorf("gitlog: blob %s is not in %s", id, r.loc.CommonDir)
 	case h.Type != "blob":
 		return nil, fmt.Errorf("gitlog: %s is a %s, not a blob", id, h.Type)
+	case h.Size <= smallBlob:
+		return r.openSmall(ctx, h)
 	}
 	out, outW, err := blobPipe()
 	if err != nil {
@@ -297,6 +345,24 @@ func (r *Repo) OpenBlob(ctx context.Context, id ID) (*Blob, error) {
 	return bl, nil
 }
 
+// openSmall reads the small blob h whole from the --batch child: the
+// Blob serves it from memory, with a streamed Blob's rules (ctx, Close,
+// the Repo's Close).
+func (r *Repo) openSmall(ctx context.Context, h header) (*Blob, error) {
+	data, err := r.fetch(ctx, h.ID, h.Size)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrClosed
+	}
+	bl := &Blob{id: h.ID, size: h.Size, repo: r, mem: data, ctx: ctx, stopCtx: func() bool { return false }}
+	r.blobs[bl] = struct{}{}
+	return bl, nil
+}
+
 // blobPipeSize is the size asked for the pipe a blob is streamed
 // through.
 const blobPipeSize = 1 << 20
@@ -317,15 +383,17 @@ func blobPipe() (r, w *os.File, err error) {
 	return os.NewFile(uintptr(fds[0]), "|0"), os.NewFile(uintptr(fds[1]), "|1"), nil
 }
 
-// Blob is the content of one blob, streamed from a git child. It is an
-// io.ReadCloser; it is not safe for concurrent use.
+// Blob is the content of one blob, streamed from a git child (or, when
+// small, read already). It is an io.ReadCloser; it is not safe for
+// concurrent use.
 type Blob struct {
 	id   ID
 	size int64
 	n    int64 // bytes read so far
 	repo *Repo
 
-	child   *child
+	mem     []byte // a small blob's content, read whole; nil when streamed
+	child   *child // the streaming child, nil for a small blob
 	out     *os.File
 	ctx     context.Context
 	stopCtx func() bool
@@ -352,6 +420,9 @@ func (b *Blob) Read(p []byte) (int, error) {
 		b.err = b.fail(fmt.Errorf("gitlog: reading blob %s: %w", b.id, err))
 		return 0, b.err
 	}
+	if b.child == nil {
+		return b.readMem(p)
+	}
 	if rem := b.size - b.n; int64(len(p)) > rem+1 {
 		// Ask for one byte more than is left: a longer stream shows.
 		p = p[:rem+1]
@@ -369,6 +440,22 @@ func (b *Blob) Read(p []byte) (int, error) {
 		b.err = b.fail(fmt.Errorf("gitlog: reading blob %s: %w", b.id, err))
 		return n, b.err
 	}
+	return n, nil
+}
+
+// readMem is Read of a small blob.
+func (b *Blob) readMem(p []byte) (int, error) {
+	if b.wasAborted() {
+		b.err = b.fail(ErrClosed)
+		return 0, b.err
+	}
+	if b.n == b.size {
+		b.release()
+		b.err = io.EOF
+		return 0, b.err
+	}
+	n := copy(p, b.mem[b.n:])
+	b.n += int64(n)
 	return n, nil
 }
 
@@ -391,8 +478,10 @@ func (b *Blob) finish() error {
 
 // fail ends the read with err, stopping the child.
 func (b *Blob) fail(err error) error {
-	b.child.kill()
-	_ = b.child.stop(time.Second)
+	if b.child != nil {
+		b.child.kill()
+		_ = b.child.stop(time.Second)
+	}
 	b.release()
 	if b.wasAborted() {
 		return ErrClosed
@@ -406,10 +495,14 @@ func (b *Blob) wasAborted() bool {
 	return b.aborted
 }
 
-// release closes the pipe and forgets the Blob in its Repo.
+// release closes the pipe (drops a small blob's content) and forgets the
+// Blob in its Repo.
 func (b *Blob) release() {
 	b.stopCtx()
-	b.out.Close()
+	if b.out != nil {
+		b.out.Close()
+	}
+	b.mem = nil
 	b.repo.mu.Lock()
 	delete(b.repo.blobs, b)
 	b.repo.mu.Unlock()
@@ -421,6 +514,9 @@ func (b *Blob) abort() {
 	b.mu.Lock()
 	b.aborted = true
 	b.mu.Unlock()
+	if b.child == nil {
+		return // a small blob: its next read sees aborted
+	}
 	b.child.kill()
 	_ = b.child.stop(time.Second)
 	b.stopCtx()

@@ -34,6 +34,11 @@ type Config struct {
 	// Default: 1000 (Quick: 200).
 	Appends int
 
+	// GitAppends is the number of commits timed on each log in git mode,
+	// at most 20 on a log of 500k events or more (each commit writes the
+	// whole log into the repository first). Default: 1000 (Quick: 200).
+	GitAppends int
+
 	// Idle is how long the daemon's CPU is watched while nothing changes.
 	// Default: 60s (Quick: 5s).
 	Idle time.Duration
@@ -153,6 +158,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{"reconcile", b.rewriteReconcile},
 		{"latency", b.latencies},
 		{"generators' latency", b.genLatencies},
+		{"git latency", b.gitLatencies},
 		{"kv", b.kvReads},
 		{"idle", b.idle},
 		{"skewed log", b.skewed},

@@ -52,7 +52,7 @@ func TestBenchmarkRunsEveryStep(t *testing.T) {
 	defer cancel()
 	var progress bytes.Buffer
 	rep, err := Run(ctx, Config{
-		Quick: true, Sizes: []int{3000}, Appends: 30, Idle: time.Second, NoNode: true,
+		Quick: true, Sizes: []int{3000}, Appends: 30, GitAppends: 30, Idle: time.Second, NoNode: true,
 		SkewedEvents: 2000, SmallEvents: 5000, Dir: dir, Progress: &progress, Mirrord: bin,
 	})
 	if err != nil {
@@ -78,6 +78,12 @@ func TestBenchmarkRunsEveryStep(t *testing.T) {
 	}
 	if s := rep.Small; s == nil || s.Events != 5000 || s.Mirror.Took <= 0 || s.Default.MaxRSS <= 0 {
 		t.Fatalf("small-events row: %+v", s)
+	}
+	if _, err := exec.LookPath("git"); err == nil {
+		if len(rep.GitLatency) != 2 || rep.GitLatency[0].Appends != 30 || rep.GitLatency[1].P50 <= 0 || rep.GitLatency[1].FloorP50 <= 0 ||
+			rep.GitLoad == nil || rep.GitLoad.MaxRSS <= 0 {
+			t.Fatalf("git mode rows: %+v, load %+v", rep.GitLatency, rep.GitLoad)
+		}
 	}
 	if len(rep.Idle) != 2 || rep.Idle[0].RSS <= 0 || rep.Idle[1].RSS <= 0 {
 		t.Fatalf("idle rows: %+v", rep.Idle)

@@ -23,6 +23,10 @@ type Report struct {
 	GenLatency []LatencyRow
 	Skewed     *SkewedRow
 	Small      *SmallRow
+	// Git mode (k), in gitlatency.go; Git says why it was not measured.
+	Git        string
+	GitLatency []GitLatencyRow
+	GitLoad    *GitLoadRow
 }
 
 // SkewedRow is (i): the log whose events all fall in one month and carry
@@ -185,6 +189,7 @@ func (r *Report) Targets() []Target {
 		s := d.CPUPerMinute.Seconds()
 		add("idle at "+countLabel(d.Events)+": ≤ 0.05 CPU-s a minute", s <= 0.05, "%.3f CPU-s", s)
 	}
+	r.gitTargets(add)
 	// The kv reads have no target here: theirs are relative to Pebble's
 	// own reads of the same store, interleaved in one run, which only a
 	// benchmark inside package kv can do (kv.BenchmarkReadsBesidePebble);
@@ -240,6 +245,7 @@ func (r *Report) Write(w io.Writer) error {
 		}
 		b.WriteString("\n")
 	}
+	r.writeGit(&b)
 	if len(r.GenLatency) > 0 {
 		b.WriteString("Append → generated value readable (h): the writer's write() called → the new event's hashtags key readable, default generators following in process\n\n")
 		b.WriteString("| log | appends | p50 | p99 | max |\n|---|---|---|---|---|\n")

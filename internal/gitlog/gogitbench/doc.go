@@ -1,5 +1,6 @@
 // Package gogitbench measures go-git reading the repositories that
-// gitlog's benchmarks build, for the comparison in gitlog's DECISION.md.
+// gitlog's benchmarks build, for the comparison in docs/design.md ("On the
+// git source").
 // It is a module of its own so that mirrord does not depend on go-git:
 // run it, after gitlog's benchmarks have built the repositories, with
 //
