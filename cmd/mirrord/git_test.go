@@ -56,10 +56,11 @@ func TestRunFollowsAGitRef(t *testing.T) {
 	}
 	// Through the daemon: the ref, its commit and blob.
 	r := mirrord(t, nil, append([]string{"status", "--json"}, args...)...)
-	var st mirror.Status
-	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &st) != nil {
+	var doc struct{ Mirror mirror.Status }
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &doc) != nil {
 		t.Fatalf("status: exit %d %v\n%s", r.code, r.err, r.stdout)
 	}
+	st := doc.Mirror
 	blob := gittest.Git(t, repo, "rev-parse", "master:data.json")
 	if st.Ref != "refs/heads/master" || st.Commit != commits[2] || st.Blob != blob || st.Checkpoint.Blob != blob || st.Lag != 0 {
 		t.Fatalf("status through the daemon: %+v", st)
