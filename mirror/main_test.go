@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/mirrord/mirrord/internal/testkit"
 	"github.com/mirrord/mirrord/kv"
 	"go.uber.org/goleak"
 )
@@ -58,7 +59,7 @@ var failedStoreGoroutines = []goleak.Option{
 // lazily, come and go with the store, not with Run.)
 func noFollowerLeft(t *testing.T) {
 	t.Helper()
-	waitFor(t, "the goroutines Run started end", func() error {
+	testkit.Eventually(t, "the goroutines Run started end", func() error {
 		buf := make([]byte, 1<<20)
 		buf = buf[:runtime.Stack(buf, true)]
 		for _, g := range strings.Split(string(buf), "\n\n") {
