@@ -5,8 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -22,6 +22,7 @@ import (
 	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/generators"
 	"github.com/mirrord/mirrord/internal/synth"
+	"github.com/mirrord/mirrord/internal/testkit"
 	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/mirror"
 )
@@ -34,8 +35,6 @@ const storePath = "/store"
 
 // farFuture is the engine's clock in most tests: every file looks settled.
 func farFuture() time.Time { return time.Now().Add(100 * 24 * time.Hour) }
-
-func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // testCtx is a context bounded in time and cancelled when the test ends.
 func testCtx(t testing.TB, d time.Duration) context.Context {
@@ -51,19 +50,17 @@ func checkGoroutines(t *testing.T) {
 	t.Helper()
 	before := runtime.NumGoroutine()
 	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			n := runtime.NumGoroutine()
-			if n <= before {
-				return
+		// Poll, not Eventually: the stack dump is the failure's point.
+		err := testkit.Poll(5*time.Second, func() error {
+			if n := runtime.NumGoroutine(); n > before {
+				return fmt.Errorf("%d goroutines before the test, %d after it", before, n)
 			}
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				buf = buf[:runtime.Stack(buf, true)]
-				t.Errorf("%d goroutines before the test, %d after it:\n%s", before, n, buf)
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
+			return nil
+		})
+		if err != nil {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Errorf("%v:\n%s", err, buf)
 		}
 	})
 }
@@ -118,7 +115,7 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 	if err := eventlog.RewriteFile(f.logPath, f.events); err != nil {
 		t.Fatal(err)
 	}
-	db, err := kv.Open(storePath, &kv.Options{FS: f.fs, Logger: quietLogger()})
+	db, err := kv.Open(storePath, &kv.Options{FS: f.fs, Logger: testkit.QuietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +130,7 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 		now = farFuture
 	}
 	mo := mirror.Options{
-		EventLog: f.logPath, Now: now, Logger: quietLogger(), SafetyCheck: -1,
+		EventLog: f.logPath, Now: now, Logger: testkit.QuietLogger(), SafetyCheck: -1,
 		OnApply: func(a mirror.Applied) {
 			f.mu.Lock()
 			f.applied = append(f.applied, a)
@@ -148,13 +145,13 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 		t.Fatal(err)
 	}
 	if o.generators != nil {
-		f.runner, err = generators.NewRunner(db, &generators.Options{Enabled: o.generators, Logger: quietLogger(), RetryMin: 10 * time.Millisecond})
+		f.runner, err = generators.NewRunner(db, &generators.Options{Enabled: o.generators, Logger: testkit.QuietLogger(), RetryMin: 10 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
 	f.srv = api.NewServer(api.Config{
-		DB: db, Engine: f.eng, Store: storePath, Version: "test", StallTimeout: o.stall, Logger: quietLogger(),
+		DB: db, Engine: f.eng, Store: storePath, Version: "test", StallTimeout: o.stall, Logger: testkit.QuietLogger(),
 		Runner: func() *generators.Runner { return f.runner }, Fatal: o.fatal,
 	})
 	if !o.noSync {
@@ -386,22 +383,4 @@ func readLines(r io.Reader, n int) ([]string, error) {
 		out = append(out, l)
 	}
 	return out, nil
-}
-
-// eventually polls cond until it returns true or d has passed.
-func eventually(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	last := ""
-	for {
-		ok, s := cond()
-		if ok {
-			return
-		}
-		last = s
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s; last seen: %s", what, d, last)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

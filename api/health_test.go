@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mirrord/mirrord/eventlog"
+	"github.com/mirrord/mirrord/internal/testkit"
 	"github.com/mirrord/mirrord/mirror"
 )
 
@@ -18,6 +19,19 @@ import (
 func (f *fixture) healthz() (int, string) {
 	f.t.Helper()
 	return httpDo(f.t, f.sock, "GET", "/healthz")
+}
+
+// healthIs is nil when /healthz answers code, and otherwise says what it
+// answered; body, when not nil, receives the body either way.
+func (f *fixture) healthIs(code int, body *string) error {
+	got, b := f.healthz()
+	if body != nil {
+		*body = b
+	}
+	if got != code {
+		return fmt.Errorf("%d %q", got, b)
+	}
+	return nil
 }
 
 func (f *fixture) wantHealth(code int, body string) {
@@ -66,10 +80,8 @@ func TestHealthStall(t *testing.T) {
 	// The first look: catching up; the stall timer starts.
 	f.wantHealth(http.StatusOK, "catching up\n")
 	var body string
-	eventually(t, 3*time.Second, "/healthz turns 503 once the checkpoint has not moved for the stall timeout", func() (bool, string) {
-		var code int
-		code, body = f.healthz()
-		return code == http.StatusServiceUnavailable, fmt.Sprintf("%d %q", code, body)
+	testkit.Eventually(t, "/healthz turns 503 once the checkpoint has not moved for the stall timeout", func() error {
+		return f.healthIs(http.StatusServiceUnavailable, &body)
 	})
 	want := fmt.Sprintf("stalled: the log is ahead of the checkpoint (offset %d, log %d bytes) and the checkpoint has not moved for ", offset, size)
 	if !strings.HasPrefix(body, want) || !strings.HasSuffix(body, "s\n") {
@@ -86,9 +98,8 @@ func TestHealthStall(t *testing.T) {
 	// A checkpoint that moves restarts the timer: a new stall is judged
 	// from the new checkpoint.
 	f.appendEvents(1)
-	eventually(t, 3*time.Second, "a second stall", func() (bool, string) {
-		code, body := f.healthz()
-		return code == http.StatusServiceUnavailable, body
+	testkit.Eventually(t, "a second stall", func() error {
+		return f.healthIs(http.StatusServiceUnavailable, nil)
 	})
 	f.sync()
 	f.wantHealth(http.StatusOK, "caught up\n")
@@ -102,9 +113,8 @@ func TestHealthStall(t *testing.T) {
 		f.wantHealth(http.StatusOK, "catching up\n")
 	}
 	f.srv.SetStallTimeout(20 * time.Millisecond)
-	eventually(t, 3*time.Second, "a stall after the timeout shrank", func() (bool, string) {
-		code, body := f.healthz()
-		return code == http.StatusServiceUnavailable, body
+	testkit.Eventually(t, "a stall after the timeout shrank", func() error {
+		return f.healthIs(http.StatusServiceUnavailable, nil)
 	})
 }
 
@@ -239,10 +249,8 @@ func TestHealthFailedApply(t *testing.T) {
 	}
 	f.appendEvents(2) // the engine sees it and fails to write it
 	var body string
-	eventually(t, 5*time.Second, "/healthz reports the failed apply", func() (bool, string) {
-		var code int
-		code, body = f.healthz()
-		return code == http.StatusServiceUnavailable, fmt.Sprintf("%d %q", code, body)
+	testkit.Eventually(t, "/healthz reports the failed apply", func() error {
+		return f.healthIs(http.StatusServiceUnavailable, &body)
 	})
 	if !strings.HasPrefix(body, "the last apply failed: ") || !strings.Contains(body, "store is closed") {
 		t.Errorf("body %q, want the engine's error", body)

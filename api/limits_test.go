@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/mirrord/mirrord/api"
+	"github.com/mirrord/mirrord/internal/testkit"
 	"github.com/mirrord/mirrord/schema"
 )
 
@@ -26,7 +27,7 @@ import (
 func bounded(t *testing.T, name string, h http.Handler, ln net.Listener, log *slog.Logger, o *api.ServeOptions) *api.HTTPServer {
 	t.Helper()
 	if log == nil {
-		log = quietLogger()
+		log = testkit.QuietLogger()
 	}
 	s, err := api.NewHTTPServer(name, h, ln, log, o)
 	if err != nil {
@@ -67,8 +68,13 @@ func idleConns(t *testing.T, network, addr string, n int) {
 	}
 }
 
-func openIs(s *api.HTTPServer, n int) func() (bool, string) {
-	return func() (bool, string) { return s.Open() == n, fmt.Sprintf("%d connections open", s.Open()) }
+func openIs(s *api.HTTPServer, n int) func() error {
+	return func() error {
+		if got := s.Open(); got != n {
+			return fmt.Errorf("%d connections open", got)
+		}
+		return nil
+	}
 }
 
 // TestStalledDumpAndIdleConnections: idle connections on both listeners
@@ -103,22 +109,24 @@ func TestStalledDumpAndIdleConnections(t *testing.T) {
 	if _, err := stalled.Write([]byte("GET /v1/dump HTTP/1.1\r\nHost: mirrord\r\n\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the idle and stalled connections open", openIs(srv, idle+1))
-	eventually(t, 5*time.Second, "the public listener full", openIs(pub, idle))
+	testkit.Eventually(t, "the idle and stalled connections open", openIs(srv, idle+1))
+	testkit.Eventually(t, "the public listener full", openIs(pub, idle))
 
 	f.runEngine()
 	evs := f.appendEvents(3)
 	c := api.NewClient(sock)
 	defer c.Close()
 	key := schema.EventKey(evs[2].ID)
-	eventually(t, 5*time.Second, "an appended event served", func() (bool, string) {
-		_, found, err := c.Get(testCtx(t, 5*time.Second), key)
-		return found, fmt.Sprintf("found %v, err %v", found, err)
+	testkit.Eventually(t, "an appended event served", func() error {
+		if _, found, err := c.Get(testCtx(t, 5*time.Second), key); !found {
+			return fmt.Errorf("found %v, err %v", found, err)
+		}
+		return nil
 	})
 	c.Close()
 
 	// The stalled dump goes; the idle ones stay until their timeouts.
-	eventually(t, 10*time.Second, "the stalled dump cut off", openIs(srv, idle))
+	testkit.Eventually(t, "the stalled dump cut off", openIs(srv, idle))
 	got, _ := io.ReadAll(stalled)
 	if len(got) >= len(full) || bytes.HasSuffix(got, []byte("0\r\n\r\n")) {
 		t.Errorf("the stalled client got %d bytes of a %d-byte dump, ending cleanly", len(got), len(full))
@@ -147,8 +155,13 @@ func TestIdleConnectionsClosed(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
-	eventually(t, 5*time.Second, "the connections open", func() (bool, string) { return srv.Open() > 0, "none" })
-	eventually(t, 10*time.Second, "idle connections closed", openIs(srv, 0))
+	testkit.Eventually(t, "the connections open", func() error {
+		if srv.Open() == 0 {
+			return errors.New("none")
+		}
+		return nil
+	})
+	testkit.Eventually(t, "idle connections closed", openIs(srv, 0))
 }
 
 // TestConnectionCap: no more than MaxConns connections are served at
@@ -186,8 +199,11 @@ func TestConnectionCap(t *testing.T) {
 		return ch
 	}
 	first := []<-chan error{get("/block"), get("/block")}
-	eventually(t, 5*time.Second, "two requests in flight", func() (bool, string) {
-		return inflight.Load() == max, fmt.Sprintf("%d in flight", inflight.Load())
+	testkit.Eventually(t, "two requests in flight", func() error {
+		if n := inflight.Load(); n != max {
+			return fmt.Errorf("%d in flight", n)
+		}
+		return nil
 	})
 	third := get("/")
 	select {
@@ -283,9 +299,12 @@ func TestVerifyOneAtATime(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The gone client's verification stopped: the next one runs.
-	eventually(t, 5*time.Second, "verify after the first client left", func() (bool, string) {
+	testkit.Eventually(t, "verify after the first client left", func() error {
 		rep, err := f.client.Verify(testCtx(t, 10*time.Second))
-		return err == nil && rep.OK(), fmt.Sprintf("%v", err)
+		if err == nil && !rep.OK() {
+			return errors.New("the report is not OK")
+		}
+		return err
 	})
 }
 
@@ -364,8 +383,10 @@ func TestHTTPErrorsThroughSlog(t *testing.T) {
 	if code, _ := httpDo(t, path, "GET", "/"); code != http.StatusTeapot {
 		t.Fatalf("GET: %d", code)
 	}
-	eventually(t, 5*time.Second, "the server's error in the slog handler", func() (bool, string) {
-		ok, m := rec.find("superfluous response.WriteHeader")
-		return ok && strings.Contains(m, "WARN") && strings.Contains(m, "listener=socket"), m
+	testkit.Eventually(t, "the server's error in the slog handler", func() error {
+		if ok, m := rec.find("superfluous response.WriteHeader"); !ok || !testkit.ContainsAll(m, "WARN", "listener=socket") {
+			return fmt.Errorf("found %v: %q", ok, m)
+		}
+		return nil
 	})
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/mirrord/mirrord/eventlog"
+	"github.com/mirrord/mirrord/internal/testkit"
 	"github.com/mirrord/mirrord/schema"
 )
 
@@ -207,9 +208,11 @@ func TestMetrics(t *testing.T) {
 func TestMetricsUnhealthyAndMissing(t *testing.T) {
 	f := newFixture(t, fixtureOptions{events: 4, stall: 20 * time.Millisecond})
 	f.appendEvents(1)
-	eventually(t, 3*time.Second, "mirrord_healthy turns 0 in a stall", func() (bool, string) {
-		v := f.scrapeSocket().value(t, "mirrord_healthy")
-		return v == 0, fmt.Sprint("mirrord_healthy ", v)
+	testkit.Eventually(t, "mirrord_healthy turns 0 in a stall", func() error {
+		if v := f.scrapeSocket().value(t, "mirrord_healthy"); v != 0 {
+			return fmt.Errorf("mirrord_healthy %v", v)
+		}
+		return nil
 	})
 	code, _ := f.healthz()
 	if code != http.StatusServiceUnavailable {

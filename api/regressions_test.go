@@ -6,6 +6,7 @@ package api_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/mirrord/mirrord/api"
 	"github.com/mirrord/mirrord/eventlog"
+	"github.com/mirrord/mirrord/internal/testkit"
 	"github.com/mirrord/mirrord/mirror"
 )
 
@@ -45,18 +47,14 @@ func TestRegressionHealthStalePendingTailHidesStall(t *testing.T) {
 	offset := f.eng.Checkpoint().Offset
 	t.Logf("checkpoint %d, log %d bytes (4 complete events ahead), stall timeout 20ms", offset, f.logSize())
 
-	deadline := time.Now().Add(1500 * time.Millisecond)
-	for {
-		code, body := f.healthz()
-		if code == http.StatusServiceUnavailable && strings.HasPrefix(body, "stalled: ") {
-			return
+	// The bound is the finding: 75 stall timeouts and still no stall.
+	testkit.EventuallyWithin(t, 1500*time.Millisecond, "/healthz = 503 \"stalled: ...\" (75x the stall timeout)", func() error {
+		if code, body := f.healthz(); code != http.StatusServiceUnavailable || !strings.HasPrefix(body, "stalled: ") {
+			return fmt.Errorf("the log is %d bytes ahead in complete events and the checkpoint has not moved, yet /healthz = %d %q",
+				f.logSize()-offset, code, body)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the log is %d bytes ahead in complete events and the checkpoint has not moved for 1.5s (75x the stall timeout), "+
-				"yet /healthz = %d %q; want 503 \"stalled: ...\"", f.logSize()-offset, code, body)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // BUG (mirror/watch.go:143-149, surfacing in api/health.go:32-34): a failed
@@ -81,9 +79,11 @@ func TestRegressionHealthStaysFailedAfterRecovery(t *testing.T) {
 	if err := os.Symlink(filepath.Base(f.logPath), f.logPath); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "/healthz reports the failure", func() (bool, string) {
-		code, body := f.healthz()
-		return code == http.StatusServiceUnavailable && strings.HasPrefix(body, "the last apply failed"), body
+	testkit.Eventually(t, "/healthz reports the failure", func() error {
+		if code, body := f.healthz(); code != http.StatusServiceUnavailable || !strings.HasPrefix(body, "the last apply failed") {
+			return fmt.Errorf("%d %q", code, body)
+		}
+		return nil
 	})
 	// The log comes back, unchanged: the store already equals it.
 	if err := os.Remove(f.logPath); err != nil {
@@ -92,19 +92,14 @@ func TestRegressionHealthStaysFailedAfterRecovery(t *testing.T) {
 	if err := os.Rename(aside, f.logPath); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		code, body := f.healthz()
-		if code == http.StatusOK {
-			return
-		}
-		if time.Now().After(deadline) {
+	testkit.EventuallyWithin(t, 2*time.Second, "/healthz = 200 \"caught up\" after the log came back unchanged", func() error {
+		if code, body := f.healthz(); code != http.StatusOK {
 			st := f.eng.Status()
-			t.Fatalf("2s after the log came back unchanged (checkpoint offset %d = log size %d, lag %d), /healthz still answers %d %q; want 200 \"caught up\"",
+			return fmt.Errorf("checkpoint offset %d = log size %d, lag %d, yet /healthz answers %d %q",
 				st.Checkpoint.Offset, f.logSize(), st.Lag, code, body)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // BUG (mirror/verify.go:85-90 and 109-111, made worse by api/server.go:238-261):

@@ -3,6 +3,7 @@ package api_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"github.com/mirrord/mirrord/api"
 	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/generators"
+	"github.com/mirrord/mirrord/internal/testkit"
 	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/schema"
 )
@@ -338,8 +340,11 @@ func TestStreamClientGoesAway(t *testing.T) {
 		}
 		resp.Body.Close() // hang up mid-stream
 		closeIdle()
-		eventually(t, 5*time.Second, endpoint+": the handler ends after the client hangs up", func() (bool, string) {
-			return !serverStreaming(), "a handler is still in stream"
+		testkit.Eventually(t, endpoint+": the handler ends after the client hangs up", func() error {
+			if serverStreaming() {
+				return errors.New("a handler is still in stream")
+			}
+			return nil
 		})
 	}
 	// And the store closes without waiting on a stuck scan.

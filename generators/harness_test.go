@@ -3,14 +3,13 @@ package generators
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/mirrord/mirrord/eventlog"
+	"github.com/mirrord/mirrord/internal/testkit"
 	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/mirror"
 	"github.com/mirrord/mirrord/schema"
@@ -33,13 +32,11 @@ type env struct {
 	feed bool
 }
 
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
 func newEnv(t testing.TB, opts Options) *env {
 	t.Helper()
 	e := &env{t: t, path: filepath.Join(t.TempDir(), "data.json"), fs: vfs.NewMem(), opts: opts}
 	if e.opts.Logger == nil {
-		e.opts.Logger = quietLogger()
+		e.opts.Logger = testkit.QuietLogger()
 	}
 	if e.opts.RetryMin == 0 {
 		e.opts.RetryMin = time.Millisecond
@@ -58,13 +55,13 @@ func (e *env) open() {
 	if e.store == "" {
 		e.store = "/store"
 	}
-	db, err := kv.Open(e.store, &kv.Options{FS: e.fs, Logger: quietLogger()})
+	db, err := kv.Open(e.store, &kv.Options{FS: e.fs, Logger: testkit.QuietLogger()})
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	e.db = db
 	far := time.Now().Add(24 * time.Hour) // every file looks settled
-	mo := &mirror.Options{EventLog: e.path, Logger: quietLogger(), Now: func() time.Time { return far }}
+	mo := &mirror.Options{EventLog: e.path, Logger: testkit.QuietLogger(), Now: func() time.Time { return far }}
 	if e.feed {
 		mo.LoadFeed = func() mirror.LoadFeed {
 			if f := e.run.LoadFeed(); f != nil {

@@ -17,7 +17,7 @@ import (
 // bulk loads, as sync --once does.
 func newFedEnv(t *testing.T, enabled ...string) *env {
 	t.Helper()
-	e := &env{t: t, path: t.TempDir() + "/data.json", opts: Options{Enabled: enabled, Logger: quietLogger(),
+	e := &env{t: t, path: t.TempDir() + "/data.json", opts: Options{Enabled: enabled, Logger: testkit.QuietLogger(),
 		RetryMin: time.Millisecond, RetryMax: 20 * time.Millisecond}, feed: true}
 	e.fs = vfs.NewMem()
 	e.open()

@@ -13,6 +13,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/mirrord/mirrord/internal/synth"
+	"github.com/mirrord/mirrord/internal/testkit"
 	"github.com/mirrord/mirrord/schema"
 )
 
@@ -75,7 +76,7 @@ func newCutFS() *cutFS {
 func newEnvOn(t *testing.T, fsys vfs.FS, path string) *env {
 	t.Helper()
 	e := &env{t: t, path: path, fs: fsys, opts: Options{Enabled: []string{"summary", "hashtags"}, MaxIDs: 7,
-		Logger: quietLogger(), RetryMin: time.Millisecond, RetryMax: 10 * time.Millisecond}}
+		Logger: testkit.QuietLogger(), RetryMin: time.Millisecond, RetryMax: 10 * time.Millisecond}}
 	e.open()
 	t.Cleanup(func() { e.db.Close() })
 	return e

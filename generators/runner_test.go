@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/internal/synth"
+	"github.com/mirrord/mirrord/internal/testkit"
 	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/schema"
 )
@@ -361,17 +363,12 @@ func TestRunIsolatesSlowAndFailingGenerators(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the slow generator never started")
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, f := e.status("test-counter"), e.status("test-fail")
-		if c.Lag == 0 && c.Position > 0 && f.Retries >= 3 {
-			break
+	testkit.Eventually(t, "the counter caught up and the failing generator retried thrice, past the slow one", func() error {
+		if c, f := e.status("test-counter"), e.status("test-fail"); c.Lag != 0 || c.Position == 0 || f.Retries < 3 {
+			return fmt.Errorf("counter %+v, failing %+v", c, f)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("counter %+v, failing %+v", c, f)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 	if s := e.status("test-slow"); (s.State != "running" && s.State != "rebuilding") || s.Position != 0 {
 		t.Fatalf("slow generator: %+v", s)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/mirrord/mirrord/eventlog"
+	"github.com/mirrord/mirrord/internal/testkit"
 	"github.com/mirrord/mirrord/mirror"
 	"github.com/mirrord/mirrord/schema"
 )
@@ -26,7 +27,7 @@ func TestUpgradeOfAPresentStore(t *testing.T) {
 	copyTree(t, "testdata/upgrade/store", filepath.Join(dir, "store"))
 	copyTree(t, "testdata/upgrade/data.json", filepath.Join(dir, "data.json"))
 	e := &env{t: t, path: filepath.Join(dir, "data.json"), fs: vfs.Default, store: filepath.Join(dir, "store"),
-		opts: Options{Enabled: []string{"summary", "hashtags"}, Logger: quietLogger()}}
+		opts: Options{Enabled: []string{"summary", "hashtags"}, Logger: testkit.QuietLogger()}}
 	e.evs = readLog(t, e.path)
 	e.open()
 	t.Cleanup(func() { e.db.Close() })

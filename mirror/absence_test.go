@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mirrord/mirrord/eventlog"
+	"github.com/mirrord/mirrord/internal/testkit"
 )
 
 // logRecords keeps what the engine logged, for tests of what it says.
@@ -48,7 +49,7 @@ func (r *logRecords) atLeast(level slog.Level) []string {
 // waitCount waits until a message has been logged n times at level.
 func (r *logRecords) waitCount(t *testing.T, level slog.Level, msg string, n int) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%s %q logged %d times", level, msg, n), func() error {
+	testkit.Eventually(t, fmt.Sprintf("%s %q logged %d times", level, msg, n), func() error {
 		if got := r.count(level, msg); got != n {
 			return fmt.Errorf("logged %d times", got)
 		}

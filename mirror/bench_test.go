@@ -4,13 +4,13 @@ import (
 	"bufio"
 	"context"
 
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/internal/synth"
+	"github.com/mirrord/mirrord/internal/testkit"
 	"github.com/mirrord/mirrord/kv"
 )
 
@@ -54,7 +54,7 @@ func BenchmarkBulkLoad(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		e, err := Open(db, &Options{EventLog: logPath, Logger: slog.New(slog.DiscardHandler)})
+		e, err := Open(db, &Options{EventLog: logPath, Logger: testkit.QuietLogger()})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -80,7 +80,7 @@ func BenchmarkTailApply(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	e, err := Open(db, &Options{EventLog: logPath, Logger: slog.New(slog.DiscardHandler)})
+	e, err := Open(db, &Options{EventLog: logPath, Logger: testkit.QuietLogger()})
 	if err != nil {
 		b.Fatal(err)
 	}

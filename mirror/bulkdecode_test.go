@@ -13,6 +13,7 @@ import (
 
 	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/internal/synth"
+	"github.com/mirrord/mirrord/internal/testkit"
 	"github.com/mirrord/mirrord/schema"
 )
 
@@ -226,7 +227,7 @@ func TestParallelReconcileEqualsOneDecoder(t *testing.T) {
 		if parts > 1 {
 			splitInto(t, parts)
 		}
-		h := newHarness(t, func(o *Options) { o.Logger = quiet() })
+		h := newHarness(t, func(o *Options) { o.Logger = testkit.QuietLogger() })
 		h.writeRaw(before)
 		h.sync()
 		h.takeApplied()

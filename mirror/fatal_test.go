@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mirrord/mirrord/internal/testkit"
 )
 
 // Something other than a regular file at the log's path is a
@@ -34,7 +36,7 @@ func TestRunEndsOnANonRegularLog(t *testing.T) {
 			h.appendEvents(h.newEvents(5)...)
 			h.sync()
 			k.make(t, h.path)
-			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+			ctx, cancel := context.WithTimeout(context.Background(), testkit.WaitLimit)
 			defer cancel()
 			checkNotRegular(t, h, h.e.Run(ctx, func() { t.Error("Run was ready on a log that is not a file") }))
 			noFollowerLeft(t)
@@ -50,8 +52,8 @@ func TestRunEndsOnANonRegularLog(t *testing.T) {
 				r.stopped = true
 				checkNotRegular(t, h, err)
 				noFollowerLeft(t)
-			case <-time.After(waitLimit):
-				t.Fatalf("Run still running %v after the log became a %s", waitLimit, k.name)
+			case <-time.After(testkit.WaitLimit):
+				t.Fatalf("Run still running %v after the log became a %s", testkit.WaitLimit, k.name)
 			}
 		})
 	}

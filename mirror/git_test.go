@@ -21,6 +21,7 @@ import (
 	"github.com/mirrord/mirrord/internal/gitlog"
 	"github.com/mirrord/mirrord/internal/gittest"
 	"github.com/mirrord/mirrord/internal/synth"
+	"github.com/mirrord/mirrord/internal/testkit"
 	"github.com/mirrord/mirrord/schema"
 )
 
@@ -29,7 +30,7 @@ import (
 func (g *gitHarness) appliedUntil(what string, end int64) []Applied {
 	g.t.Helper()
 	var got []Applied
-	waitFor(g.t, what, func() error {
+	testkit.Eventually(g.t, what, func() error {
 		got = append(got, g.takeApplied()...)
 		for _, a := range got {
 			if a.Offset == end && a.Size == end {
@@ -134,7 +135,7 @@ func TestGitCommitThatDoesNotTouchTheLog(t *testing.T) {
 	content := eventlog.Format(g.evs)
 	for i := range 3 {
 		c := gittest.Commit(t, g.repo, g.ref, map[string][]byte{"data.json": content, "other.txt": []byte(fmt.Sprint(i))})
-		waitFor(t, "the engine looks at the new commit", func() error {
+		testkit.Eventually(t, "the engine looks at the new commit", func() error {
 			if got := g.e.Status().Commit; got != c {
 				return fmt.Errorf("status at commit %s, want %s", got, c)
 			}
@@ -219,7 +220,7 @@ func TestGitRefDeletedAndRecreated(t *testing.T) {
 	r := g.run()
 	ids := g.modelIDs()
 	gittest.Git(t, g.repo, "update-ref", "-d", g.ref)
-	waitFor(t, "the log is missing", func() error {
+	testkit.Eventually(t, "the log is missing", func() error {
 		if st := g.e.Status(); !st.LogMissing || st.Missing != "no such ref" || st.Commit != "" {
 			return fmt.Errorf("status %+v", st)
 		}
@@ -249,7 +250,7 @@ func TestGitBurstIsReadOnceAtTheLatestCommit(t *testing.T) {
 		<-gate
 	}
 	first := g.commit(append(slices.Clone(g.evs), g.newEvents(1)...))
-	waitFor(t, "the first commit is being read", func() error {
+	testkit.Eventually(t, "the first commit is being read", func() error {
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		if len(g.reads) != 1 {
@@ -566,7 +567,7 @@ func TestGitReftableEndsRun(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(g.repo, "reftable"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.WaitLimit)
 	defer cancel()
 	if err := g.e.Run(ctx, nil); !errors.Is(err, ErrReftable) {
 		t.Fatalf("Run: %v, want ErrReftable", err)

@@ -14,6 +14,7 @@ import (
 	"github.com/mirrord/mirrord/internal/gitlog"
 	"github.com/mirrord/mirrord/internal/gittest"
 	"github.com/mirrord/mirrord/internal/synth"
+	"github.com/mirrord/mirrord/internal/testkit"
 )
 
 // gitHarness is a harness whose log is a file committed at a ref of a
@@ -133,7 +134,7 @@ func (g *gitHarness) verifyGit() *Report {
 func (g *gitHarness) atCommit(what, commit string) {
 	g.t.Helper()
 	blob := gittest.Git(g.t, g.repo, "rev-parse", commit+":data.json")
-	waitFor(g.t, what, func() error {
+	testkit.Eventually(g.t, what, func() error {
 		cp := g.e.Status().Checkpoint
 		if cp == nil || cp.Blob != blob {
 			return fmt.Errorf("checkpoint %+v, want blob %s", cp, blob)

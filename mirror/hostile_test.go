@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"log/slog"
 	"os"
 	"runtime"
 	"slices"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mirrord/mirrord/internal/testkit"
 	"github.com/mirrord/mirrord/schema"
 )
 
@@ -203,7 +203,7 @@ func TestHostileEventsGetTheirOwnKeys(t *testing.T) {
 		}},
 	} {
 		t.Run(path.name, func(t *testing.T) {
-			h := newHarness(t, func(o *Options) { o.MaxValueSize = hostileMaxValue; o.Logger = quiet() })
+			h := newHarness(t, func(o *Options) { o.MaxValueSize = hostileMaxValue; o.Logger = testkit.QuietLogger() })
 			path.run(h)
 			checkHostileStore(t, h, evs, invalid)
 			// A restart changes nothing (the checkpoint is exact).
@@ -220,7 +220,7 @@ func TestHostileEventsGetTheirOwnKeys(t *testing.T) {
 // The change feed carries hostile ids unharmed, so generators are handed
 // the very events that changed.
 func TestHostileIDsInTheChangeFeed(t *testing.T) {
-	h := newHarness(t, func(o *Options) { o.MaxValueSize = hostileMaxValue; o.Logger = quiet() })
+	h := newHarness(t, func(o *Options) { o.MaxValueSize = hostileMaxValue; o.Logger = testkit.QuietLogger() })
 	h.writeRaw([]byte(hostileEvent{id: `"seed"`}.text() + "\n"))
 	h.sync()
 	seq := h.e.Checkpoint().Seq
@@ -244,10 +244,6 @@ func TestHostileIDsInTheChangeFeed(t *testing.T) {
 		t.Fatalf("feed ids differ from the appended valid ids: %d vs %d", len(got), len(want))
 	}
 }
-
-// quiet keeps the test log readable: the engine's lines would quote 64
-// KiB ids and nesting bombs.
-func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // peakHeap runs fn and returns how far the heap in use rose above what it
 // was before, sampled every few milliseconds while fn runs.
@@ -320,7 +316,7 @@ func TestHostileShapesMemoryIsBounded(t *testing.T) {
 				baseline[by] = heapOfTinyLog(t, by == "tail")
 			}
 			t.Run(tc.name+"/"+by, func(t *testing.T) {
-				h := newHarness(t, func(o *Options) { o.MaxValueSize = hostileMaxValue; o.Logger = quiet() })
+				h := newHarness(t, func(o *Options) { o.MaxValueSize = hostileMaxValue; o.Logger = testkit.QuietLogger() })
 				if by == "tail" {
 					h.writeRaw([]byte(ev("seed")))
 					h.sync()
@@ -360,7 +356,7 @@ func TestHostileShapesMemoryIsBounded(t *testing.T) {
 // heapOfTinyLog is how far reading a one-event log raises the heap, by a
 // first load or by a tail.
 func heapOfTinyLog(t *testing.T, tail bool) uint64 {
-	h := newHarness(t, func(o *Options) { o.MaxValueSize = hostileMaxValue; o.Logger = quiet() })
+	h := newHarness(t, func(o *Options) { o.MaxValueSize = hostileMaxValue; o.Logger = testkit.QuietLogger() })
 	one := []byte(hostileEvent{id: `"one"`}.text() + "\n")
 	if tail {
 		h.writeRaw(one)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/internal/synth"
+	"github.com/mirrord/mirrord/internal/testkit"
 	"github.com/mirrord/mirrord/schema"
 )
 
@@ -160,7 +161,7 @@ func TestPendingValueTailsReadOnlyTheAppendedBytes(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var count pendingCounter
-			h := newHarness(t, func(o *Options) { o.MaxValueSize = c.max; o.Logger = quiet(); count.install(t, o) })
+			h := newHarness(t, func(o *Options) { o.MaxValueSize = c.max; o.Logger = testkit.QuietLogger(); count.install(t, o) })
 			g := synth.New(3)
 			before := g.Events(3)
 			var log bytes.Buffer

@@ -3,7 +3,6 @@ package mirror
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mirrord/mirrord/eventlog"
+	"github.com/mirrord/mirrord/internal/testkit"
 	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/schema"
 )
@@ -117,7 +117,7 @@ func BenchmarkVerifyMemory(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer db.Close()
-			e, err := Open(db, &Options{EventLog: logPath, Logger: slog.New(slog.DiscardHandler)})
+			e, err := Open(db, &Options{EventLog: logPath, Logger: testkit.QuietLogger()})
 			if err != nil {
 				b.Fatal(err)
 			}

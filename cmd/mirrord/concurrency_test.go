@@ -18,6 +18,7 @@ import (
 	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/generators"
 	"github.com/mirrord/mirrord/internal/synth"
+	"github.com/mirrord/mirrord/internal/testkit"
 	"github.com/mirrord/mirrord/schema"
 )
 
@@ -34,7 +35,7 @@ func TestSecondProcessOnAHeldStore(t *testing.T) {
 	gen := synth.New(61)
 	writeLog(t, log, gen.Events(40))
 	first := startChild(t, "run", "--eventlog", log, "--store", store)
-	first.waitLine(60*time.Second, "caught up")
+	first.WaitLine(60*time.Second, "caught up")
 	client := api.NewClient(api.DefaultPath("", store))
 	defer client.Close()
 	for _, args := range [][]string{
@@ -48,10 +49,10 @@ func TestSecondProcessOnAHeldStore(t *testing.T) {
 			// Its own socket, so that the refusal is the store's lock and
 			// not the live socket of the first daemon.
 			second := startChild(t, append(args, "--eventlog", log, "--store", store, "--socket", filepath.Join(dir, "second.sock"))...)
-			if code := second.wait(15 * time.Second); code != 1 {
-				t.Fatalf("exit %d, want 1:\n%s", code, second.output())
+			if code := second.Wait(15 * time.Second); code != 1 {
+				t.Fatalf("exit %d, want 1:\n%s", code, second.Output())
 			}
-			out := second.output()
+			out := second.Output()
 			if !strings.Contains(out, "locked") || !strings.Contains(out, store) {
 				t.Fatalf("the message does not say the store is locked:\n%s", out)
 			}
@@ -67,8 +68,8 @@ func TestSecondProcessOnAHeldStore(t *testing.T) {
 	if err != nil || st.Mirror.Checkpoint.Events != 43 || st.Mirror.Resyncs != 0 {
 		t.Fatalf("status %+v %v", st, err)
 	}
-	first.signal(syscall.SIGTERM)
-	if code := first.wait(30 * time.Second); code != 0 {
+	first.Signal(syscall.SIGTERM)
+	if code := first.Wait(30 * time.Second); code != 0 {
 		t.Fatalf("first daemon exit %d", code)
 	}
 }
@@ -167,7 +168,7 @@ func TestTwoDaemonsTwoStoresOneLog(t *testing.T) {
 	for _, name := range []string{"s1", "s2"} {
 		store := filepath.Join(dir, name)
 		c := startChild(t, "run", "--eventlog", log, "--store", store, "--settle", "20ms")
-		c.waitLine(60*time.Second, "caught up")
+		c.WaitLine(60*time.Second, "caught up")
 		children = append(children, c)
 		cl := api.NewClient(api.DefaultPath("", store))
 		defer cl.Close()
@@ -214,8 +215,8 @@ func TestTwoDaemonsTwoStoresOneLog(t *testing.T) {
 		t.Fatalf("the stores hold %d events, the log %d", n, len(uniqueIDs(w.evs)))
 	}
 	for _, c := range children {
-		c.signal(syscall.SIGTERM)
-		if code := c.wait(30 * time.Second); code != 0 {
+		c.Signal(syscall.SIGTERM)
+		if code := c.Wait(30 * time.Second); code != 0 {
 			t.Fatalf("exit %d", code)
 		}
 	}
@@ -225,21 +226,16 @@ func TestTwoDaemonsTwoStoresOneLog(t *testing.T) {
 // up with the change feed (once the log no longer changes).
 func waitGenerators(t *testing.T, c *api.Client, what string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testkit.Eventually(t, what+": the generators catch up", func() error {
 		gens, err := c.Generators(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
-		behind := slices.ContainsFunc(gens, func(g generators.Status) bool { return g.Lag != 0 })
-		if !behind && len(gens) > 0 {
-			return
+		if behind := slices.ContainsFunc(gens, func(g generators.Status) bool { return g.Lag != 0 }); behind || len(gens) == 0 {
+			return fmt.Errorf("%+v", gens)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: the generators never caught up: %+v", what, gens)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func uniqueIDs(evs []*eventlog.Event) map[string]bool {
@@ -382,7 +378,7 @@ func TestReadersSeeConsistentSnapshots(t *testing.T) {
 	log, store := filepath.Join(dir, "data.json"), filepath.Join(dir, "store")
 	w := newLogWriter(t, log, 63, 100, 40*time.Millisecond)
 	c := startChild(t, "run", "--eventlog", log, "--store", store, "--settle", "20ms", "--generators", "snapcheck,summary")
-	c.waitLine(60*time.Second, "caught up")
+	c.WaitLine(60*time.Second, "caught up")
 	client := api.NewClient(api.DefaultPath("", store))
 	defer client.Close()
 
@@ -462,8 +458,8 @@ func TestReadersSeeConsistentSnapshots(t *testing.T) {
 	if dumps.Load() < minReads || st.Checks < minReads {
 		t.Fatalf("too few reads to mean anything: %d dumps, %d generator reads", dumps.Load(), st.Checks)
 	}
-	c.signal(syscall.SIGTERM)
-	if code := c.wait(30 * time.Second); code != 0 {
+	c.Signal(syscall.SIGTERM)
+	if code := c.Wait(30 * time.Second); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 

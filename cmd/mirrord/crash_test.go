@@ -59,27 +59,21 @@ func killAfterBatches(t *testing.T, rng *rand.Rand, batches int, args ...string)
 	t.Helper()
 	c := startProcess(t, mirrordBinary(t), args...)
 	for i, n := 0, 0; n < batches; i++ {
-		l, ok := c.next(i, time.Minute)
+		l, ok := c.Line(i, time.Minute)
 		if !ok {
-			select {
-			case <-c.done:
+			if c.Exited() {
 				return false
-			default:
-				t.Fatalf("no progress for a minute:\n%s", c.output())
 			}
+			t.Fatalf("no progress for a minute:\n%s", c.Output())
 		}
 		if strings.Contains(l, "applied a batch") {
 			n++
 		}
 	}
 	time.Sleep(time.Duration(rng.Int64N(int64(3 * time.Millisecond))))
-	c.signal(syscall.SIGKILL)
-	c.wait(30 * time.Second)
-	select {
-	case <-c.done:
-	default:
-	}
-	return !strings.Contains(c.output(), "the store is up to date")
+	c.Signal(syscall.SIGKILL)
+	c.Wait(30 * time.Second)
+	return !strings.Contains(c.Output(), "the store is up to date")
 }
 
 // followUntilCaughtUp runs "mirrord run" until it has caught up, stops it
@@ -87,12 +81,12 @@ func killAfterBatches(t *testing.T, rng *rand.Rand, batches int, args ...string)
 func followUntilCaughtUp(t *testing.T, args ...string) int {
 	t.Helper()
 	c := startProcess(t, mirrordBinary(t), args...)
-	c.waitLine(5*time.Minute, "caught up; following the log")
-	c.signal(syscall.SIGTERM)
-	if code := c.wait(time.Minute); code != 0 {
-		t.Fatalf("mirrord run: exit %d after SIGTERM\n%s", code, c.output())
+	c.WaitLine(5*time.Minute, "caught up; following the log")
+	c.Signal(syscall.SIGTERM)
+	if code := c.Wait(time.Minute); code != 0 {
+		t.Fatalf("mirrord run: exit %d after SIGTERM\n%s", code, c.Output())
 	}
-	return strings.Count(c.output(), "applied a batch")
+	return strings.Count(c.Output(), "applied a batch")
 }
 
 // run runs mirrord (the non-race build) to completion, failing on a
@@ -100,10 +94,10 @@ func followUntilCaughtUp(t *testing.T, args ...string) int {
 func runBinary(t *testing.T, args ...string) int {
 	t.Helper()
 	c := startProcess(t, mirrordBinary(t), args...)
-	if code := c.wait(5 * time.Minute); code != 0 {
-		t.Fatalf("mirrord %v: exit %d\n%s", args, code, c.output())
+	if code := c.Wait(5 * time.Minute); code != 0 {
+		t.Fatalf("mirrord %v: exit %d\n%s", args, code, c.Output())
 	}
-	return strings.Count(c.output(), "applied a batch")
+	return strings.Count(c.Output(), "applied a batch")
 }
 
 func syncArgs(log, store string, extra ...string) []string {
@@ -116,8 +110,8 @@ func syncArgs(log, store string, extra ...string) []string {
 func verifyWithBinary(t *testing.T, log, store string) {
 	t.Helper()
 	c := startProcess(t, mirrordBinary(t), "verify", "--eventlog", log, "--store", store)
-	if code := c.wait(2 * time.Minute); code != 0 {
-		t.Fatalf("verify after a crash and a restart: exit %d\n%s", code, c.output())
+	if code := c.Wait(2 * time.Minute); code != 0 {
+		t.Fatalf("verify after a crash and a restart: exit %d\n%s", code, c.Output())
 	}
 }
 
@@ -131,7 +125,7 @@ func killAfter(t *testing.T, d time.Duration, args ...string) (midway bool, load
 	c := startProcess(t, mirrordBinary(t), args...)
 	deadline := time.Now().Add(d)
 	for i := 0; ; i++ {
-		l, ok := c.next(i, time.Until(deadline))
+		l, ok := c.Line(i, time.Until(deadline))
 		if !ok {
 			break // exited, or time to kill it
 		}
@@ -139,20 +133,18 @@ func killAfter(t *testing.T, d time.Duration, args ...string) (midway bool, load
 			loaded = time.Since(start)
 		}
 	}
-	select {
-	case <-c.done:
-		if code := c.wait(time.Second); code != 0 {
-			t.Fatalf("mirrord %v: exit %d before its kill\n%s", args, code, c.output())
+	if c.Exited() {
+		if code := c.Wait(time.Second); code != 0 {
+			t.Fatalf("mirrord %v: exit %d before its kill\n%s", args, code, c.Output())
 		}
 		if loaded == 0 {
 			loaded = time.Since(start)
 		}
 		return false, loaded
-	default:
 	}
-	c.signal(syscall.SIGKILL)
-	c.wait(30 * time.Second)
-	if strings.Contains(c.output(), "loaded the log") {
+	c.Signal(syscall.SIGKILL)
+	c.Wait(30 * time.Second)
+	if strings.Contains(c.Output(), "loaded the log") {
 		return false, loaded
 	}
 	return true, 0

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/internal/synth"
+	"github.com/mirrord/mirrord/internal/testkit"
 )
 
 // Every fatal path of "mirrord run" ends the process: exit status 1 and
@@ -33,7 +34,7 @@ func errorLines(out string) []string {
 func wantOneErrorLine(t *testing.T, out string, subs ...string) {
 	t.Helper()
 	errs := errorLines(out)
-	if len(errs) != 1 || !containsAll(errs[0], subs) || strings.Contains(out, "goroutine ") {
+	if len(errs) != 1 || !testkit.ContainsAll(errs[0], subs...) || strings.Contains(out, "goroutine ") {
 		t.Fatalf("want one error line with %q, got %d:\n%s", subs, len(errs), out)
 	}
 }
@@ -115,15 +116,15 @@ func TestRunExitsOnAFatalError(t *testing.T) {
 	for _, tc := range fatalCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			log, store := tc.prepare(t, shortDir(t))
-			cmd := execChild(t, "run", "--eventlog", log, "--store", store, "--log-format", "text", "--shutdown-timeout", "20s")
+			var env []string
 			if tc.fault != "" {
-				cmd.cmd.Env = append(cmd.cmd.Env, "MIRRORDTEST_STORE_FAULT="+tc.fault)
+				env = []string{"MIRRORDTEST_STORE_FAULT=" + tc.fault}
 			}
-			c := startCmd(t, cmd.cmd)
-			if code := c.wait(60 * time.Second); code != 1 {
-				t.Fatalf("exit %d, want 1:\n%s", code, c.output())
+			c := startChildEnv(t, env, "run", "--eventlog", log, "--store", store, "--log-format", "text", "--shutdown-timeout", "20s")
+			if code := c.Wait(60 * time.Second); code != 1 {
+				t.Fatalf("exit %d, want 1:\n%s", code, c.Output())
 			}
-			wantOneErrorLine(t, c.output(), append([]string{"mirrord: "}, tc.want(log, store)...)...)
+			wantOneErrorLine(t, c.Output(), append([]string{"mirrord: "}, tc.want(log, store)...)...)
 		})
 	}
 }
@@ -159,20 +160,19 @@ func TestRunExitsWhenTheDiskFills(t *testing.T) {
 	if r := mirrord(t, nil, "sync", "--eventlog", log, "--store", store); r.code != 0 {
 		t.Fatalf("first sync: exit %d: %v", r.code, r.err)
 	}
-	cmd := execChild(t, "run", "--eventlog", log, "--store", store, "--log-format", "text", "--settle", "20ms")
-	cmd.cmd.Env = append(cmd.cmd.Env, "MIRRORDTEST_STORE_FAULT=enospc", "MIRRORDTEST_STORE_FAULT_ARM="+full)
-	c := startCmd(t, cmd.cmd)
-	c.waitLine(60*time.Second, "caught up; following the log")
+	c := startChildEnv(t, []string{"MIRRORDTEST_STORE_FAULT=enospc", "MIRRORDTEST_STORE_FAULT_ARM=" + full},
+		"run", "--eventlog", log, "--store", store, "--log-format", "text", "--settle", "20ms")
+	c.WaitLine(60*time.Second, "caught up; following the log")
 	writeFile(t, full, "") // the disk is full from now on
 	// More than a block of the store's write-ahead log (32 KiB): its
 	// writes are not synced, and a failed one is met at the next block.
 	if err := eventlog.AppendFile(log, gen.Events(200)...); err != nil {
 		t.Fatal(err)
 	}
-	if code := c.wait(60 * time.Second); code != 1 {
-		t.Fatalf("exit %d, want 1:\n%s", code, c.output())
+	if code := c.Wait(60 * time.Second); code != 1 {
+		t.Fatalf("exit %d, want 1:\n%s", code, c.Output())
 	}
-	wantOneErrorLine(t, c.output(), "mirrord: ", store, "no space left on device")
+	wantOneErrorLine(t, c.Output(), "mirrord: ", store, "no space left on device")
 	if r := mirrord(t, nil, "sync", "--eventlog", log, "--store", store); r.code != 0 {
 		t.Fatalf("sync once the disk has room: exit %d: %v", r.code, r.err)
 	}
@@ -189,18 +189,18 @@ func TestRunExitsOnACorruptStore(t *testing.T) {
 		t.Fatalf("first sync: exit %d: %v", r.code, r.err)
 	}
 	c := startChild(t, "run", "--eventlog", log, "--store", store, "--log-format", "text", "--generators=")
-	c.waitLine(60*time.Second, "caught up; following the log")
+	c.WaitLine(60*time.Second, "caught up; following the log")
 	corruptLargestTable(t, store)
 	if r := mirrord(t, nil, "dump", "--store", store); r.code != 1 || !strings.Contains(r.msg(), "corrupt") {
 		t.Fatalf("dump through the daemon of a corrupt store: exit %d: %v", r.code, r.err)
 	}
-	if code := c.wait(60 * time.Second); code != 1 {
-		t.Fatalf("exit %d, want 1:\n%s", code, c.output())
+	if code := c.Wait(60 * time.Second); code != 1 {
+		t.Fatalf("exit %d, want 1:\n%s", code, c.Output())
 	}
 	// kv logs the damage where Pebble meets it, which may be a background
 	// job with no caller to tell: that record names the file, and is not
 	// the line the daemon ends with.
-	out := dropLines(c.output(), "ERR store corrupt component=pebble")
+	out := dropLines(c.Output(), "ERR store corrupt component=pebble")
 	wantOneErrorLine(t, out, "mirrord: ", store, "corrupt", "move "+store+" aside")
 }
 

@@ -38,13 +38,13 @@ func TestRunFollowsAGitRef(t *testing.T) {
 	log, store := filepath.Join(repo, "data.json"), filepath.Join(root, "store")
 	args := []string{"--eventlog", log, "--git-ref", "master", "--store", store}
 	c := startChild(t, append([]string{"run", "--log-level", "debug", "--log-format", "text"}, args...)...)
-	c.waitLine(60*time.Second, "caught up; following the log")
+	c.WaitLine(60*time.Second, "caught up; following the log")
 
 	// applied waits for the batch that brings the checkpoint to the end of
 	// the log at the ref, of the kind given.
 	applied := func(kind string, evs []*eventlog.Event) string {
 		t.Helper()
-		return c.waitLine(30*time.Second, "applied a batch", "kind="+kind, fmt.Sprintf("offset=%d ", gitLogSize(evs)))
+		return c.WaitLine(30*time.Second, "applied a batch", "kind="+kind, fmt.Sprintf("offset=%d ", gitLogSize(evs)))
 	}
 	var commits []string
 	var states [][]*eventlog.Event
@@ -84,10 +84,10 @@ func TestRunFollowsAGitRef(t *testing.T) {
 	// event at the ref.
 	_, seq, _ := strings.Cut(l, "seq=")
 	seq, _, _ = strings.Cut(seq, " ")
-	c.waitLine(30*time.Second, "generator=summary", "position="+seq+" ")
-	c.signal(syscall.SIGTERM)
-	if code := c.wait(30 * time.Second); code != 0 {
-		t.Fatalf("exit %d after SIGTERM:\n%s", code, c.output())
+	c.WaitLine(30*time.Second, "generator=summary", "position="+seq+" ")
+	c.Signal(syscall.SIGTERM)
+	if code := c.Wait(30 * time.Second); code != 0 {
+		t.Fatalf("exit %d after SIGTERM:\n%s", code, c.Output())
 	}
 	if n := summaryTotal(t, store); n != len(evs) {
 		t.Fatalf("the summary generator counts %d events, the log at the ref has %d", n, len(evs))
@@ -148,8 +148,8 @@ func summaryTotal(t *testing.T, store string) int {
 func verifyGitStore(t *testing.T, log, store string) {
 	t.Helper()
 	c := startProcess(t, mirrordBinary(t), "verify", "--eventlog", log, "--git-ref", "master", "--store", store)
-	if code := c.wait(2 * time.Minute); code != 0 {
-		t.Fatalf("verify in git mode: exit %d\n%s", code, c.output())
+	if code := c.Wait(2 * time.Minute); code != 0 {
+		t.Fatalf("verify in git mode: exit %d\n%s", code, c.Output())
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/mirrord/mirrord/api"
 	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/internal/synth"
+	"github.com/mirrord/mirrord/internal/testkit"
 	"github.com/prometheus/procfs"
 )
 
@@ -50,23 +51,19 @@ func procStatus(t *testing.T, pid int, field string) int64 {
 // (its checkpoint at the log's end) and its verify passes.
 func waitExact(t *testing.T, c *api.Client, what string) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	var last string
-	for time.Now().Before(deadline) {
+	// Beyond WaitLimit: one verify of the grown log may take 30s.
+	testkit.EventuallyWithin(t, 60*time.Second, what+": the daemon matches the whole log", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
 		r, err := c.Verify(ctx)
-		cancel()
 		switch {
 		case err != nil:
-			last = err.Error()
-		case r.OK() && r.Covered == r.LogSize:
-			return
-		default:
-			last = fmt.Sprintf("%s (covered %d of %d)", r.Summary(), r.Covered, r.LogSize)
+			return err
+		case !r.OK() || r.Covered != r.LogSize:
+			return fmt.Errorf("%s (covered %d of %d)", r.Summary(), r.Covered, r.LogSize)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s: the daemon never matched the whole log: %s", what, last)
+		return nil
+	})
 }
 
 // A log that grows one endless line (no newline, ever) is read while the
@@ -81,10 +78,10 @@ func TestEndlessLineMemoryIsBounded(t *testing.T) {
 	gen := synth.New(51)
 	writeLog(t, log, gen.Events(20))
 	c := startProcess(t, mirrordBinary(t), "run", "--eventlog", log, "--store", store, "--log-format", "text", "--log-level", "debug")
-	c.waitLine(60*time.Second, "caught up; following the log")
+	c.WaitLine(60*time.Second, "caught up; following the log")
 	client := api.NewClient(api.DefaultPath("", store))
 	defer client.Close()
-	base := procStatus(t, c.cmd.Process.Pid, "VmHWM")
+	base := procStatus(t, c.Cmd().Process.Pid, "VmHWM")
 
 	// Stream the line in 1 MiB writes, as a runaway writer would.
 	f, err := os.OpenFile(log, os.O_WRONLY|os.O_APPEND, 0)
@@ -99,45 +96,41 @@ func TestEndlessLineMemoryIsBounded(t *testing.T) {
 	}
 	// The daemon has read to the end (its status sees the whole size)
 	// and keeps it as an incomplete tail: no apply, no invalid entry.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testkit.EventuallyWithin(t, 60*time.Second, "the daemon looks at the grown log", func() error {
 		st, err := client.Status(context.Background())
-		if err == nil && st.Mirror.LogSize == fileSize(t, log) {
-			break
+		if err == nil && st.Mirror.LogSize != fileSize(t, log) {
+			err = fmt.Errorf("%+v", st)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the daemon never looked at the grown log: %+v %v", st, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err
+	})
 	// Then the line ends, and an event follows.
 	after := gen.Events(1)
 	if _, err := f.Write(append([]byte("\n"), eventlog.Format(after)...)); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
-	c.waitLine(60*time.Second, "invalid entry")
+	c.WaitLine(60*time.Second, "invalid entry")
 	waitExact(t, client, "after the endless line")
-	peak := procStatus(t, c.cmd.Process.Pid, "VmHWM")
+	peak := procStatus(t, c.Cmd().Process.Pid, "VmHWM")
 	t.Logf("following: peak RSS %d MiB before the line, %d MiB after a %d MiB line", base>>20, peak>>20, size>>20)
 	// Holding the line, or a good part of it, would add its size.
 	if peak > base+64<<20 {
 		t.Errorf("peak RSS rose from %d MiB to %d MiB reading a %d MiB line", base>>20, peak>>20, size>>20)
 	}
-	c.signal(syscall.SIGTERM)
-	if code := c.wait(30 * time.Second); code != 0 {
+	c.Signal(syscall.SIGTERM)
+	if code := c.Wait(30 * time.Second); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 
 	// At start, a resync reads the same log from scratch: bounded too.
 	r := startProcess(t, mirrordBinary(t), "sync", "--once", "--resync", "--eventlog", log, "--store", store, "--log-format", "json")
-	if code := r.wait(60 * time.Second); code != 0 {
-		t.Fatalf("sync --resync: exit %d\n%s", code, r.output())
+	if code := r.Wait(60 * time.Second); code != 0 {
+		t.Fatalf("sync --resync: exit %d\n%s", code, r.Output())
 	}
 	// mirrord's own VmHWM: the rusage of a child counts the memory of
 	// this (large, race-instrumented) test process at the exec.
 	maxRSS := int64(-1)
-	for _, line := range strings.Split(r.output(), "\n") {
+	for _, line := range strings.Split(r.Output(), "\n") {
 		var rec struct {
 			Msg  string `json:"msg"`
 			Peak *int64 `json:"peak_rss_mib"`
@@ -147,7 +140,7 @@ func TestEndlessLineMemoryIsBounded(t *testing.T) {
 		}
 	}
 	if maxRSS < 0 {
-		t.Fatalf("sync did not log its peak memory:\n%s", r.output())
+		t.Fatalf("sync did not log its peak memory:\n%s", r.Output())
 	}
 	t.Logf("resync: peak RSS %d MiB", maxRSS>>20)
 	if maxRSS > 120<<20 { // below the line's size: holding it would not fit
@@ -179,7 +172,7 @@ func TestSymlinkRepointedWhileFollowing(t *testing.T) {
 	}
 	point(filepath.Join(dir, "a.json"))
 	c := startChild(t, "run", "--eventlog", log, "--store", store, "--settle", "30ms", "--log-format", "text")
-	c.waitLine(60*time.Second, "caught up; following the log")
+	c.WaitLine(60*time.Second, "caught up; following the log")
 	client := api.NewClient(api.DefaultPath("", store))
 	defer client.Close()
 	waitExact(t, client, "a")
@@ -192,10 +185,10 @@ func TestSymlinkRepointedWhileFollowing(t *testing.T) {
 		{"re-pointed to c", "c.json", 7},
 		{"back to a", "a.json", 30},
 	} {
-		mark := c.mark()
+		mark := c.Mark()
 		point(filepath.Join(dir, step.target))
 		if step.target == "gone.json" {
-			c.waitLineFrom(mark, 30*time.Second, "missing")
+			c.WaitLineFrom(mark, 30*time.Second, "missing")
 		} else {
 			waitExact(t, client, step.what)
 		}
@@ -212,8 +205,8 @@ func TestSymlinkRepointedWhileFollowing(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitExact(t, client, "append to a")
-	c.signal(syscall.SIGTERM)
-	if code := c.wait(30 * time.Second); code != 0 {
+	c.Signal(syscall.SIGTERM)
+	if code := c.Wait(30 * time.Second); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 	if r := verifyStore(t, store, log); r.Events != 32 {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/mirrord/mirrord/api"
 	"github.com/mirrord/mirrord/internal/synth"
+	"github.com/mirrord/mirrord/internal/testkit"
 	"github.com/mirrord/mirrord/kv"
 )
 
@@ -45,7 +47,7 @@ func TestDaemonWaitsForTheStoreLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := startChild(t, "run", "--eventlog", log, "--store", store, "--log-format", "text", "--shutdown-timeout", "60s")
-	c.waitLine(60*time.Second, "the store is locked by another process; waiting for it", "up_to=1m0s")
+	c.WaitLine(60*time.Second, "the store is locked by another process; waiting for it", "up_to=1m0s")
 	env := map[string]string{"MIRRORD_EVENTLOG": log, "MIRRORD_STORE": store}
 	if r := mirrord(t, env, "status"); r.code != 0 || !strings.Contains(r.stdout, "starting: waiting for the store's lock") {
 		t.Fatalf("status while the daemon waits: exit %d (%v):\n%s", r.code, r.err, r.stdout)
@@ -55,36 +57,33 @@ func TestDaemonWaitsForTheStoreLock(t *testing.T) {
 	m.Stderr = stderr
 	keys := make(chan error, 1)
 	go func() { keys <- runMain(m, "keys", "--store", store, "event:") }()
-	waitFor(t, 30*time.Second, "the query to wait for the daemon", func() bool {
-		stderr.mu.Lock()
-		defer stderr.mu.Unlock()
-		return strings.Contains(stderr.w.(*strings.Builder).String(), "the daemon is starting; waiting for it")
-	})
+	testkit.Eventually(t, "the query waits for the daemon", logged(stderr, "the daemon is starting; waiting for it"))
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-keys; err != nil || strings.Count(out.String(), "\n") != 20 {
 		t.Fatalf("keys through the daemon once it started: %v\n%s", err, out)
 	}
-	c.waitLine(60*time.Second, "caught up; following the log")
-	if n := strings.Count(c.output(), "waiting for it"); n != 1 {
-		t.Fatalf("the wait was logged %d times:\n%s", n, c.output())
+	c.WaitLine(60*time.Second, "caught up; following the log")
+	if n := strings.Count(c.Output(), "waiting for it"); n != 1 {
+		t.Fatalf("the wait was logged %d times:\n%s", n, c.Output())
 	}
-	c.signal(syscall.SIGTERM)
-	if code := c.wait(30 * time.Second); code != 0 {
-		t.Fatalf("exit %d:\n%s", code, c.output())
+	c.Signal(syscall.SIGTERM)
+	if code := c.Wait(30 * time.Second); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, c.Output())
 	}
 }
 
-// waitFor waits until cond holds, checking every few milliseconds.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+// logged is a condition for testkit.Eventually: what w (a
+// strings.Builder behind a syncWriter) holds contains sub.
+func logged(w *syncWriter, sub string) func() error {
+	return func() error {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if s := w.w.(*strings.Builder).String(); !strings.Contains(s, sub) {
+			return fmt.Errorf("not yet logged: %q", s)
 		}
-		time.Sleep(5 * time.Millisecond)
+		return nil
 	}
 }
 
@@ -98,10 +97,10 @@ func TestDaemonWaitForTheStoreLockIsBounded(t *testing.T) {
 	}
 	defer db.Close()
 	c := startChild(t, "run", "--eventlog", log, "--store", store, "--log-format", "text", "--shutdown-timeout", "1s")
-	if code := c.wait(60 * time.Second); code != 1 {
-		t.Fatalf("exit %d, want 1:\n%s", code, c.output())
+	if code := c.Wait(60 * time.Second); code != 1 {
+		t.Fatalf("exit %d, want 1:\n%s", code, c.Output())
 	}
-	wantOneErrorLine(t, c.output(), "mirrord: ", store, "locked", "waited 1s")
+	wantOneErrorLine(t, c.Output(), "mirrord: ", store, "locked", "waited 1s")
 }
 
 // The reported race: "mirrord status" in a loop while the daemon starts
@@ -130,18 +129,16 @@ func TestStatusRacingDaemonStarts(t *testing.T) {
 		deadline := time.Now().Add(60 * time.Second)
 		for !status() {
 			direct++
-			select {
-			case <-c.done:
-				t.Fatalf("start %d of %d: the daemon exited (%v) while status ran:\n%s", i+1, *raceStarts, c.err, c.output())
-			default:
+			if c.Exited() {
+				t.Fatalf("start %d of %d: the daemon exited (status %d) while status ran:\n%s", i+1, *raceStarts, c.Wait(time.Second), c.Output())
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("start %d: no status from the daemon after a minute; the last:\n%s%s\ndaemon:\n%s", i+1, out, errb, c.output())
+				t.Fatalf("start %d: no status from the daemon after a minute; the last:\n%s%s\ndaemon:\n%s", i+1, out, errb, c.Output())
 			}
 		}
-		c.signal(syscall.SIGTERM)
-		if code := c.wait(30 * time.Second); code != 0 {
-			t.Fatalf("start %d: exit %d:\n%s", i+1, code, c.output())
+		c.Signal(syscall.SIGTERM)
+		if code := c.Wait(30 * time.Second); code != 0 {
+			t.Fatalf("start %d: exit %d:\n%s", i+1, code, c.Output())
 		}
 	}
 	t.Logf("%d starts; %d status calls read the store directly meanwhile", *raceStarts, direct)
@@ -168,11 +165,7 @@ func TestSignalWhileWaitingForTheLock(t *testing.T) {
 	go func() {
 		done <- runMain(m, "run", "--eventlog", log, "--store", store, "--log-format", "text", "--shutdown-timeout", "60s")
 	}()
-	waitFor(t, 30*time.Second, "the daemon to wait for the lock", func() bool {
-		stderr.mu.Lock()
-		defer stderr.mu.Unlock()
-		return strings.Contains(stderr.w.(*strings.Builder).String(), "waiting for it")
-	})
+	testkit.Eventually(t, "the daemon waits for the lock", logged(stderr, "waiting for it"))
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

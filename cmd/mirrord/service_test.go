@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"github.com/mirrord/mirrord/api"
 	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/internal/synth"
+	"github.com/mirrord/mirrord/internal/testkit"
 )
 
 // shortDir is a temporary directory with a short path: a unix socket's path
@@ -31,14 +33,6 @@ func shortDir(t *testing.T) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(d) })
 	return d
-}
-
-// startChildEnv is startChild with extra environment variables.
-func startChildEnv(t *testing.T, env []string, args ...string) *child {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(filterEnv(append(os.Environ(), "MIRRORDTEST_AS_MAIN=1"), "JOURNAL_STREAM", "NOTIFY_SOCKET"), env...)
-	return startCmd(t, cmd)
 }
 
 // The real daemon speaks systemd's notify protocol: READY=1 after its
@@ -72,9 +66,9 @@ func TestSystemdNotifyReadyStatusWatchdog(t *testing.T) {
 	if got["READY"] != "1" || got["WATCHDOG"] != "1" {
 		t.Fatalf("notifications %v", got)
 	}
-	c.signal(syscall.SIGTERM)
+	c.Signal(syscall.SIGTERM)
 	readNotify(t, conn, got, 10*time.Second, func() bool { return got["STOPPING"] == "1" })
-	if code := c.wait(30 * time.Second); code != 0 {
+	if code := c.Wait(30 * time.Second); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 }
@@ -121,9 +115,9 @@ func TestSystemdReadyWhileWaitingForTheLog(t *testing.T) {
 	if got["STATUS"] != want {
 		t.Fatalf("STATUS=%q with READY=1, want %q", got["STATUS"], want)
 	}
-	c.signal(syscall.SIGTERM)
-	if code := c.wait(30 * time.Second); code != 0 {
-		t.Fatalf("exit %d:\n%s", code, c.output())
+	c.Signal(syscall.SIGTERM)
+	if code := c.Wait(30 * time.Second); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, c.Output())
 	}
 }
 
@@ -148,7 +142,7 @@ func TestQueriesGoThroughTheDaemon(t *testing.T) {
 	}
 
 	c := startChild(t, "run", "--eventlog", log, "--store", store)
-	c.waitLine(60*time.Second, "caught up; following the log")
+	c.WaitLine(60*time.Second, "caught up; following the log")
 	sock := api.DefaultPath("", store)
 	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 || fi.Mode()&os.ModeSocket == 0 {
 		t.Fatalf("socket %s: %v %v", sock, fi, err)
@@ -175,8 +169,8 @@ func TestQueriesGoThroughTheDaemon(t *testing.T) {
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "rebuilt summary") {
 		t.Fatalf("rebuild through the daemon: %v %q", r.err, r.stdout)
 	}
-	c.signal(syscall.SIGTERM)
-	if code := c.wait(30 * time.Second); code != 0 {
+	c.Signal(syscall.SIGTERM)
+	if code := c.Wait(30 * time.Second); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {
@@ -197,15 +191,15 @@ func TestStaleAndLiveSockets(t *testing.T) {
 	l.(*net.UnixListener).SetUnlinkOnClose(false)
 	l.Close() // a stale socket file, as a killed daemon leaves it
 	c := startChild(t, "run", "--eventlog", log, "--store", store)
-	c.waitLine(60*time.Second, "caught up")
+	c.WaitLine(60*time.Second, "caught up")
 
 	// Another daemon on another store with the same socket: refused.
 	other := startChild(t, "run", "--eventlog", log, "--store", filepath.Join(dir, "other"), "--socket", sock)
-	if code := other.wait(30 * time.Second); code != 1 || !strings.Contains(other.output(), "another mirrord is serving this socket") {
-		t.Fatalf("second daemon on a live socket: exit %d\n%s", code, other.output())
+	if code := other.Wait(30 * time.Second); code != 1 || !strings.Contains(other.Output(), "another mirrord is serving this socket") {
+		t.Fatalf("second daemon on a live socket: exit %d\n%s", code, other.Output())
 	}
-	c.signal(syscall.SIGTERM)
-	c.wait(30 * time.Second)
+	c.Signal(syscall.SIGTERM)
+	c.Wait(30 * time.Second)
 }
 
 func httpGet(t *testing.T, url string) (int, string) {
@@ -231,13 +225,13 @@ func TestMetricsAndHealthOverTCP(t *testing.T) {
 	writeLog(t, log, evs)
 	c := startChild(t, "run", "--eventlog", log, "--store", store, "--metrics-listen", "127.0.0.1:0",
 		"--stall-timeout", "500ms", "--settle", "20ms")
-	line := c.waitLine(60*time.Second, "serving /metrics and /healthz")
+	line := c.WaitLine(60*time.Second, "serving /metrics and /healthz")
 	addr := regexp.MustCompile(`address=(\S+)`).FindStringSubmatch(line)
 	if addr == nil {
 		t.Fatalf("no address in %q", line)
 	}
 	base := "http://" + addr[1]
-	c.waitLine(60*time.Second, "caught up")
+	c.WaitLine(60*time.Second, "caught up")
 
 	if code, body := httpGet(t, base+"/healthz"); code != 200 || !strings.Contains(body, "caught up") {
 		t.Fatalf("healthz: %d %q", code, body)
@@ -259,19 +253,14 @@ func TestMetricsAndHealthOverTCP(t *testing.T) {
 	if err := os.WriteFile(log, full[:len(full)/2], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		code, body = httpGet(t, base+"/healthz")
-		if code == 503 && strings.Contains(body, "stalled") {
-			break
+	testkit.Eventually(t, "healthz reports the stall", func() error {
+		if code, body := httpGet(t, base+"/healthz"); code != 503 || !strings.Contains(body, "stalled") {
+			return fmt.Errorf("%d %q", code, body)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("healthz never reported the stall: %d %q", code, body)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	c.signal(syscall.SIGTERM)
-	c.wait(30 * time.Second)
+		return nil
+	})
+	c.Signal(syscall.SIGTERM)
+	c.Wait(30 * time.Second)
 }
 
 // SIGHUP re-reads the configuration: the log level and the generator set
@@ -290,25 +279,25 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	base := "eventlog: " + log + "\nstore: " + store + "\nlog-format: text\n"
 	write(base + "log-level: info\ngenerators: [summary]\n")
 	c := startChild(t, "run", "--config", cfg)
-	c.waitLine(60*time.Second, "caught up")
+	c.WaitLine(60*time.Second, "caught up")
 	write(base + "log-level: debug\ngenerators: [summary, hashtags]\nbatch-size: 1MiB\n")
-	c.signal(syscall.SIGHUP)
-	l := c.waitLine(30*time.Second, "configuration reloaded")
+	c.Signal(syscall.SIGHUP)
+	l := c.WaitLine(30*time.Second, "configuration reloaded")
 	if !strings.Contains(l, "changed=\"[log-level generators]\"") || !strings.Contains(l, "not_applied=[batch-size]") {
 		t.Fatalf("reload line %q", l)
 	}
 	// The new generator's rebuild may be logged before the reload line
 	// (20 events take 2 ms); before the reload no hashtags generator ran.
-	c.waitLine(30*time.Second, "generator rebuilt", "generator=hashtags")
-	if !strings.Contains(c.output(), "cannot be applied while mirrord runs") {
-		t.Fatalf("the fixed setting was not reported:\n%s", c.output())
+	c.WaitLine(30*time.Second, "generator rebuilt", "generator=hashtags")
+	if !strings.Contains(c.Output(), "cannot be applied while mirrord runs") {
+		t.Fatalf("the fixed setting was not reported:\n%s", c.Output())
 	}
 	if err := eventlog.AppendFile(log, gen.Events(1)...); err != nil {
 		t.Fatal(err)
 	}
-	c.waitLine(30*time.Second, "DBG applied a batch") // debug now on
-	c.signal(syscall.SIGTERM)
-	if code := c.wait(30 * time.Second); code != 0 {
+	c.WaitLine(30*time.Second, "DBG applied a batch") // debug now on
+	c.Signal(syscall.SIGTERM)
+	if code := c.Wait(30 * time.Second); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 }

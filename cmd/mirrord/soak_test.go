@@ -50,8 +50,8 @@ func TestSoak(t *testing.T) {
 	// The non-race build: its memory is what production's is, and a long
 	// soak gets through more of the log.
 	c := startProcess(t, mirrordBinary(t), "run", "--eventlog", log, "--store", store, "--settle", "20ms", "--safety-check", "1s")
-	c.waitLine(60*time.Second, "caught up")
-	pid := c.cmd.Process.Pid
+	c.WaitLine(60*time.Second, "caught up")
+	pid := c.Cmd().Process.Pid
 	client := api.NewClient(api.DefaultPath("", store))
 	defer client.Close()
 
@@ -151,8 +151,8 @@ func TestSoak(t *testing.T) {
 	if last.fds > first.fds+16 {
 		t.Errorf("open file descriptors grew from %d to %d", first.fds, last.fds)
 	}
-	c.signal(syscall.SIGTERM)
-	if code := c.wait(30 * time.Second); code != 0 {
+	c.Signal(syscall.SIGTERM)
+	if code := c.Wait(30 * time.Second); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 }

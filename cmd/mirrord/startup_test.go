@@ -36,7 +36,7 @@ func TestFirstLoadExtendsStartTimeout(t *testing.T) {
 	deadline := time.Now().Add(3 * time.Minute)
 	for ready := false; !ready; {
 		if time.Now().After(deadline) {
-			t.Fatalf("no READY=1 within 3 minutes; extensions %q\n%s", extends, c.output())
+			t.Fatalf("no READY=1 within 3 minutes; extensions %q\n%s", extends, c.Output())
 		}
 		_ = conn.SetReadDeadline(time.Now().Add(time.Second))
 		n, err := conn.Read(buf)
@@ -53,7 +53,7 @@ func TestFirstLoadExtendsStartTimeout(t *testing.T) {
 		}
 	}
 	if len(extends) == 0 {
-		t.Fatalf("the first load of a 12+ MiB log sent no EXTEND_TIMEOUT_USEC before READY=1\n%s", c.output())
+		t.Fatalf("the first load of a 12+ MiB log sent no EXTEND_TIMEOUT_USEC before READY=1\n%s", c.Output())
 	}
 	if extends[0] != "EXTEND_TIMEOUT_USEC=90000000" {
 		t.Errorf("extension %q, want 90s", extends[0])

@@ -19,7 +19,7 @@ func TestStatusJSONIsSnakeCaseWithSeconds(t *testing.T) {
 	log, store := filepath.Join(dir, "data.json"), filepath.Join(dir, "store")
 	writeLog(t, log, synth.New(5).Events(20))
 	d := startChild(t, "run", "--eventlog", log, "--store", store)
-	d.waitLine(time.Minute, "caught up; following the log")
+	d.WaitLine(time.Minute, "caught up; following the log")
 	r := mirrord(t, nil, "status", "--json", "--eventlog", log, "--store", store)
 	if r.code != 0 {
 		t.Fatalf("status --json: exit %d: %v", r.code, r.err)

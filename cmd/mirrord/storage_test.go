@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -72,13 +71,11 @@ func TestSyncOnAStoreThatCannotBeWritten(t *testing.T) {
 			before := dumpStore(t, store)
 			writeLog(t, log, append(evs, gen.Events(10)...)) // something to write
 
-			cmd := execChild(t, "sync", "--eventlog", log, "--store", store, "--log-level", "error")
-			cmd.cmd.Env = append(cmd.cmd.Env, "MIRRORDTEST_STORE_FAULT="+tc.fault)
-			c := startCmd(t, cmd.cmd)
-			if code := c.wait(60 * time.Second); code != 1 {
-				t.Fatalf("sync on a store that cannot be written: exit %d, want 1:\n%s", code, c.output())
+			c := startChildEnv(t, []string{"MIRRORDTEST_STORE_FAULT=" + tc.fault}, "sync", "--eventlog", log, "--store", store, "--log-level", "error")
+			if code := c.Wait(60 * time.Second); code != 1 {
+				t.Fatalf("sync on a store that cannot be written: exit %d, want 1:\n%s", code, c.Output())
 			}
-			out := c.output()
+			out := c.Output()
 			var last string
 			for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
 				if strings.HasPrefix(l, "mirrord: ") {
@@ -140,15 +137,4 @@ func dumpStore(t *testing.T, store string) string {
 		t.Fatalf("dump: exit %d: %v", r.code, r.err)
 	}
 	return r.stdout
-}
-
-type preparedChild struct{ cmd *exec.Cmd }
-
-// execChild prepares the test binary as mirrord, as startChild does,
-// so that a test can add to its environment before starting it.
-func execChild(t *testing.T, args ...string) preparedChild {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = filterEnv(append(os.Environ(), "MIRRORDTEST_AS_MAIN=1"), "JOURNAL_STREAM", "NOTIFY_SOCKET", "MIRRORDTEST_STORE_FAULT", "MIRRORDTEST_STORE_FAULT_ARM")
-	return preparedChild{cmd}
 }

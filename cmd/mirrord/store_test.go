@@ -168,10 +168,10 @@ func TestCorruptStoreProcessExitsCleanly(t *testing.T) {
 	}
 	storetest.Spoil(t, store, ".sst", storetest.InvertMiddle)
 	c := startChild(t, "run", "--eventlog", log, "--store", store, "--log-format", "text")
-	if code := c.wait(30 * time.Second); code != 1 {
-		t.Fatalf("exit %d, want 1:\n%s", code, c.output())
+	if code := c.Wait(30 * time.Second); code != 1 {
+		t.Fatalf("exit %d, want 1:\n%s", code, c.Output())
 	}
-	out := c.output()
+	out := c.Output()
 	if strings.Contains(out, "panic") || strings.Contains(out, "goroutine ") {
 		t.Fatalf("mirrord crashed:\n%s", out)
 	}

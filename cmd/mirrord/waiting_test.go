@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/mirrord/mirrord/api"
 	"github.com/mirrord/mirrord/internal/synth"
+	"github.com/mirrord/mirrord/internal/testkit"
 )
 
 // unixGet GETs path from the daemon's socket and returns the status and
@@ -54,10 +56,10 @@ func TestRunWaitsForAMissingLog(t *testing.T) {
 			dir := shortDir(t)
 			log, store := filepath.Join(dir, tc.log), filepath.Join(dir, "store")
 			c := startChild(t, "run", "--eventlog", log, "--store", store, "--log-format", "text", "--settle", "20ms")
-			c.waitLine(60*time.Second, "event log is missing")
-			if l := c.waitLine(60*time.Second, "INF ready; waiting for the log"); !strings.Contains(l, "path="+log) ||
-				strings.Contains(c.output(), "caught up") {
-				t.Fatalf("the daemon does not say it waits for the log:\n%s", c.output())
+			c.WaitLine(60*time.Second, "event log is missing")
+			if l := c.WaitLine(60*time.Second, "INF ready; waiting for the log"); !strings.Contains(l, "path="+log) ||
+				strings.Contains(c.Output(), "caught up") {
+				t.Fatalf("the daemon does not say it waits for the log:\n%s", c.Output())
 			}
 			var missingDir string
 			if tc.dir != "" {
@@ -68,11 +70,11 @@ func TestRunWaitsForAMissingLog(t *testing.T) {
 				t.Fatal(err)
 			}
 			writeLog(t, log, synth.New(64).Events(10))
-			c.waitLine(60*time.Second, "event log is back")
+			c.WaitLine(60*time.Second, "event log is back")
 			waitCaughtUp(t, store)
-			c.signal(syscall.SIGTERM)
-			if code := c.wait(30 * time.Second); code != 0 {
-				t.Fatalf("exit %d:\n%s", code, c.output())
+			c.Signal(syscall.SIGTERM)
+			if code := c.Wait(30 * time.Second); code != 0 {
+				t.Fatalf("exit %d:\n%s", code, c.Output())
 			}
 			verifyStore(t, store, log)
 		})
@@ -93,12 +95,12 @@ func TestRunOutlivesTheLogsDirectory(t *testing.T) {
 	evs := gen.Events(20)
 	writeLog(t, log, evs)
 	c := startChild(t, "run", "--eventlog", log, "--store", store, "--log-format", "text", "--settle", "20ms")
-	c.waitLine(60*time.Second, "caught up; following the log")
-	mark := c.mark()
+	c.WaitLine(60*time.Second, "caught up; following the log")
+	mark := c.Mark()
 	if err := os.RemoveAll(repo); err != nil {
 		t.Fatal(err)
 	}
-	c.waitLineFrom(mark, 60*time.Second, "event log is missing", "waiting_for_dir="+repo)
+	c.WaitLineFrom(mark, 60*time.Second, "event log is missing", "waiting_for_dir="+repo)
 	wantWaiting(t, log, store, repo)
 	if r := mirrord(t, nil, "keys", "--store", store, "event:"); r.code != 0 || strings.Count(r.stdout, "\n") != len(evs) {
 		t.Fatalf("the store while the log is gone: exit %d (%v), %d keys, want %d", r.code, r.err, strings.Count(r.stdout, "\n"), len(evs))
@@ -107,11 +109,11 @@ func TestRunOutlivesTheLogsDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeLog(t, log, append(evs, gen.Events(5)...))
-	c.waitLineFrom(mark, 60*time.Second, "event log is back")
+	c.WaitLineFrom(mark, 60*time.Second, "event log is back")
 	waitCaughtUp(t, store)
-	c.signal(syscall.SIGTERM)
-	if code := c.wait(30 * time.Second); code != 0 {
-		t.Fatalf("exit %d:\n%s", code, c.output())
+	c.Signal(syscall.SIGTERM)
+	if code := c.Wait(30 * time.Second); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, c.Output())
 	}
 	verifyStore(t, store, log)
 }
@@ -139,8 +141,10 @@ func wantWaiting(t *testing.T, log, store, missingDir string) {
 // waitCaughtUp waits until the daemon on store reports itself caught up.
 func waitCaughtUp(t *testing.T, store string) {
 	t.Helper()
-	waitFor(t, 30*time.Second, "the daemon to catch up", func() bool {
-		code, body := unixGet(t, api.DefaultPath("", store), "/healthz")
-		return code == http.StatusOK && body == "caught up\n"
+	testkit.Eventually(t, "the daemon catches up", func() error {
+		if code, body := unixGet(t, api.DefaultPath("", store), "/healthz"); code != http.StatusOK || body != "caught up\n" {
+			return fmt.Errorf("/healthz %d %q", code, body)
+		}
+		return nil
 	})
 }
