@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mirrord/mirrord/internal/ctxtime"
 	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/schema"
 )
@@ -269,7 +270,7 @@ func (g *genRunner) catchUp(ctx context.Context, attempts int) error {
 	var err error
 	for try := 0; try < max(1, attempts); try++ {
 		if try > 0 {
-			if werr := sleepCtx(ctx, g.backoff(try)); werr != nil {
+			if werr := ctxtime.Sleep(ctx, g.backoff(try)); werr != nil {
 				return werr
 			}
 		}
@@ -696,15 +697,4 @@ func firstLine(s string) string {
 		return s[:i]
 	}
 	return s
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -8,10 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	iofs "io/fs"
 	"sort"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/mirrord/mirrord/kv"
 )
 
 // A streamed rebuild keeps a generator's writes in memory up to a budget,
@@ -46,7 +46,7 @@ type runBlock struct {
 // writeSpillRun writes the records of m (deletions too, those keepDelete
 // wants: a deletion of a key no earlier run holds hides nothing) as a run.
 func writeSpillRun(fs vfs.FS, path string, m *merged, keepDelete func(string) bool) (*spillRun, error) {
-	f, err := createTemp(fs, path)
+	f, err := kv.CreateTemp(fs, path)
 	if err != nil {
 		return nil, err
 	}
@@ -85,21 +85,6 @@ func writeSpillRun(fs vfs.FS, path string, m *merged, keepDelete func(string) bo
 		return nil, err
 	}
 	return r, nil
-}
-
-// createTemp creates a file in the store's temporary directory, creating
-// the directory too: again if it went between the two (an ingest or an
-// external sort that finished removes it when empty).
-func createTemp(fs vfs.FS, path string) (vfs.File, error) {
-	for try := 0; ; try++ {
-		if err := fs.MkdirAll(fs.PathDir(path), 0o755); err != nil {
-			return nil, err
-		}
-		f, err := fs.Create(path, vfs.WriteCategoryUnspecified)
-		if err == nil || !errors.Is(err, iofs.ErrNotExist) || try == 2 {
-			return f, err
-		}
-	}
 }
 
 // close closes and removes the run's file.

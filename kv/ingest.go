@@ -88,7 +88,7 @@ func (f *IngestFile) roll() error {
 	}
 	db := in.db
 	path := db.opts.FS.PathJoin(db.path, tempDirName, fmt.Sprintf("ingest-%d.sst", db.tmpSeq.Add(1)))
-	file, err := createTemp(db.opts.FS, path)
+	file, err := CreateTemp(db.opts.FS, path)
 	if err != nil {
 		return err
 	}
@@ -240,10 +240,12 @@ func (in *Ingest) cleanup(paths []string) {
 	}
 }
 
-// createTemp creates a file in the temporary directory, creating the
-// directory too: again if it went between the two (an external sort that
-// finished removes it when empty).
-func createTemp(fs vfs.FS, path string) (vfs.File, error) {
+// CreateTemp creates the file at path, a path inside the directory that
+// TempDir returns, creating that directory too: again if it went between
+// the two, since an ingest or an external sort that finished removes it
+// when empty. Ingests and the generators' spills create their files with
+// it.
+func CreateTemp(fs vfs.FS, path string) (vfs.File, error) {
 	for try := 0; ; try++ {
 		if err := fs.MkdirAll(fs.PathDir(path), 0o755); err != nil {
 			return nil, err

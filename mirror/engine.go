@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mirrord/mirrord/eventlog"
+	"github.com/mirrord/mirrord/internal/ctxtime"
 	"github.com/mirrord/mirrord/internal/gitlog"
 	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/schema"
@@ -474,7 +475,7 @@ func (e *Engine) Sync(ctx context.Context) error {
 			return fmt.Errorf("%w at offset %d (line %d) of %s; %d deletions wait until it is complete",
 				ErrHeld, e.held.offset, e.held.line, e.path, e.held.deletes)
 		case actSettle, actAgain:
-			if err := sleep(ctx, res.wait); err != nil {
+			if err := ctxtime.Sleep(ctx, res.wait); err != nil {
 				return err
 			}
 			continue
@@ -494,17 +495,6 @@ func (e *Engine) checkRefused() error {
 	}
 	e.refused = nil
 	return nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // isNotExist reports whether err says a path does not exist, including

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"github.com/mirrord/mirrord/internal/ctxtime"
 )
 
 // Run catches up with the log, calls ready (which may be nil), then
@@ -139,7 +140,7 @@ func (f *follower) catchUp(ctx context.Context) (stop bool, err error) {
 		if res.action != actSettle && res.action != actAgain {
 			return false, nil
 		}
-		if sleep(ctx, res.wait) != nil {
+		if ctxtime.Sleep(ctx, res.wait) != nil {
 			return true, nil
 		}
 	}

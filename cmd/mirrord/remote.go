@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mirrord/mirrord/api"
+	"github.com/mirrord/mirrord/internal/ctxtime"
 	"github.com/mirrord/mirrord/kv"
 )
 
@@ -109,7 +110,7 @@ func (m *Main) awaitDaemon(ctx context.Context, e *env) (*api.Client, error) {
 		if !logged {
 			e.log.Info("the daemon is starting; waiting for it", "socket", c.Path(), "daemon", st.Health)
 		}
-		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+		if err := ctxtime.Sleep(ctx, 50*time.Millisecond); err != nil {
 			return nil, err
 		}
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mirrord/mirrord/api"
 	"github.com/mirrord/mirrord/generators"
+	"github.com/mirrord/mirrord/internal/ctxtime"
 	"github.com/mirrord/mirrord/internal/sdnotify"
 	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/mirror"
@@ -172,7 +173,7 @@ func (d *daemon) open(resync bool) (err error) {
 				return err
 			}
 		}
-		if sleepCtx(d.g.l.ctx, pause) != nil {
+		if ctxtime.Sleep(d.g.l.ctx, pause) != nil {
 			d.e.log.Info("stopped while waiting for the store's lock")
 			return nil
 		}
@@ -216,18 +217,6 @@ func (d *daemon) engineOptions(resync bool) func(*mirror.Options) {
 			ping := d.watchdog(wdInterval)
 			o.OnHeartbeat = func() { ping(); d.extendStart() }
 		}
-	}
-}
-
-// sleepCtx waits for d, or returns ctx's error once it is done.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 

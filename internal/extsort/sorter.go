@@ -173,7 +173,7 @@ func (b *sortBuf) sort(tmp *[]sortRec) {
 			return
 		}
 	}
-	*tmp = radixSort(b.recs, *tmp)
+	*tmp = RadixSort(b.recs, *tmp, recPfx)
 	recs := b.recs
 	for i := 0; i < len(recs); {
 		j := i + 1
@@ -217,29 +217,36 @@ func (b *sortBuf) compare(x, y sortRec) int {
 	return 0
 }
 
-// radixSort sorts recs by pfx, stably: a least-significant-digit radix
-// sort, a byte a pass, that skips the bytes every record shares. It
-// returns the scratch space it used (tmp, grown), for the next sort.
-func radixSort(recs, tmp []sortRec) []sortRec {
+// RadixSort sorts recs by the uint64 that key returns for each, stably: a
+// least-significant-digit radix sort, a byte a pass, that skips the bytes
+// every record shares. It returns the scratch space it used (tmp, grown to
+// len(recs)), for the next sort to reuse.
+//
+// It is the sort behind the Sorter's buffers, exported for callers that
+// order their own records by an 8-byte key prefix (the generators' spills):
+// a comparison sort of such records cost several times as much. key is
+// called once a record and pass, so it should only read a field.
+func RadixSort[T any](recs, tmp []T, key func(*T) uint64) []T {
 	n := len(recs)
 	if n < 2 {
 		return tmp
 	}
 	if cap(tmp) < n {
-		tmp = make([]sortRec, n)
+		tmp = make([]T, n)
 	}
 	tmp = tmp[:n]
 	var counts [8][256]int
-	for _, r := range recs {
+	for i := range recs {
+		k := key(&recs[i])
 		for d := range 8 {
-			counts[d][byte(r.pfx>>(8*d))]++
+			counts[d][byte(k>>(8*d))]++
 		}
 	}
 	src, dst := recs, tmp
 	for d := range 8 {
 		c := &counts[d]
 		shift := 8 * d
-		if c[byte(src[0].pfx>>shift)] == n {
+		if c[byte(key(&src[0])>>shift)] == n {
 			continue // every record has this byte
 		}
 		at := 0
@@ -247,9 +254,9 @@ func radixSort(recs, tmp []sortRec) []sortRec {
 			c[v] = at
 			at += k
 		}
-		for _, r := range src {
-			v := byte(r.pfx >> shift)
-			dst[c[v]] = r
+		for i := range src {
+			v := byte(key(&src[i]) >> shift)
+			dst[c[v]] = src[i]
 			c[v]++
 		}
 		src, dst = dst, src
@@ -259,6 +266,9 @@ func radixSort(recs, tmp []sortRec) []sortRec {
 	}
 	return tmp
 }
+
+// recPfx is RadixSort's key for the sorter's own records.
+func recPfx(r *sortRec) uint64 { return r.pfx }
 
 // New returns a sorter holding at most about 2 × budget bytes of
 // keys and values in memory (budget must exceed the largest record), plus

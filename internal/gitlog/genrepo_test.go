@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mirrord/mirrord/eventlog"
+	"github.com/mirrord/mirrord/internal/gittest"
 	"github.com/mirrord/mirrord/internal/synth"
 )
 
@@ -48,7 +49,7 @@ func makeBenchRepo(tb testing.TB, cache string, spec benchRepoSpec) string {
 	if _, err := os.Stat(filepath.Join(repo, "complete")); err == nil {
 		return repo
 	}
-	needGit(tb)
+	gittest.Need(tb)
 	if err := os.RemoveAll(repo); err != nil {
 		tb.Fatal(err)
 	}

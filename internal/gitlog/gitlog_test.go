@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mirrord/mirrord/internal/gittest"
 	"go.uber.org/goleak"
 )
 
@@ -259,7 +260,7 @@ func TestSubdirectoryThroughSymlink(t *testing.T) {
 // No repository yet: NoRepository, with watches on the nearest existing
 // directory; once the repository is made, it is found.
 func TestRepositoryAppears(t *testing.T) {
-	needGit(t)
+	gittest.Need(t)
 	root := t.TempDir()
 	repo := filepath.Join(root, "app", "working-git-repository")
 	s := newSource(t, filepath.Join(repo, "data.json"), "master")
@@ -404,7 +405,7 @@ func testBlobLifecycle(t *testing.T, size int) {
 // any more) is an error with git's own words, not retried in a loop.
 func TestChildFailsAtOnce(t *testing.T) {
 	noLeaks(t)
-	needGit(t)
+	gittest.Need(t)
 	dir := t.TempDir()
 	r, err := Open(Location{GitDir: dir, CommonDir: dir, Path: "data.json"}, nil)
 	if err != nil {

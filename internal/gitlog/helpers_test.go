@@ -1,16 +1,14 @@
 package gitlog
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/mirrord/mirrord/internal/gittest"
 	"go.uber.org/goleak"
 )
 
@@ -18,16 +16,11 @@ import (
 // an empty directory) for the tests' own git commands and the package's
 // children alike, and fails the run if any goroutine outlives the tests.
 func TestMain(m *testing.M) {
-	home, err := os.MkdirTemp("", "gitlog-home-")
+	cleanup, err := gittest.Hermetic()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	os.Setenv("HOME", home)
-	os.Setenv("GIT_CONFIG_NOSYSTEM", "1")
-	os.Unsetenv("XDG_CONFIG_HOME")
-	os.Unsetenv("GIT_DIR")
-	os.Unsetenv("GIT_WORK_TREE")
 	code := m.Run()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
@@ -35,74 +28,20 @@ func TestMain(m *testing.M) {
 			code = 1
 		}
 	}
-	os.RemoveAll(home)
+	cleanup()
 	os.Exit(code)
 }
 
-// needGit skips the test when there is no git program.
-func needGit(tb testing.TB) {
-	tb.Helper()
-	if _, err := exec.LookPath("git"); err != nil {
-		tb.Skip("no git program in PATH: the git source's tests need real git")
-	}
-}
-
-// gitCmdTimeout bounds each git command a test runs.
-const gitCmdTimeout = 2 * time.Minute
-
-// git runs git in dir with a fixed identity and returns its output
-// trimmed; a failure fails the test.
-func git(tb testing.TB, dir string, args ...string) string {
-	tb.Helper()
-	out, err := gitErr(dir, nil, args...)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return out
-}
-
-// gitErr is git with stdin, returning the failure instead.
-func gitErr(dir string, stdin []byte, args ...string) (string, error) {
-	timeout := gitCmdTimeout
-	if len(args) > 0 && args[0] == "gc" {
-		// git gc of the benchmark's large repository takes minutes; a
-		// kill would end git gc but not the git pack-objects under it.
-		timeout = time.Hour
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	full := append([]string{"-c", "user.name=Test", "-c", "user.email=test@example.com",
-		"-c", "init.defaultBranch=master", "-c", "gc.auto=0"}, args...)
-	cmd := exec.CommandContext(ctx, "git", full...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_AUTHOR_DATE=2024-01-01T00:00:00Z", "GIT_COMMITTER_DATE=2024-01-01T00:00:00Z")
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("git %s in %s: %v: %s", strings.Join(args, " "), dir, err, stderr.String())
-	}
-	return strings.TrimSpace(stdout.String()), nil
-}
+// git runs git in dir (gittest's fixed identity and bounds) and returns
+// its output trimmed; a failure fails the test.
+var git = gittest.Git
 
 // appRepo makes the application's layout in a new directory: a
 // non-bare repository that accepts pushes to its checked-out branch,
 // with one commit holding data.json. It returns the repository's path.
 func appRepo(tb testing.TB, content string) string {
 	tb.Helper()
-	needGit(tb)
-	root := tb.TempDir()
-	repo := filepath.Join(root, "working-git-repository")
-	git(tb, root, "init", "-q", repo)
-	git(tb, repo, "config", "receive.denyCurrentBranch", "ignore")
-	if err := os.WriteFile(filepath.Join(repo, "data.json"), []byte(content), 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	git(tb, repo, "add", "data.json")
-	git(tb, repo, "commit", "-q", "-m", "first")
-	return repo
+	return gittest.AppRepo(tb, tb.TempDir(), []byte(content))
 }
 
 // transaction does what the application does for each change: clone the

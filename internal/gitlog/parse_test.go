@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/mirrord/mirrord/internal/gittest"
 )
 
 const (
@@ -140,7 +142,7 @@ var refNameCases = []string{
 // short name, as a branch: git check-ref-format --branch's rules plus
 // refs/heads/).
 func TestRefNameAgreesWithGit(t *testing.T) {
-	needGit(t)
+	gittest.Need(t)
 	for _, name := range refNameCases {
 		full, err := RefName(name)
 		want := name

@@ -1,63 +1,11 @@
 package gitlog
 
 import (
-	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
+
+	"github.com/mirrord/mirrord/internal/gittest"
 )
-
-// listing records every file and directory under root with what a write
-// would change: mode, size, modification time and inode (a rename onto
-// a file changes its inode; a lock file made and removed changes its
-// directory's modification time).
-func listing(tb testing.TB, root string) map[string]string {
-	tb.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		st, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		sys := st.Sys().(*syscall.Stat_t)
-		out[p] = fmt.Sprintf("%v %d %d %d", st.Mode(), st.Size(), st.ModTime().UnixNano(), sys.Ino)
-		return nil
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return out
-}
-
-// setWritable adds or removes write permission on everything under root.
-func setWritable(tb testing.TB, root string, writable bool) {
-	tb.Helper()
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.Type()&fs.ModeSymlink != 0 {
-			return nil
-		}
-		st, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		mode := st.Mode().Perm() &^ 0o222
-		if writable {
-			mode |= 0o200
-		}
-		return os.Chmod(p, mode)
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-}
 
 // Every operation on repositories made read-only (chmod -R a-w), owned
 // by another user when the test runs as root, leaves every file and
@@ -78,15 +26,9 @@ func TestReadOnly(t *testing.T) {
 	git(t, repo, "clone", "-q", "--bare", repo, bare)
 	root := filepath.Dir(repo)
 
-	before := listing(t, root)
-	setWritable(t, root, false)
-	t.Cleanup(func() { setWritable(t, root, true) })
-	if os.Geteuid() == 0 {
-		if err := chownAll(root, 65534, 65534); err != nil {
-			t.Fatal(err)
-		}
-	}
-	afterChmod := listing(t, root)
+	before := gittest.Listing(t, root)
+	gittest.ReadOnly(t, root)
+	afterChmod := gittest.Listing(t, root)
 
 	files := []struct{ file, ref string }{
 		{filepath.Join(repo, "data.json"), "master"},
@@ -112,7 +54,7 @@ func TestReadOnly(t *testing.T) {
 		s.Close()
 	}
 
-	after := listing(t, root)
+	after := gittest.Listing(t, root)
 	if len(after) != len(afterChmod) {
 		t.Errorf("%d entries before, %d after", len(afterChmod), len(after))
 	}
@@ -126,13 +68,4 @@ func TestReadOnly(t *testing.T) {
 			t.Errorf("%s appeared", p)
 		}
 	}
-}
-
-func chownAll(root string, uid, gid int) error {
-	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(p, uid, gid)
-	})
 }

@@ -86,7 +86,7 @@ func Need(tb testing.TB) {
 	}
 }
 
-// cmdTimeout bounds each git command a test runs.
+// cmdTimeout bounds each git command a test runs (but git gc: see Run).
 const cmdTimeout = 2 * time.Minute
 
 // Git runs git in dir with a fixed identity and returns its output,
@@ -102,8 +102,16 @@ func Git(tb testing.TB, dir string, args ...string) string {
 
 // Run runs git in dir with stdin (nil for none) and returns its output,
 // trimmed, or an error with what git said.
+//
+// Each command is bounded by two minutes but git gc, by an hour: git gc of
+// a benchmark's large repository takes minutes, and a kill would end git
+// gc but not the git pack-objects under it.
 func Run(dir string, stdin []byte, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	timeout := cmdTimeout
+	if len(args) > 0 && args[0] == "gc" {
+		timeout = time.Hour
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	full := append([]string{"-c", "user.name=Test", "-c", "user.email=test@example.com",
 		"-c", "init.defaultBranch=master", "-c", "gc.auto=0", "-c", "advice.detachedHead=false",

@@ -224,6 +224,12 @@ func (b *runner) mirrordSync(ctx context.Context, logPath, store string, resync,
 	if !generators {
 		env = append(env, "MIRRORD_GENERATORS=")
 	}
+	return b.runSync(ctx, env, args...)
+}
+
+// runSync runs mirrord with args (a sync: --log-format json) and env, and
+// takes its peak RSS from the line it logs when the store is up to date.
+func (b *runner) runSync(ctx context.Context, env []string, args ...string) (procResult, error) {
 	p, err := run(ctx, "", env, b.cfg.Mirrord, args...)
 	if err != nil {
 		return p, err

@@ -5,11 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -17,7 +16,6 @@ import (
 	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/generators"
 	"github.com/mirrord/mirrord/internal/synth"
-	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/mirror"
 	"github.com/mirrord/mirrord/schema"
 )
@@ -55,61 +53,17 @@ func (b *runner) genLatencies(ctx context.Context) error {
 // without generators, the event) is readable. cpu is the process's CPU
 // time per append (user and system), the generators' included.
 func genLatency(ctx context.Context, logPath, store string, appends int, gens bool) (row LatencyRow, cpu time.Duration, err error) {
-	db, err := kv.Open(store, nil)
+	fl, err := follow(ctx, store, mirror.Options{EventLog: logPath}, gens)
 	if err != nil {
 		return row, 0, err
 	}
-	defer db.Close()
-	quiet := slog.New(slog.DiscardHandler)
-	var run *generators.Runner // none without generators: a runner with none would drop their state
-	if gens {
-		if run, err = generators.NewRunner(db, &generators.Options{Logger: quiet}); err != nil {
-			return row, 0, err
-		}
-	}
-	visible := make(chan struct{}, 1)
-	signal := func() {
-		select {
-		case visible <- struct{}{}:
-		default:
-		}
-	}
-	eng, err := mirror.Open(db, &mirror.Options{EventLog: logPath, Logger: quiet, OnApply: func(mirror.Applied) {
-		if run != nil {
-			run.Notify()
-		}
-		signal()
-	}})
-	if err != nil {
-		return row, 0, err
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	// The generators' runs are seen through the store; a poll after each
-	// apply and every 50 µs finds their commit.
-	ready := make(chan struct{})
-	done := make(chan error, 2)
-	go func() { done <- eng.Run(ctx, func() { close(ready) }) }()
-	running := 1
-	if run != nil {
-		running++
-		go func() { run.Run(ctx); done <- nil }()
-	}
-	defer func() {
-		cancel()
-		for range running {
-			<-done
-		}
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		return row, 0, fmt.Errorf("following %s: %v", logPath, err)
-	case <-time.After(10 * time.Minute):
-		return row, 0, errors.New("the engine did not catch up in 10 minutes")
-	}
-	if run != nil {
-		if err := waitIdle(ctx, run); err != nil {
+	defer fl.stop()
+	// The generators' commits are seen through the store only: a poll
+	// after each apply and every 50 µs finds them. Without generators too,
+	// so that the CPU per append of the two compares like for like.
+	fl.poll = 50 * time.Microsecond
+	if fl.run != nil {
+		if err := waitIdle(ctx, fl.run); err != nil {
 			return row, 0, err
 		}
 	}
@@ -134,45 +88,28 @@ func genLatency(ctx context.Context, logPath, store string, appends int, gens bo
 		} else {
 			key = schema.AppendEventKey(key[:0], ev.ID)
 		}
-		select {
-		case <-visible:
-		default:
-		}
+		fl.expect()
 		t0 := time.Now()
 		if _, err := f.Write(buf); err != nil {
 			return row, 0, err
 		}
-		deadline := time.After(10 * time.Second)
-		for {
-			v, found, err := db.GetBytes(key, val[:0])
-			if err != nil {
-				return row, 0, err
-			}
-			if found {
-				val = v
-				break
-			}
-			select {
-			case <-visible:
-			case <-time.After(50 * time.Microsecond):
-			case err := <-done:
-				return row, 0, fmt.Errorf("following stopped: %v", err)
-			case <-deadline:
-				return row, 0, fmt.Errorf("event %s not visible 10 s after its append", ev.ID)
-			}
+		d, v, err := fl.await(t0, key, val, 10*time.Second, ev.ID, "its append")
+		if err != nil {
+			return row, 0, err
 		}
-		lat = append(lat, time.Since(t0))
+		lat, val = append(lat, d), v
 		time.Sleep(appendGap)
 	}
-	if run != nil {
+	if fl.run != nil {
 		// Every generator's work for the appends is in the figure.
-		if err := waitIdle(ctx, run); err != nil {
+		if err := waitIdle(ctx, fl.run); err != nil {
 			return row, 0, err
 		}
 	}
 	cpu = (processCPU() - cpu0) / time.Duration(appends)
-	slices.Sort(lat)
-	return LatencyRow{Appends: appends, P50: lat[len(lat)/2], P99: lat[len(lat)*99/100], Max: lat[len(lat)-1]}, cpu, nil
+	row.Appends = appends
+	row.P50, row.P99, row.Max = percentiles(lat)
+	return row, cpu, nil
 }
 
 // waitIdle waits until every generator has caught up with the feed.
@@ -334,44 +271,28 @@ func (b *runner) small(ctx context.Context) error {
 // compact JSON object a line (the decoder takes any spelling): about 190
 // bytes an event, all in March 2026, each tagged one of #t0…#t49.
 func smallLog(dir string, n int) (string, error) {
-	path := filepath.Join(dir, fmt.Sprintf("small-%d-%d.json", logSeed, n))
-	if _, err := os.Stat(path); err == nil {
-		return path, nil
-	}
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return "", err
-	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	r := rand.New(rand.NewPCG(logSeed, 2))
-	types := []string{"food", "diary", "call", "sleep", "work"}
-	start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.FixedZone("", 3600))
-	step := (30 * 24 * time.Hour) / time.Duration(n+1)
-	const idChars = "0123456789abcdefghijklmnopqrstuvwxyz"
-	var b []byte
-	for i := range n {
-		typ := types[r.IntN(len(types))]
-		tag := "#t" + strconv.Itoa(r.IntN(50))
-		b = append(b[:0], `{"id":"`...)
-		for range 16 {
-			b = append(b, idChars[r.IntN(len(idChars))])
+	return writeOnce(filepath.Join(dir, fmt.Sprintf("small-%d-%d.json", logSeed, n)), func(w io.Writer) error {
+		r := rand.New(rand.NewPCG(logSeed, 2))
+		types := []string{"food", "diary", "call", "sleep", "work"}
+		start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.FixedZone("", 3600))
+		step := (30 * 24 * time.Hour) / time.Duration(n+1)
+		const idChars = "0123456789abcdefghijklmnopqrstuvwxyz"
+		var b []byte
+		for i := range n {
+			typ := types[r.IntN(len(types))]
+			tag := "#t" + strconv.Itoa(r.IntN(50))
+			b = append(b[:0], `{"id":"`...)
+			for range 16 {
+				b = append(b, idChars[r.IntN(len(idChars))])
+			}
+			b = append(b, `","date":"`...)
+			b = start.Add(time.Duration(i)*step).AppendFormat(b, "2006-01-02T15:04:05-0700")
+			b = append(b, `","original":"`+typ+" "+tag+`","input":"`+typ+" "+tag+`","modifiers":{},"type":"`+typ+
+				`","description":"","creator":{"name":"V","uuid":"5c8e1f2a","version":"1.2.3"}}`+"\n"...)
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
 		}
-		b = append(b, `","date":"`...)
-		b = start.Add(time.Duration(i)*step).AppendFormat(b, "2006-01-02T15:04:05-0700")
-		b = append(b, `","original":"`+typ+" "+tag+`","input":"`+typ+" "+tag+`","modifiers":{},"type":"`+typ+
-			`","description":"","creator":{"name":"V","uuid":"5c8e1f2a","version":"1.2.3"}}`+"\n"...)
-		if _, err := w.Write(b); err != nil {
-			f.Close()
-			return "", err
-		}
-	}
-	if err := w.Flush(); err != nil {
-		f.Close()
-		return "", err
-	}
-	if err := f.Close(); err != nil {
-		return "", err
-	}
-	return path, os.Rename(tmp, path)
+		return nil
+	})
 }

@@ -3,19 +3,14 @@ package bench
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/mirrord/mirrord/internal/synth"
-	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/mirror"
 	"github.com/mirrord/mirrord/schema"
 )
@@ -139,21 +134,8 @@ func (b *runner) gitRepo(ctx context.Context, n int) (string, error) {
 // empty store and returns what it cost; its peak RSS is the one mirrord
 // logs (its own VmHWM).
 func (b *runner) gitLoad(ctx context.Context, logPath, store string) (procResult, error) {
-	p, err := run(ctx, "", []string{"MIRRORD_GENERATORS="}, b.cfg.Mirrord,
+	return b.runSync(ctx, []string{"MIRRORD_GENERATORS="},
 		"sync", "--eventlog", logPath, "--git-ref", "master", "--store", store, "--log-format", "json")
-	if err != nil {
-		return p, err
-	}
-	for _, line := range strings.Split(p.Stderr, "\n") {
-		var rec struct {
-			Msg  string `json:"msg"`
-			Peak int64  `json:"peak_rss_mib"`
-		}
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "the store is up to date" && rec.Peak > 0 {
-			p.MaxRSS = rec.Peak << 20
-		}
-	}
-	return p, nil
 }
 
 // gitAppendLatency follows master of repo with an in-process engine on
@@ -163,41 +145,11 @@ func (b *runner) gitLoad(ctx context.Context, logPath, store string) (procResult
 // readable. After each, `git cat-file blob` reads the same blob: the
 // floor.
 func gitAppendLatency(ctx context.Context, repo, logPath, store, work string, events, appends int) (GitLatencyRow, error) {
-	db, err := kv.Open(store, nil)
+	fl, err := follow(ctx, store, mirror.Options{EventLog: logPath, GitRef: "master"}, false)
 	if err != nil {
 		return GitLatencyRow{}, err
 	}
-	defer db.Close()
-	applied := make(chan struct{}, 1)
-	eng, err := mirror.Open(db, &mirror.Options{
-		EventLog: logPath,
-		GitRef:   "master",
-		Logger:   slog.New(slog.DiscardHandler),
-		OnApply: func(mirror.Applied) {
-			select {
-			case applied <- struct{}{}:
-			default:
-			}
-		},
-	})
-	if err != nil {
-		return GitLatencyRow{}, err
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	ready := make(chan struct{})
-	done := make(chan error, 1)
-	go func() { done <- eng.Run(ctx, func() { close(ready) }) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		return GitLatencyRow{}, fmt.Errorf("following %s at master: %v", repo, err)
-	case <-time.After(10 * time.Minute):
-		return GitLatencyRow{}, errors.New("the engine did not catch up in 10 minutes")
-	}
+	defer fl.stop()
 
 	// The log as committed, which each append extends by one event.
 	content := filepath.Join(work, "git-log.json")
@@ -234,32 +186,16 @@ func gitAppendLatency(ctx context.Context, repo, logPath, store, work string, ev
 		if err := os.WriteFile(ref+".lock", []byte(commit+"\n"), 0o644); err != nil {
 			return GitLatencyRow{}, err
 		}
-		select {
-		case <-applied: // a stale signal
-		default:
-		}
+		fl.expect()
 		t0 := time.Now()
 		if err := os.Rename(ref+".lock", ref); err != nil {
 			return GitLatencyRow{}, err
 		}
-		for {
-			v, found, err := db.GetBytes(key, val[:0])
-			if err != nil {
-				return GitLatencyRow{}, err
-			}
-			if found {
-				val = v
-				break
-			}
-			select {
-			case <-applied:
-			case err := <-done:
-				return GitLatencyRow{}, fmt.Errorf("the engine stopped: %v", err)
-			case <-time.After(2 * time.Minute):
-				return GitLatencyRow{}, fmt.Errorf("event %s not visible 2 minutes after its commit landed", ev.ID)
-			}
+		d, v, err := fl.await(t0, key, val, 2*time.Minute, ev.ID, "its commit landed")
+		if err != nil {
+			return GitLatencyRow{}, err
 		}
-		lat = append(lat, time.Since(t0))
+		lat, val = append(lat, d), v
 		if !bytes.Contains(val, []byte(ev.ID)) {
 			return GitLatencyRow{}, fmt.Errorf("event %s: the store holds another value", ev.ID)
 		}
@@ -271,13 +207,10 @@ func gitAppendLatency(ctx context.Context, repo, logPath, store, work string, ev
 		parent = commit
 		time.Sleep(appendGap)
 	}
-	slices.Sort(lat)
-	slices.Sort(floor)
-	return GitLatencyRow{
-		Events: events, Appends: appends,
-		P50: lat[len(lat)/2], P99: lat[len(lat)*99/100], Max: lat[len(lat)-1],
-		FloorP50: floor[len(floor)/2], FloorP99: floor[len(floor)*99/100],
-	}, nil
+	row := GitLatencyRow{Events: events, Appends: appends}
+	row.P50, row.P99, row.Max = percentiles(lat)
+	row.FloorP50, row.FloorP99, _ = percentiles(floor)
+	return row, nil
 }
 
 // commitLog writes the file at path into repo as the blob of data.json in

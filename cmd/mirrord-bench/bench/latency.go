@@ -3,16 +3,12 @@ package bench
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/mirrord/mirrord/internal/synth"
-	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/mirror"
 	"github.com/mirrord/mirrord/schema"
 )
@@ -54,41 +50,11 @@ func (b *runner) latencies(ctx context.Context) error {
 // append from the writer's write returning to the event being readable
 // from the store.
 func appendLatency(ctx context.Context, logPath, store string, appends int) (LatencyRow, error) {
-	db, err := kv.Open(store, nil)
+	fl, err := follow(ctx, store, mirror.Options{EventLog: logPath}, false)
 	if err != nil {
 		return LatencyRow{}, err
 	}
-	defer db.Close()
-	applied := make(chan struct{}, 1)
-	eng, err := mirror.Open(db, &mirror.Options{
-		EventLog: logPath,
-		Logger:   slog.New(slog.DiscardHandler),
-		OnApply: func(mirror.Applied) {
-			select {
-			case applied <- struct{}{}:
-			default:
-			}
-		},
-	})
-	if err != nil {
-		return LatencyRow{}, err
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	ready := make(chan struct{})
-	done := make(chan error, 1)
-	go func() { done <- eng.Run(ctx, func() { close(ready) }) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		return LatencyRow{}, fmt.Errorf("following %s: %v", logPath, err)
-	case <-time.After(10 * time.Minute):
-		return LatencyRow{}, errors.New("the engine did not catch up in 10 minutes")
-	}
-
+	defer fl.stop()
 	f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return LatencyRow{}, err
@@ -104,10 +70,7 @@ func appendLatency(ctx context.Context, logPath, store string, appends int) (Lat
 		ev := gen.Event()
 		buf = append(ev.AppendJS(buf[:0]), '\n')
 		key = schema.AppendEventKey(key[:0], ev.ID)
-		select {
-		case <-applied: // a stale signal
-		default:
-		}
+		fl.expect()
 		// From the start of write(): timed from its return, an append to
 		// a small log measured a few microseconds, because Go's scheduler
 		// had run the engine's whole apply on the writer's P before it
@@ -116,34 +79,17 @@ func appendLatency(ctx context.Context, logPath, store string, appends int) (Lat
 		if _, err := f.Write(buf); err != nil {
 			return LatencyRow{}, err
 		}
-		for {
-			v, found, err := db.GetBytes(key, val[:0])
-			if err != nil {
-				return LatencyRow{}, err
-			}
-			if found {
-				val = v
-				break
-			}
-			select {
-			case <-applied:
-			case err := <-done:
-				return LatencyRow{}, fmt.Errorf("the engine stopped: %v", err)
-			case <-time.After(10 * time.Second):
-				return LatencyRow{}, fmt.Errorf("event %s not visible 10 s after its append", ev.ID)
-			}
+		d, v, err := fl.await(t0, key, val, 10*time.Second, ev.ID, "its append")
+		if err != nil {
+			return LatencyRow{}, err
 		}
-		lat = append(lat, time.Since(t0))
+		lat, val = append(lat, d), v
 		if !bytes.Contains(val, []byte(ev.ID)) {
 			return LatencyRow{}, fmt.Errorf("event %s: the store holds another value", ev.ID)
 		}
 		time.Sleep(appendGap)
 	}
-	slices.Sort(lat)
-	return LatencyRow{
-		Appends: appends,
-		P50:     lat[len(lat)/2],
-		P99:     lat[len(lat)*99/100],
-		Max:     lat[len(lat)-1],
-	}, nil
+	row := LatencyRow{Appends: appends}
+	row.P50, row.P99, row.Max = percentiles(lat)
+	return row, nil
 }

@@ -20,7 +20,22 @@ const logSeed = 2026
 // earlier run is reused: the name holds the seed and the count, and the
 // file only gets its name once complete.
 func synthLog(dir string, n int) (string, error) {
-	path := filepath.Join(dir, fmt.Sprintf("synth-%d-%d.json", logSeed, n))
+	return writeOnce(filepath.Join(dir, fmt.Sprintf("synth-%d-%d.json", logSeed, n)), func(w io.Writer) error {
+		enc := eventlog.NewEncoder(w)
+		g := synth.New(logSeed)
+		for range n {
+			if err := enc.Encode(g.Event()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// writeOnce returns path, written by write (buffered) unless an earlier
+// run wrote it already: the file only gets its name once complete, so a
+// run that stopped half-way leaves nothing to be taken for it.
+func writeOnce(path string, write func(io.Writer) error) (string, error) {
 	if _, err := os.Stat(path); err == nil {
 		return path, nil
 	}
@@ -30,13 +45,9 @@ func synthLog(dir string, n int) (string, error) {
 		return "", err
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
-	enc := eventlog.NewEncoder(w)
-	g := synth.New(logSeed)
-	for range n {
-		if err := enc.Encode(g.Event()); err != nil {
-			f.Close()
-			return "", err
-		}
+	if err := write(w); err != nil {
+		f.Close()
+		return "", err
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()
