@@ -145,3 +145,25 @@ func processCPU() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkTagsManyDistinct reads the hashtags of one input of n distinct
+// tags: ns/tag stays flat from 1k to 1M (linear input cost), where a
+// search of the tags found so far made a million distinct tags quadratic.
+func BenchmarkTagsManyDistinct(b *testing.B) {
+	for _, n := range []int{1_000, 10_000, 100_000, 1_000_000} {
+		var text bytes.Buffer
+		for i := range n {
+			fmt.Fprintf(&text, "#t%d ", n-i) // descending: the sort does work
+		}
+		input := text.String()
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			b.SetBytes(int64(len(input)))
+			for b.Loop() {
+				if got := Tags(input); len(got) != n {
+					b.Fatalf("%d tags, want %d", len(got), n)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/tag")
+		})
+	}
+}

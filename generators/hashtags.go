@@ -3,7 +3,6 @@ package generators
 import (
 	"context"
 	"slices"
-	"sort"
 	"strings"
 )
 
@@ -37,8 +36,14 @@ func (hashtags) Version() int { return 3 }
 // matters ("#Work" and "#work" are two tags). Matches do not overlap and
 // the scan goes on after each one, so "#a#b" holds a and b, "##x" holds
 // x, "#a--b" holds a, and "#музика" holds none.
-func Tags(text string) []string {
-	var tags []string
+func Tags(text string) []string { return appendTags(nil, text) }
+
+// appendTags appends the distinct hashtags of text, sorted, to tags (which
+// must be empty; a rebuild passes the last event's, for its array). They
+// are gathered, then sorted and made distinct: an input of a million
+// distinct tags costs n log n, not n² as a search of those found so far
+// would.
+func appendTags(tags []string, text string) []string {
 	for i := 0; i < len(text); i++ {
 		if text[i] != '#' {
 			j := strings.IndexByte(text[i:], '#')
@@ -60,13 +65,11 @@ func Tags(text string) []string {
 			}
 			end = next
 		}
-		if t := text[i+1 : end]; !slices.Contains(tags, t) {
-			tags = append(tags, t)
-		}
+		tags = append(tags, text[i+1:end])
 		i = end - 1 // the scan resumes where the match ended
 	}
-	sort.Strings(tags)
-	return tags
+	slices.Sort(tags)
+	return slices.Compact(tags)
 }
 
 // wordEnd returns the index of the first byte at or after i that is not
@@ -85,31 +88,59 @@ func isWord(c byte) bool {
 }
 
 func (hashtags) Update(ctx context.Context, in *Input, out *Scope) error {
-	var date []byte // scratch
+	var (
+		date     []byte   // scratch
+		was, now []string // scratch: the tags before and after
+		subs     = subScopes{out: out}
+	)
 	return in.FieldChanges(func(id string, before, after *Fields) error {
-		var was, now []string
+		was, now = was[:0], now[:0]
 		if before != nil {
-			was = Tags(before.Input)
+			was = appendTags(was, before.Input)
 		}
 		if after != nil {
-			now = Tags(after.Input)
+			now = appendTags(now, after.Input)
 		}
 		for _, t := range was {
-			if !slices.Contains(now, t) {
-				if err := out.Sub(t).Delete(id); err != nil {
+			if _, kept := slices.BinarySearch(now, t); !kept {
+				if err := subs.of(t).Delete(id); err != nil {
 					return err
 				}
 			}
 		}
 		for _, t := range now {
-			if slices.Contains(was, t) && before.Date == after.Date {
+			if _, had := slices.BinarySearch(was, t); had && before.Date == after.Date {
 				continue // stored as it is
 			}
 			date = append(append(append(date[:0], '"'), after.Date...), '"') // dates need no escaping
-			if err := out.Sub(t).putJSON(id, date); err != nil {
+			if err := subs.of(t).putJSON(id, date); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// subScopes keeps the Sub scopes of the tags met most recently: a Sub is
+// an allocation and a key prefix built, and a rebuild asked for one for
+// every tag of every event (a seventh of the garbage beside a load). At
+// most subScopesMax are kept, so that a log of millions of distinct tags
+// costs no more memory than one of a few.
+type subScopes struct {
+	out  *Scope
+	subs map[string]*Scope
+}
+
+const subScopesMax = 1024
+
+func (s *subScopes) of(tag string) *Scope {
+	if sub, ok := s.subs[tag]; ok {
+		return sub
+	}
+	if s.subs == nil || len(s.subs) >= subScopesMax {
+		s.subs = make(map[string]*Scope, 64)
+	}
+	sub := s.out.Sub(tag)
+	s.subs[tag] = sub
+	return sub
 }
