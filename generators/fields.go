@@ -22,76 +22,79 @@ func storedFields(raw []byte) (*Fields, error) {
 	if raw == nil {
 		return nil, nil
 	}
-	if f, ok := readFields(raw); ok {
-		return f, nil
+	f := new(Fields)
+	if err := storedFieldsInto(f, raw); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// storedFieldsInto is storedFields into f, for a caller that holds the
+// Fields of many events in one slice (a rebuild's batch).
+func storedFieldsInto(f *Fields, raw []byte) error {
+	if readFields(raw, f) {
+		return nil
 	}
 	ev, err := parseStored(raw)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return &Fields{Date: ev.Date, Type: ev.Type, Input: ev.Input}, nil
+	*f = Fields{Date: ev.Date, Type: ev.Type, Input: ev.Input}
+	return nil
 }
 
 // readFields walks the top-level members of an object: the three it wants
-// are read (the last of a repeated name wins, as in eventlog.ParseEvent),
-// the others skipped by their brackets and quotes. ok is false for
-// anything that is not plainly a valid event's object: then the strict
-// parser decides.
-func readFields(b []byte) (*Fields, bool) {
-	var f Fields
-	var seenDate, seenType bool
+// are read into f (the last of a repeated name wins, as in
+// eventlog.ParseEvent), the others skipped by their brackets and quotes.
+// It is false for anything that is not plainly a valid event's object:
+// then the strict parser decides. The three strings share one allocation:
+// a rebuild reads them for every event, and their garbage was most of
+// what made the collector run beside a load.
+func readFields(b []byte, f *Fields) bool {
+	var toks [3][]byte // date, type, input: their JSON string tokens
 	i := jsonx.SkipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
-		return nil, false
+		return false
 	}
 	i = jsonx.SkipSpace(b, i+1)
 	for i < len(b) && b[i] != '}' {
 		if b[i] != '"' {
-			return nil, false
+			return false
 		}
 		// Stored values were checked when they were written: strings are
 		// found by their closing quote, not checked again.
 		kend := jsonx.StringEnd(b, i)
 		if kend > len(b) || b[kend-1] != '"' || kend-i < 2 {
-			return nil, false
+			return false
 		}
 		key := b[i+1 : kend-1]
 		i = jsonx.SkipSpace(b, kend)
 		if i >= len(b) || b[i] != ':' {
-			return nil, false
+			return false
 		}
 		i = jsonx.SkipSpace(b, i+1)
 		if i >= len(b) {
-			return nil, false
+			return false
 		}
-		var dst *string
+		field := -1
 		switch string(key) {
 		case "date":
-			dst, seenDate = &f.Date, true
+			field = 0
 		case "type":
-			dst, seenType = &f.Type, true
+			field = 1
 		case "input":
-			dst = &f.Input
+			field = 2
 		}
 		var end int
-		if dst != nil {
+		if field >= 0 {
 			if b[i] != '"' {
-				return nil, false
+				return false
 			}
 			end = jsonx.StringEnd(b, i)
 			if end-i < 2 || b[end-1] != '"' {
-				return nil, false
+				return false
 			}
-			tok := b[i:end]
-			if bytes.IndexByte(tok, '\\') < 0 {
-				*dst = string(tok[1 : len(tok)-1])
-			} else if _, _, err := jsonx.ScanString(tok, 0); err != nil {
-				return nil, false // checked before decoding: a bad escape would not decode safely
-			} else if s, err := jsonx.AppendUnquote(nil, tok); err == nil {
-				*dst = string(s)
-			} else {
-				return nil, false
-			}
+			toks[field] = b[i:end]
 		} else {
 			end = jsonx.SkipValue(b, i)
 		}
@@ -99,14 +102,39 @@ func readFields(b []byte) (*Fields, bool) {
 		if i < len(b) && b[i] == ',' {
 			i = jsonx.SkipSpace(b, i+1)
 			if i < len(b) && b[i] == '}' {
-				return nil, false // a trailing comma
+				return false // a trailing comma
 			}
 		} else if i >= len(b) || b[i] != '}' {
-			return nil, false
+			return false
 		}
 	}
-	if i >= len(b) || !seenDate || !seenType || f.Type == "" || eventlog.ValidDate(f.Date) != "" {
-		return nil, false
+	if i >= len(b) || toks[0] == nil || toks[1] == nil {
+		return false
 	}
-	return &f, true
+	var scratch [256]byte
+	buf := scratch[:0]
+	var ends [3]int
+	for n, tok := range toks {
+		switch {
+		case tok == nil: // no input: ""
+		case bytes.IndexByte(tok, '\\') < 0:
+			buf = append(buf, tok[1:len(tok)-1]...)
+		default:
+			if _, _, err := jsonx.ScanString(tok, 0); err != nil {
+				return false // checked before decoding: a bad escape would not decode safely
+			}
+			var err error
+			if buf, err = jsonx.AppendUnquote(buf, tok); err != nil {
+				return false
+			}
+		}
+		ends[n] = len(buf)
+	}
+	all := string(buf)
+	date, typ := all[:ends[0]], all[ends[0]:ends[1]]
+	if typ == "" || eventlog.ValidDate(date) != "" {
+		return false
+	}
+	*f = Fields{Date: date, Type: typ, Input: all[ends[1]:ends[2]]}
+	return true
 }

@@ -66,8 +66,8 @@ type eventBatch struct {
 	arena []byte
 
 	fieldsOnce sync.Once
-	fields     []*Fields
-	fieldsErr  []error
+	fields     []Fields
+	fieldsErr  []error // nil when every event read
 
 	eventsOnce sync.Once
 	events     []*eventlog.Event
@@ -78,12 +78,22 @@ type eventBatch struct {
 
 func (b *eventBatch) fieldsOf(i int) (*Fields, error) {
 	b.fieldsOnce.Do(func() {
-		b.fields, b.fieldsErr = make([]*Fields, len(b.raws)), make([]error, len(b.raws))
+		// One allocation for the batch, not one an event: the Fields
+		// are handed out as pointers into it, and it is never recycled.
+		b.fields = make([]Fields, len(b.raws))
 		for j, raw := range b.raws {
-			b.fields[j], b.fieldsErr[j] = storedFields(raw)
+			if err := storedFieldsInto(&b.fields[j], raw); err != nil {
+				if b.fieldsErr == nil {
+					b.fieldsErr = make([]error, len(b.raws))
+				}
+				b.fieldsErr[j] = err
+			}
 		}
 	})
-	return b.fields[i], b.fieldsErr[i]
+	if b.fieldsErr != nil && b.fieldsErr[i] != nil {
+		return nil, b.fieldsErr[i]
+	}
+	return &b.fields[i], nil
 }
 
 func (b *eventBatch) eventOf(i int) (*eventlog.Event, error) {
