@@ -163,7 +163,7 @@ func (w *writes) set(full string, o op) error {
 	if w.stream != nil {
 		if _, ok := w.pending[full]; !ok && !o.del {
 			// A value nobody read in this run: to the append log.
-			w.stream.append(full, o.value)
+			appendRec(w.stream, full, o.value)
 			w.size += len(full) + len(o.value)
 			return w.maybeSpillUnlessScanning()
 		}

@@ -46,7 +46,7 @@ func TestSortLogIsAStableSortByKey(t *testing.T) {
 			var want []rec
 			for i := range tc.n {
 				k := tc.key(r, i)
-				st.appendBytes([]byte(k), []byte(fmt.Sprint(i)))
+				appendRec(st, k, []byte(fmt.Sprint(i)))
 				want = append(want, rec{k, i})
 			}
 			slices.SortStableFunc(want, func(a, b rec) int { return bytes.Compare([]byte(a.key), []byte(b.key)) })

@@ -69,31 +69,15 @@ func newStreamScope(name string, fs vfs.FS, dir string) *Scope {
 	return s
 }
 
-// append adds a value to the log.
-func (st *spillRuns) append(key string, value []byte) {
+// appendRec adds a value to the log, under a key held as a string or as
+// bytes.
+func appendRec[K string | []byte](st *spillRuns, key K, value []byte) {
 	off := len(st.log)
 	st.log = append(st.log, key...)
 	st.log = append(st.log, value...)
 	st.recs = append(st.recs, logRec{off: uint32(off), klen: uint32(len(key)), end: uint32(len(st.log))})
 	if st.filter != nil {
-		st.filter.add(key)
-	}
-}
-
-// appendBytes is append of a key held as bytes.
-func (st *spillRuns) appendBytes(key, value []byte) {
-	if st.log == nil {
-		// The whole budget at once: grown by doubling, the log was
-		// copied again and again on its way to it.
-		st.log = make([]byte, 0, st.budget+st.budget/8)
-		st.recs = make([]logRec, 0, st.budget/64)
-	}
-	off := len(st.log)
-	st.log = append(st.log, key...)
-	st.log = append(st.log, value...)
-	st.recs = append(st.recs, logRec{off: uint32(off), klen: uint32(len(key)), end: uint32(len(st.log))})
-	if st.filter != nil {
-		st.filter.addBytes(key)
+		st.filter.addBytes(st.log[off : off+len(key)])
 	}
 }
 
@@ -118,7 +102,14 @@ func putJSON[K string | []byte](s *Scope, key K, raw []byte) error {
 	if _, ok := w.pending[string(w.scratch)]; ok {
 		return w.set(string(w.scratch), op{value: bytes.Clone(raw)})
 	}
-	w.stream.appendBytes(w.scratch, raw)
+	if w.stream.log == nil {
+		// The whole budget at once: grown by doubling, the log was
+		// copied again and again on its way to it. (Only here: a
+		// generator that writes through Put alone may write little.)
+		w.stream.log = make([]byte, 0, w.stream.budget+w.stream.budget/8)
+		w.stream.recs = make([]logRec, 0, w.stream.budget/64)
+	}
+	appendRec(w.stream, w.scratch, raw)
 	w.size += len(w.scratch) + len(raw)
 	return w.maybeSpillUnlessScanning()
 }
