@@ -29,22 +29,31 @@ var endlessMB = flag.Int("mirrord.endless", 128, "size in MiB (at least 128) of 
 // (the peak resident set) or VmRSS.
 func procStatus(t *testing.T, pid int, field string) int64 {
 	t.Helper()
-	p, err := procfs.NewProc(pid)
+	v, err := readProcStatus(pid, field)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return v
+}
+
+// readProcStatus is procStatus for a goroutine other than the test's,
+// which must not end the test itself.
+func readProcStatus(pid int, field string) (int64, error) {
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return 0, err
 	}
 	st, err := p.NewStatus()
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	switch field {
 	case "VmHWM":
-		return int64(st.VmHWM)
+		return int64(st.VmHWM), nil
 	case "VmRSS":
-		return int64(st.VmRSS)
+		return int64(st.VmRSS), nil
 	}
-	t.Fatalf("procStatus: no field %s", field)
-	return 0
+	return 0, fmt.Errorf("procStatus: no field %s", field)
 }
 
 // waitExact waits until the daemon behind c has mirrored the whole log

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -34,13 +35,10 @@ type soakSample struct {
 	rss, fds int64
 }
 
-func openFDs(t *testing.T, pid int) int64 {
-	t.Helper()
+// openFDs counts the open descriptors of process pid.
+func openFDs(pid int) (int64, error) {
 	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return int64(len(ents))
+	return int64(len(ents)), err
 }
 
 func TestSoak(t *testing.T) {
@@ -69,7 +67,14 @@ func TestSoak(t *testing.T) {
 	go func() { // resources, every 50 ms, and at least minSamples after the start-up
 		defer wg.Done()
 		for n := 0; ctx.Err() == nil || n < minSamples; {
-			s := soakSample{at: time.Since(start), rss: procStatus(t, pid, "VmRSS"), fds: openFDs(t, pid)}
+			// Errors go to errs: only the test's goroutine may end it.
+			rss, err1 := readProcStatus(pid, "VmRSS")
+			fds, err2 := openFDs(pid)
+			if err := errors.Join(err1, err2); err != nil {
+				errs <- fmt.Errorf("sampling the daemon: %w", err)
+				return
+			}
+			s := soakSample{at: time.Since(start), rss: rss, fds: fds}
 			mu.Lock()
 			samples = append(samples, s)
 			mu.Unlock()
@@ -106,10 +111,12 @@ func TestSoak(t *testing.T) {
 			}
 		}
 	}()
-	if err := w.run(ctx, 500*time.Microsecond, 100, 3000); err != nil {
-		t.Fatal(err)
-	}
+	werr := w.run(ctx, 500*time.Microsecond, 100, 3000)
+	cancel() // the samplers stop with the writer, also when it failed
 	wg.Wait()
+	if werr != nil {
+		t.Fatal(werr)
+	}
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
