@@ -47,10 +47,14 @@ func newEnv(t testing.TB, opts Options) *env {
 	return e
 }
 
+// open opens the store and the engine, closing the store first when it
+// is open (everything written so far is then on disk).
 func (e *env) open() {
 	e.t.Helper()
 	if e.db != nil {
-		e.db.Close()
+		if err := e.db.Close(); err != nil {
+			e.t.Fatal(err)
+		}
 	}
 	if e.store == "" {
 		e.store = "/store"

@@ -212,21 +212,13 @@ func TestStreamedRebuildPowerLoss(t *testing.T) {
 	for _, n := range names {
 		old[n] = genState(t, e, n)
 	}
-	if err := e.db.Close(); err != nil { // everything so far on disk
-		t.Fatal(err)
-	}
-	e.db = nil
-	e.open()
+	e.open() // closed first: everything so far on disk
 	c.every = 1
 	c.count.Store(true)
 	if err := e.run.CatchUp(e.ctx(), 1); err != nil {
 		t.Fatal(err)
 	}
 	c.count.Store(false)
-	if err := e.db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	e.db = nil
 	e.open()
 	rebuilt := map[string]map[string]string{}
 	for _, n := range names {
@@ -291,10 +283,6 @@ func TestRebuildBesideTheLoadPowerLoss(t *testing.T) {
 		return out
 	}
 	old := state(e)
-	if err := e.db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	e.db = nil
 	e.open()
 	c.every = 1
 	c.count.Store(true)
@@ -302,10 +290,6 @@ func TestRebuildBesideTheLoadPowerLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.count.Store(false)
-	if err := e.db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	e.db = nil
 	e.open()
 	resynced := state(e)
 	c.mu.Lock()
