@@ -241,7 +241,7 @@ func (r *Runner) newSession(g *genRunner) (*session, error) {
 		pos[o] = p
 		low = min(low, p.Seq)
 		s.head = max(s.head, p.Seq)
-		if o.rebuild.Load() || p.due(o.version) {
+		if o.rebuildAsked() || p.due(o.version) {
 			s.expected[o] = true
 		}
 	}
@@ -451,14 +451,18 @@ func eachStored(snap *kv.Snapshot, after string, call func(it item) error) error
 	})
 }
 
+// testAfterIngest, when a test sets it, runs between a rebuild's ingest
+// and the status that says it is done: the window RebuildPending must
+// still cover.
+var testAfterIngest func(name string)
+
 // rebuild recomputes g from the whole mirror in a session, and puts its
 // values, state and position in place in one ingest.
 func (g *genRunner) rebuildStreamed(ctx context.Context) error {
 	r := g.r
-	g.rebuild.Store(false)
+	asked := g.asked.Load() // the resets this rebuild answers
 	s, m, err := r.joinRebuild(ctx, g)
 	if err != nil {
-		g.rebuild.Store(true)
 		return g.fail(err, "")
 	}
 	defer s.release()
@@ -474,8 +478,10 @@ func (g *genRunner) rebuildStreamed(ctx context.Context) error {
 		err = g.ingest(ctx, out, s.head)
 	}
 	if err != nil {
-		g.rebuild.Store(true) // still due
-		return g.fail(err, in.currentID())
+		return g.fail(err, in.currentID()) // still due
+	}
+	if testAfterIngest != nil {
+		testAfterIngest(g.name)
 	}
 	r.log.Info("generator rebuilt", "generator", g.name, "position", s.head, "took", time.Since(start).Round(time.Millisecond))
 	g.setStatus(func(st *Status) {
@@ -483,6 +489,15 @@ func (g *genRunner) rebuildStreamed(ctx context.Context) error {
 		st.LastRun = r.opts.Now()
 		st.Written += out.w.written + 1
 	})
+	g.done.Store(asked)
+	if g.rebuildAsked() {
+		// A reset asked during this rebuild: its mark in the store may
+		// have been replaced by the ingest; mark it again so that a
+		// restart still does it.
+		if err := MarkRebuild(r.db, g.name); err != nil {
+			return g.fail(err, "")
+		}
+	}
 	return nil
 }
 

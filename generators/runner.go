@@ -98,9 +98,13 @@ type genRunner struct {
 	wake    chan struct{}
 	r       *Runner
 
-	// rebuild is a reset asked while the generator may be running: its
-	// next run rebuilds, whatever that run's commit wrote.
-	rebuild atomic.Bool
+	// asked counts the resets asked for (Rebuild); done is the count the
+	// last committed rebuild started from. A reset asked while a rebuild
+	// runs leaves asked above done, so the next run rebuilds again,
+	// whatever that run's commit wrote; and done moves only once the
+	// rebuild is committed and its status says so, so RebuildPending is
+	// never false while the status still says "rebuilding".
+	asked, done atomic.Uint64
 
 	mu     sync.Mutex
 	status Status
@@ -293,7 +297,7 @@ func (r *Runner) Rebuild(name string) error {
 			if err := MarkRebuild(r.db, name); err != nil {
 				return err
 			}
-			g.rebuild.Store(true)
+			g.asked.Add(1)
 			return nil
 		}
 	}
@@ -304,7 +308,7 @@ func (r *Runner) Rebuild(name string) error {
 // yet committed.
 func (r *Runner) RebuildPending(name string) (bool, error) {
 	for _, g := range r.gens {
-		if g.name == name && g.rebuild.Load() {
+		if g.name == name && g.rebuildAsked() {
 			return true, nil
 		}
 	}
@@ -319,6 +323,10 @@ func (r *Runner) RebuildPending(name string) (bool, error) {
 	}
 	return p.Rebuild, nil
 }
+
+// rebuildAsked reports whether a reset was asked for that no committed
+// rebuild has answered yet.
+func (g *genRunner) rebuildAsked() bool { return g.asked.Load() > g.done.Load() }
 
 // due reports whether the generator, at version, must be rebuilt.
 func (p position) due(version int) bool { return p.Rebuild || p.Version != version }
@@ -484,7 +492,7 @@ func (g *genRunner) runOnce(ctx context.Context) (more bool, err error) {
 	if err != nil {
 		return false, g.fail(err, "")
 	}
-	if g.rebuild.Load() || p.due(g.version) {
+	if g.rebuildAsked() || p.due(g.version) {
 		p.Rebuild = true
 	}
 	snap, err := r.db.Snapshot()

@@ -538,3 +538,43 @@ func TestAnotherVersionIsRebuilt(t *testing.T) {
 		t.Fatal("the older version's value survived")
 	}
 }
+
+// A rebuild is pending until its status says it is done: a caller that
+// waits for RebuildPending to turn false (the API's rebuild does) then
+// reads "idle", never "rebuilding" with the values already replaced. A
+// reset asked while a rebuild runs is done by another rebuild after it.
+func TestRebuildPendingUntilStatusSaysDone(t *testing.T) {
+	e := newEnv(t, Options{Enabled: []string{"test-counter"}})
+	e.appendEvents(synth.New(5).Events(20)...)
+	e.sync()
+	var rebuilds []string
+	testAfterIngest = func(name string) {
+		rebuilds = append(rebuilds, e.status(name).State)
+		if pending, err := e.run.RebuildPending(name); err != nil || !pending {
+			t.Errorf("rebuild %d of %s ingested, status %q: RebuildPending = %v, %v; want true until the status is set",
+				len(rebuilds), name, e.status(name).State, pending, err)
+		}
+		if len(rebuilds) == 1 {
+			// Asked again while the first rebuild is finishing.
+			if err := e.run.Rebuild(name); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	t.Cleanup(func() { testAfterIngest = nil })
+	if err := e.run.Rebuild("test-counter"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.run.CatchUp(e.ctx(), 1); err != nil {
+		t.Fatal(err)
+	}
+	if len(rebuilds) != 2 {
+		t.Fatalf("%d rebuilds (%v); want 2: the one asked, and the one asked during it", len(rebuilds), rebuilds)
+	}
+	if pending, err := e.run.RebuildPending("test-counter"); err != nil || pending {
+		t.Errorf("after both rebuilds RebuildPending = %v, %v", pending, err)
+	}
+	if s := e.status("test-counter"); s.State != "idle" {
+		t.Errorf("status %+v, want idle", s)
+	}
+}
