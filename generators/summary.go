@@ -65,20 +65,33 @@ func (summary) Update(ctx context.Context, in *Input, out *Scope) error {
 	// Months are found by their number, not their name: a map of strings
 	// compared every event's month name (a sixth of summary's rebuild).
 	byNum := map[int]*month{}
+	// Events come in id order, and ids mostly follow time: the month of
+	// the event before is the likeliest.
+	var lastName string
+	var last *month
 	load := func(m string) (*month, error) {
+		if m == lastName {
+			return last, nil
+		}
 		num := monthNumber(m)
-		if ms, ok := byNum[num]; ok {
-			return ms, nil
+		ms, ok := byNum[num]
+		if !ok {
+			ms = &month{}
+			// A rebuild's scope starts empty, and summary puts its months
+			// only at the end: there is nothing to read. (A Get would also
+			// make a streamed scope keep a filter of every key it spills.)
+			if !in.Rebuild {
+				if _, err := out.Get(m, &ms.v); err != nil {
+					return nil, err
+				}
+			}
+			for typ, n := range ms.v.ByType {
+				ms.count(types.of(typ), n)
+			}
+			ms.first, ms.last = instant(ms.v.First), instant(ms.v.Last)
+			months[m], byNum[num] = ms, ms
 		}
-		ms := &month{}
-		if _, err := out.Get(m, &ms.v); err != nil {
-			return nil, err
-		}
-		for typ, n := range ms.v.ByType {
-			ms.count(types.of(typ), n)
-		}
-		ms.first, ms.last = instant(ms.v.First), instant(ms.v.Last)
-		months[m], byNum[num] = ms, ms
+		lastName, last = m, ms
 		return ms, nil
 	}
 	var key, date []byte // scratch
@@ -88,7 +101,7 @@ func (summary) Update(ctx context.Context, in *Input, out *Scope) error {
 			if err != nil {
 				return err
 			}
-			key = appendIndexKey(key[:0], before.Date, id)
+			key = appendIndexKey(key[:0], before.Date, instant(before.Date), id)
 			if err := idx.Delete(string(key)); err != nil {
 				return err
 			}
@@ -99,12 +112,13 @@ func (summary) Update(ctx context.Context, in *Input, out *Scope) error {
 			if err != nil {
 				return err
 			}
-			key = appendIndexKey(key[:0], after.Date, id)
+			t := instant(after.Date)
+			key = appendIndexKey(key[:0], after.Date, t, id)
 			date = append(append(append(date[:0], '"'), after.Date...), '"') // dates need no escaping
 			if err := putJSON(idx, key, date); err != nil {
 				return err
 			}
-			ms.add(after, types.of(after.Type))
+			ms.add(after, types.of(after.Type), t)
 		}
 		return nil
 	})
@@ -201,12 +215,11 @@ func (ms *month) take(f *Fields, typ int) {
 	ms.relast = ms.relast || f.Date == v.Last
 }
 
-// add counts an event (of type number typ) in its month.
-func (ms *month) add(f *Fields, typ int) {
+// add counts an event (of type number typ, at instant t) in its month.
+func (ms *month) add(f *Fields, typ int, t moment) {
 	v := &ms.v
 	v.Count++
 	ms.count(typ, +1)
-	t := instant(f.Date)
 	if v.Count == 1 {
 		v.First, v.Last, ms.first, ms.last = f.Date, f.Date, t, t
 		return
@@ -222,10 +235,10 @@ func (ms *month) add(f *Fields, typ int) {
 }
 
 // appendIndexKey appends an event's key in the ordered index, relative
-// to the state: {YYYY-MM}/{instant}/{id}.
-func appendIndexKey(b []byte, date, id string) []byte {
+// to the state: {YYYY-MM}/{instant}/{id}, t being the date's instant.
+func appendIndexKey(b []byte, date string, t moment, id string) []byte {
 	b = append(append(b, date[:7]...), '/')
-	b = appendInstant(b, instant(date))
+	b = appendInstant(b, t)
 	return append(append(b, '/'), id...)
 }
 
