@@ -1,10 +1,18 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"maps"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/mirrord/mirrord/api"
 	"github.com/mirrord/mirrord/internal/synth"
 	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/schema"
@@ -86,4 +94,90 @@ func TestGeneratorSettingErrors(t *testing.T) {
 	if r.code != 2 || !strings.Contains(r.msg(), `"bogus"`) || !strings.Contains(r.msg(), "c.yaml") {
 		t.Fatalf("unknown generator in the config file: exit %d %q", r.code, r.msg())
 	}
+}
+
+// The daemon's own first load, and its resync, rebuild the built-in
+// generators beside the load from its own output (as sync does), not
+// from the store after it: the runner starts once the engine has caught
+// up. What they hold is what sync --once gives.
+func TestRunFeedsItsLoadsToTheGenerators(t *testing.T) {
+	dir := shortDir(t)
+	log, store := filepath.Join(dir, "data.json"), filepath.Join(dir, "store")
+	writeLog(t, log, synth.New(22).Events(300))
+	rebuild := regexp.MustCompile(`generator rebuilt( beside the load)? .*?\bgenerator=(\w+)`)
+	for _, args := range [][]string{{"run"}, {"run", "--resync"}} {
+		c := startChild(t, append(args, "--eventlog", log, "--store", store, "--log-format", "text")...)
+		c.WaitLine(60*time.Second, "caught up")
+		client := api.NewClient(api.DefaultPath("", store))
+		awaitGenerators(t, client, 30*time.Second)
+		client.Close()
+		c.Signal(syscall.SIGTERM)
+		if code := c.Wait(30 * time.Second); code != 0 {
+			t.Fatalf("%v: exit %d", args, code)
+		}
+		out := c.Output()
+		var fed, fromStore []string
+		for _, m := range rebuild.FindAllStringSubmatch(out, -1) {
+			if m[1] != "" {
+				fed = append(fed, m[2])
+			} else {
+				fromStore = append(fromStore, m[2])
+			}
+		}
+		slices.Sort(fed)
+		if !slices.Equal(fed, []string{"hashtags", "summary"}) || len(fromStore) > 0 {
+			t.Fatalf("%v: fed by the load %v (want hashtags and summary), rebuilt from the store after it %v:\n%s",
+				args, fed, fromStore, out)
+		}
+	}
+	byDaemon := generatedValues(t, store)
+	other := filepath.Join(dir, "other")
+	if r := mirrord(t, map[string]string{"MIRRORD_EVENTLOG": log, "MIRRORD_STORE": other}, "sync", "--once"); r.code != 0 {
+		t.Fatalf("sync: %v", r.err)
+	}
+	if bySync := generatedValues(t, other); len(byDaemon) == 0 || !maps.Equal(byDaemon, bySync) {
+		t.Fatalf("the daemon's generators hold %d values, sync's %d, and they differ", len(byDaemon), len(bySync))
+	}
+}
+
+// awaitGenerators waits until every generator of the daemon is idle at
+// the mirror's last change.
+func awaitGenerators(t *testing.T, c *api.Client, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	for {
+		gs, err := c.Generators(ctx)
+		done := err == nil && len(gs) > 0
+		for _, g := range gs {
+			done = done && g.State == "idle" && g.Lag == 0
+		}
+		if done {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("generators not idle and current within %v: %+v (%v)", d, gs, err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// generatedValues reads every generated value of a store no daemon runs on.
+func generatedValues(t *testing.T, store string) map[string]string {
+	t.Helper()
+	db, err := kv.Open(store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	out := map[string]string{}
+	err = db.Scan(schema.PrefixGenerated, func(k string, v json.RawMessage) error {
+		out[k] = string(v)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

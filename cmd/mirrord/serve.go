@@ -70,12 +70,18 @@ type daemon struct {
 	sockPath string
 	handler  switchHandler
 
-	// following is closed once a resync (if asked) is done and the engine
-	// follows the log: the generators start then.
-	following chan struct{}
+	// caughtUp is closed once the engine's first catch-up is done (a
+	// resync, if asked, and the catch-up of Run): the generators' runner
+	// starts then. Until then a load (the first, or a resync) is fed to
+	// the built-in generators, which a running runner would not allow;
+	// runnerStarted (set by the engine's goroutine, which runs every
+	// load) says no further load may be.
+	caughtUp      chan struct{}
+	runnerStarted atomic.Bool
 
 	// The runner's goroutine is owned by supervise, the only caller of
-	// startRunner and stopGenerators; runner is read by the API.
+	// startRunner and stopGenerators; runner is read by the API (from
+	// before it runs: it shows the generators fed by a first load).
 	runner     atomic.Pointer[generators.Runner]
 	stopRunner func()
 
@@ -113,7 +119,7 @@ func (d *daemon) extendStart() {
 // that error, within shutdown-timeout whatever is still running (systemd
 // then restarts it).
 func (m *Main) serve(ctx context.Context, e *env, resync bool) error {
-	d := &daemon{m: m, e: e, notify: sdnotify.New(m.getenv), following: make(chan struct{})}
+	d := &daemon{m: m, e: e, notify: sdnotify.New(m.getenv), caughtUp: make(chan struct{})}
 	d.shutdown.Store(int64(e.cfg.ShutdownTimeout))
 	life := m.newLifetime(ctx, e.log, func() time.Duration { return time.Duration(d.shutdown.Load()) })
 	defer life.stop()
@@ -140,6 +146,11 @@ func (d *daemon) run(resync bool) (err error) {
 	if err := d.listen(); err != nil {
 		return err
 	}
+	r, err := d.newRunner(d.e.cfg.Generators)
+	if err != nil {
+		return err
+	}
+	d.runner.Store(r) // run by supervise once the engine has caught up
 	d.g.Go("engine", func(ctx context.Context) error { return d.follow(ctx, resync) })
 	d.g.Go("generators", d.supervise)
 	if err := d.g.Wait(); err != nil {
@@ -209,6 +220,7 @@ func (d *daemon) engineOptions(resync bool) func(*mirror.Options) {
 		o.OnApply = d.applied
 		o.OnProgress = func(p mirror.Progress) { prog.report(p); d.extendStart() }
 		o.Resync = resync // a newer or foreign store is then rebuilt, not refused
+		o.LoadFeed = d.loadFeed
 		o.OnHeartbeat = d.extendStart
 		if wdOn {
 			// Pinged from the follow loop itself (and from progress within
@@ -236,17 +248,16 @@ func (d *daemon) follow(ctx context.Context, resync bool) error {
 		d.e.log.Info("stopped before following the log")
 		return nil
 	}
-	close(d.following)
-	if err := d.eng.Run(ctx, d.caughtUp); err != nil || ctx.Err() != nil {
+	if err := d.eng.Run(ctx, d.onCaughtUp); err != nil || ctx.Err() != nil {
 		return err
 	}
 	return errors.New("the engine stopped following the log") // Run returns nil only when ctx is done
 }
 
-// caughtUp is Run's ready: the log's first catch-up is done, or the log
-// is missing and waited for (the daemon is ready either way: the log's
-// absence is its writer's business).
-func (d *daemon) caughtUp() {
+// onCaughtUp is Run's ready: the log's first catch-up is done, or the log is
+// missing and waited for (the daemon is ready either way: the log's
+// absence is its writer's business). The generators start now.
+func (d *daemon) onCaughtUp() {
 	var events, offset int64
 	st := d.eng.Status()
 	if cp := st.Checkpoint; cp != nil {
@@ -259,12 +270,27 @@ func (d *daemon) caughtUp() {
 	}
 	d.ready.Store(true)
 	_ = d.notify.Ready(d.statusLine())
-	if r := d.runner.Load(); r != nil {
-		r.Notify()
+	if !d.runnerStarted.Swap(true) {
+		close(d.caughtUp)
 	}
 }
 
-// supervise runs the generators once the engine follows the log, and
+// loadFeed is the engine's LoadFeed: a load before the runner starts (the
+// first, or a resync) rebuilds the built-in generators beside it, from its
+// own output, as "sync" does; a later one leaves them to the running
+// runner, which rebuilds them from the store.
+func (d *daemon) loadFeed() mirror.LoadFeed {
+	r := d.runner.Load()
+	if r == nil || d.runnerStarted.Load() {
+		return nil
+	}
+	if f := r.LoadFeed(); f != nil {
+		return f
+	}
+	return nil // not a typed nil
+}
+
+// supervise runs the generators once the engine has caught up, and
 // re-reads the configuration on SIGHUP (a SIGHUP before then waits).
 func (d *daemon) supervise(ctx context.Context) error {
 	hup := make(chan os.Signal, 1)
@@ -273,11 +299,9 @@ func (d *daemon) supervise(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 		return nil
-	case <-d.following:
+	case <-d.caughtUp:
 	}
-	if err := d.startRunner(ctx, d.e.cfg.Generators); err != nil {
-		return err
-	}
+	d.startRunner(ctx, d.runner.Load())
 	defer d.stopGenerators()
 	for {
 		select {
@@ -434,12 +458,14 @@ func (d *daemon) listen() error {
 	return nil
 }
 
-// startRunner starts the generators named, each in its own goroutine.
-func (d *daemon) startRunner(ctx context.Context, names []string) error {
-	r, err := generators.NewRunner(d.db, &generators.Options{Enabled: names, Logger: d.e.log})
-	if err != nil {
-		return err
-	}
+// newRunner prepares the generators named on the store.
+func (d *daemon) newRunner(names []string) (*generators.Runner, error) {
+	return generators.NewRunner(d.db, &generators.Options{Enabled: names, Logger: d.e.log})
+}
+
+// startRunner runs r's generators, each in its own goroutine, until
+// stopGenerators.
+func (d *daemon) startRunner(ctx context.Context, r *generators.Runner) {
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -452,7 +478,6 @@ func (d *daemon) startRunner(ctx context.Context, names []string) error {
 		<-done
 	}
 	r.Notify()
-	return nil
 }
 
 // stopGenerators stops the runner and waits for its goroutines.
@@ -498,14 +523,17 @@ func (d *daemon) reload(ctx context.Context) {
 	}
 	if !slices.Equal(cfg.Generators, old.Generators) {
 		d.stopGenerators()
-		if err := d.startRunner(ctx, cfg.Generators); err != nil {
+		if r, err := d.newRunner(cfg.Generators); err == nil {
+			d.startRunner(ctx, r)
+			changed = append(changed, "generators")
+		} else {
 			d.e.log.Error("restarting the generators failed; keeping the previous set", "err", err)
 			cfg.Generators = old.Generators
-			if err := d.startRunner(ctx, old.Generators); err != nil {
+			if r, err := d.newRunner(old.Generators); err == nil {
+				d.startRunner(ctx, r)
+			} else {
 				d.e.log.Error("restarting the previous generators failed", "err", err)
 			}
-		} else {
-			changed = append(changed, "generators")
 		}
 	}
 	fixed := map[string]bool{
