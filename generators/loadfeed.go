@@ -206,13 +206,13 @@ func (f *LoadFeed) Done(committed bool) {
 		case fm.err != nil:
 			_ = g.fail(fm.err, fm.in.currentID()) // due: it rebuilds from the store
 		default:
-			g.r.log.Info("generator rebuilt beside the load", "generator", g.name, "position", f.seq,
-				"took", time.Since(f.started).Round(time.Millisecond))
 			g.setStatus(func(st *Status) {
 				st.State, st.Position, st.LastError, st.LastEvent, st.Retries = "idle", f.seq, "", "", 0
 				st.LastRun = g.r.opts.Now()
 				st.Written += fm.out.w.written + 1
 			})
+			g.r.log.Info("generator rebuilt beside the load", "generator", g.name, "position", f.seq,
+				"took", time.Since(f.started).Round(time.Millisecond))
 		}
 	}
 }

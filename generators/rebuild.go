@@ -483,13 +483,14 @@ func (g *genRunner) rebuildStreamed(ctx context.Context) error {
 	if testAfterIngest != nil {
 		testAfterIngest(g.name)
 	}
-	r.log.Info("generator rebuilt", "generator", g.name, "position", s.head, "took", time.Since(start).Round(time.Millisecond))
 	g.setStatus(func(st *Status) {
 		st.State, st.Position, st.LastError, st.LastEvent, st.Retries = "idle", s.head, "", "", 0
 		st.LastRun = r.opts.Now()
 		st.Written += out.w.written + 1
 	})
 	g.done.Store(asked)
+	// Logged once the status says so: a reader woken by the line finds it.
+	r.log.Info("generator rebuilt", "generator", g.name, "position", s.head, "took", time.Since(start).Round(time.Millisecond))
 	if g.rebuildAsked() {
 		// A reset asked during this rebuild: its mark in the store may
 		// have been replaced by the ingest; mark it again so that a

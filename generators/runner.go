@@ -528,11 +528,11 @@ func (g *genRunner) runOnce(ctx context.Context) (more bool, err error) {
 	if err := g.commit(out, position{Seq: upTo, Version: g.version}); err != nil {
 		return false, g.fail(err, "")
 	}
-	r.log.Debug("generator updated", "generator", g.name, "position", upTo, "events", len(in.IDs))
 	g.setStatus(func(s *Status) {
 		s.State, s.Position, s.LastError, s.LastEvent, s.Retries = "idle", upTo, "", "", 0
 		s.LastRun = r.opts.Now()
 	})
+	r.log.Debug("generator updated", "generator", g.name, "position", upTo, "events", len(in.IDs))
 	return more, nil
 }
 

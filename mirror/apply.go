@@ -180,12 +180,13 @@ func (e *Engine) commit(b *batch) (Applied, error) {
 		Offset: cp.Offset, Size: cp.Size, Events: cp.Events, Modifiers: cp.Modifiers,
 		Invalid: b.invalid, Duration: time.Since(b.started),
 	}
-	e.log.Debug("applied a batch", "kind", a.Kind, "changed", a.Changed, "puts", puts, "deletes", dels,
-		"offset", cp.Offset, "events", cp.Events, "seq", seq)
 	e.updateStatus(func(s *Status) { s.LastApply = a; s.LastError = "" })
 	if e.opts.OnApply != nil {
 		e.opts.OnApply(a)
 	}
+	// Logged once the status says so: a reader woken by the line finds it.
+	e.log.Debug("applied a batch", "kind", a.Kind, "changed", a.Changed, "puts", puts, "deletes", dels,
+		"offset", cp.Offset, "events", cp.Events, "seq", seq)
 	return a, nil
 }
 

@@ -176,12 +176,12 @@ func (e *Engine) bulkLoad(ctx context.Context, f *os.File, st fileStat) (stepRes
 	a := Applied{Kind: "bulk", Seq: cp.Seq, Changed: int(nEventsAll), Puts: int(2*nEventsAll + nMods + 3),
 		Offset: cp.Offset, Size: cp.Size, Events: cp.Events, Modifiers: cp.Modifiers,
 		Invalid: d.invalid, Duration: time.Since(started)}
-	e.log.Debug("applied a batch", "kind", a.Kind, "changed", a.Changed, "puts", a.Puts, "deletes", 0,
-		"offset", cp.Offset, "events", cp.Events, "seq", cp.Seq)
 	e.updateStatus(func(s *Status) { s.LastApply = a; s.LastError = "" })
 	if e.opts.OnApply != nil {
 		e.opts.OnApply(a)
 	}
+	e.log.Debug("applied a batch", "kind", a.Kind, "changed", a.Changed, "puts", a.Puts, "deletes", 0,
+		"offset", cp.Offset, "events", cp.Events, "seq", cp.Seq)
 	e.log.Info("loaded the log", "events", cp.Events, "modifiers", cp.Modifiers, "invalid", cp.Invalid,
 		"took", time.Since(started).Round(time.Millisecond))
 

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"maps"
 	"path/filepath"
 	"regexp"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/mirrord/mirrord/api"
 	"github.com/mirrord/mirrord/internal/synth"
+	"github.com/mirrord/mirrord/internal/testkit"
 	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/schema"
 )
@@ -109,7 +112,7 @@ func TestRunFeedsItsLoadsToTheGenerators(t *testing.T) {
 		c := startChild(t, append(args, "--eventlog", log, "--store", store, "--log-format", "text")...)
 		c.WaitLine(60*time.Second, "caught up")
 		client := api.NewClient(api.DefaultPath("", store))
-		awaitGenerators(t, client, 30*time.Second)
+		awaitGenerators(t, client)
 		client.Close()
 		c.Signal(syscall.SIGTERM)
 		if code := c.Wait(30 * time.Second); code != 0 {
@@ -142,25 +145,20 @@ func TestRunFeedsItsLoadsToTheGenerators(t *testing.T) {
 
 // awaitGenerators waits until every generator of the daemon is idle at
 // the mirror's last change.
-func awaitGenerators(t *testing.T, c *api.Client, d time.Duration) {
+func awaitGenerators(t *testing.T, c *api.Client) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	for {
-		gs, err := c.Generators(ctx)
-		done := err == nil && len(gs) > 0
+	testkit.Eventually(t, "the generators idle and current", func() error {
+		gs, err := c.Generators(context.Background())
+		if err == nil && len(gs) == 0 {
+			err = errors.New("no generators")
+		}
 		for _, g := range gs {
-			done = done && g.State == "idle" && g.Lag == 0
+			if err == nil && (g.State != "idle" || g.Lag != 0) {
+				err = fmt.Errorf("%+v", g)
+			}
 		}
-		if done {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("generators not idle and current within %v: %+v (%v)", d, gs, err)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+		return err
+	})
 }
 
 // generatedValues reads every generated value of a store no daemon runs on.
