@@ -143,14 +143,17 @@ func (d *daemon) run(resync bool) (err error) {
 		MaxValueSize: d.e.cfg.MaxValueSize, StallTimeout: d.e.cfg.StallTimeout, Logger: d.e.log,
 		Fatal: func(err error) { d.g.l.fail(err) },
 	})
-	if err := d.listen(); err != nil {
-		return err
-	}
+	// Prepared before the API serves the store (a failure here leaves no
+	// API on a store about to close); run by supervise once the engine
+	// has caught up.
 	r, err := d.newRunner(d.e.cfg.Generators)
 	if err != nil {
 		return err
 	}
-	d.runner.Store(r) // run by supervise once the engine has caught up
+	d.runner.Store(r)
+	if err := d.listen(); err != nil {
+		return err
+	}
 	d.g.Go("engine", func(ctx context.Context) error { return d.follow(ctx, resync) })
 	d.g.Go("generators", d.supervise)
 	if err := d.g.Wait(); err != nil {
