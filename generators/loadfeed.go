@@ -3,6 +3,7 @@ package generators
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"time"
 
@@ -157,14 +158,25 @@ func (f *LoadFeed) Finish(ctx context.Context, seq uint64, newFile func() *kv.In
 		rf.flush() // the load's ranges are all written
 	}
 	f.end(nil)
-	type files struct{ values, state, pos *kv.IngestFile }
+	// Each generator's output is merged and written side by side, in
+	// parts when it is large (see outputPartBytes). The files are made
+	// one at a time: the load's Ingest is not for goroutines.
+	type files struct {
+		parts  []outputFiles
+		splits []string
+		pos    *kv.IngestFile
+	}
 	out := make([]files, len(f.members))
 	for i, fm := range f.members {
-		if fm.err == nil {
-			out[i] = files{newFile(), newFile(), newFile()} // one at a time: the load's Ingest is not for goroutines
+		if fm.err != nil {
+			continue
 		}
+		out[i].splits = fm.out.w.outputSplits(runtime.GOMAXPROCS(0))
+		for range len(out[i].splits) + 1 {
+			out[i].parts = append(out[i].parts, outputFiles{newFile(), newFile()})
+		}
+		out[i].pos = newFile()
 	}
-	// Each generator's output is merged and written side by side.
 	var wg sync.WaitGroup
 	errs := make([]error, len(f.members))
 	for i, fm := range f.members {
@@ -175,7 +187,7 @@ func (f *LoadFeed) Finish(ctx context.Context, seq uint64, newFile func() *kv.In
 		go func() {
 			defer wg.Done()
 			g := fm.g
-			if errs[i] = fm.out.w.writeOutput(out[i].values, out[i].state); errs[i] != nil {
+			if errs[i] = fm.out.w.writeOutputParts(out[i].parts, out[i].splits); errs[i] != nil {
 				return
 			}
 			p, err := encodePosition(position{Seq: seq, Version: g.version, Updated: g.r.opts.Now().UTC()})

@@ -38,8 +38,18 @@ func positionOf(t *testing.T, e *env, name string) position {
 // A first load and a resync rebuild the built-in generators beside them:
 // once the load is in place, so are their values, state and positions (at
 // the load's reset entry), equal to a rebuild from the store; a generator
-// that cannot be fed rebuilds from the store after, as before.
+// that cannot be fed rebuilds from the store after, as before. The same
+// with their writes spilt to runs and written out in parts side by side.
 func TestRebuildBesideTheLoad(t *testing.T) {
+	t.Run("whole", testRebuildBesideTheLoad)
+	t.Run("spilt, in parts", func(t *testing.T) {
+		defer func(n int, p int64) { streamBudget, outputPartBytes = n, p }(streamBudget, outputPartBytes)
+		streamBudget, outputPartBytes = 64<<10, 16<<10
+		testRebuildBesideTheLoad(t)
+	})
+}
+
+func testRebuildBesideTheLoad(t *testing.T) {
 	e := newFedEnv(t, "summary", "hashtags", "test-counter")
 	e.appendEvents(synth.New(21).Events(3000)...)
 	if err := e.eng.Sync(e.ctx()); err != nil {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -41,6 +42,9 @@ type spillRuns struct {
 	log  []byte   // the records' keys and values, one after the other
 	recs []logRec // the log's records, in the order written
 	tmp  []logRec // the radix sort's scratch space
+	// sorted: recs are in key order (sortLog's, until the next append):
+	// a rebuild's output sorts them once for its splits and its merge.
+	sorted bool
 
 	// filter holds every key of the runs and the log, from the first Get
 	// that has to look past the pending writes on (nil before): a key it
@@ -76,6 +80,7 @@ func appendRec[K string | []byte](st *spillRuns, key K, value []byte) {
 	st.log = append(st.log, key...)
 	st.log = append(st.log, value...)
 	st.recs = append(st.recs, logRec{off: uint32(off), klen: uint32(len(key)), end: uint32(len(st.log))})
+	st.sorted = false
 	if st.filter != nil {
 		st.filter.addBytes(st.log[off : off+len(key)])
 	}
@@ -124,7 +129,10 @@ func (st *spillRuns) value(r logRec) []byte { return st.log[r.off+r.klen : r.end
 // sorted by the 8 bytes after the prefix they all share, as integers, and
 // each group that ties is sorted the same way by the next bytes.
 func (st *spillRuns) sortLog() {
-	st.sortFrom(st.recs, 0)
+	if !st.sorted {
+		st.sortFrom(st.recs, 0)
+		st.sorted = true
+	}
 }
 
 // radixMin is the smallest group sortFrom sorts by radix: below it a
@@ -290,11 +298,17 @@ func (st *spillRuns) makeFilter() error {
 // sources are the runs and the pending writes under prefix, as sources
 // of a merge (the pending writes last: they are the newest).
 func (w *writes) sources(prefix string) []mergeSource {
+	return w.sourcesOf(w.pendingUnder(prefix))
+}
+
+// sourcesOf is sources with the pending keys given (sorted): merges of
+// several parts side by side share them, read-only.
+func (w *writes) sourcesOf(pendingKeys []string) []mergeSource {
 	var srcs []mergeSource
 	for _, r := range w.stream.runs {
 		srcs = append(srcs, &runIter{r: r})
 	}
-	return append(srcs, &logIter{st: w.stream}, &pendingIter{keys: w.pendingUnder(prefix), pending: w.pending})
+	return append(srcs, &logIter{st: w.stream}, &pendingIter{keys: pendingKeys, pending: w.pending})
 }
 
 // streamScan is scan over the runs, the log and the pending writes.
@@ -316,22 +330,120 @@ func (w *writes) streamScan(full, from string, emit func(key string, value json.
 // writeOutput streams everything the rebuild wrote, in key order, to the
 // ingest streams of its values and of its state; and removes the runs.
 func (w *writes) writeOutput(values, state *kv.IngestFile) error {
+	return w.writeOutputParts([]outputFiles{{values, state}}, nil)
+}
+
+// outputFiles are the ingest streams of one part of a rebuild's output.
+type outputFiles struct{ values, state *kv.IngestFile }
+
+// outputPartBytes is the least output, in bytes of keys and values, of
+// each part writeOutputParts is split into. A part is a merge and two
+// sstable streams of its own, written beside the others: the last
+// generator to finish a rebuild beside a load (summary: an index entry
+// for each event) no longer writes alone while the other core idles. (A
+// variable so that tests can make parts of a small output.)
+var outputPartBytes int64 = 8 << 20
+
+// outputSplits returns the keys that cut what the rebuild wrote into at
+// most n parts of about outputPartBytes or more each, for
+// writeOutputParts (none: one part). The runs' block index and a sample
+// of the log, a key every runBlockSize of it, stand for the keys.
+func (w *writes) outputSplits(n int) []string {
+	st := w.stream
+	if st == nil {
+		return nil
+	}
+	st.sortLog()
+	size := int64(len(st.log))
+	var keys []string
+	for _, r := range st.runs {
+		size += r.size
+		for _, b := range r.index {
+			keys = append(keys, b.first)
+		}
+	}
+	if len(st.recs) > 0 {
+		step := max(1, len(st.recs)*runBlockSize/max(1, len(st.log)))
+		for i := 0; i < len(st.recs); i += step {
+			keys = append(keys, string(st.key(st.recs[i])))
+		}
+	}
+	n = min(n, int(size/outputPartBytes), len(keys))
+	if n < 2 {
+		return nil
+	}
+	slices.Sort(keys)
+	var splits []string
+	for i := 1; i < n; i++ {
+		k := keys[i*len(keys)/n]
+		if k != "" && (len(splits) == 0 || k > splits[len(splits)-1]) {
+			splits = append(splits, k)
+		}
+	}
+	return splits
+}
+
+// writeOutputParts is writeOutput in parts written side by side: part i,
+// to files[i], holds the keys from splits[i-1] (from the first, for i =
+// 0) up to splits[i] (to the last, for the last part); len(files) is
+// len(splits)+1.
+func (w *writes) writeOutputParts(files []outputFiles, splits []string) error {
 	defer w.closeRuns()
 	if w.stream == nil {
 		return fmt.Errorf("%s: not a streamed rebuild", w.name)
 	}
+	if len(files) != len(splits)+1 {
+		return fmt.Errorf("%s: %d output parts for %d splits", w.name, len(files), len(splits))
+	}
 	w.stream.sortLog()
+	keys := w.pendingUnder("")
+	written := make([]int64, len(files))
+	errs := make([]error, len(files))
+	var wg sync.WaitGroup
+	for i := range files {
+		from, to := "", ""
+		if i > 0 {
+			from = splits[i-1]
+		}
+		if i < len(splits) {
+			to = splits[i]
+		}
+		part := func() { written[i], errs[i] = w.writeRange(files[i], keys, from, to) }
+		if i == len(files)-1 {
+			part() // the last in this goroutine
+		} else {
+			wg.Go(part)
+		}
+	}
+	wg.Wait()
+	for _, n := range written {
+		w.written += n
+	}
+	return errors.Join(errs...)
+}
+
+// writeRange writes the output's keys from from up to to ("": to the
+// last) to f, and returns how many it wrote.
+func (w *writes) writeRange(f outputFiles, pendingKeys []string, from, to string) (int64, error) {
 	vp, sp := w.prefixes[0], w.prefixes[1]
-	return newMerged(w.sources(""), "").each(func(k, v []byte) error {
-		w.written++
+	var n int64
+	err := newMerged(w.sourcesOf(pendingKeys), from).each(func(k, v []byte) error {
+		if to != "" && string(k) >= to {
+			return errFound
+		}
+		n++
 		switch {
 		case bytes.HasPrefix(k, []byte(vp)):
-			return values.Add(k, v)
+			return f.values.Add(k, v)
 		case bytes.HasPrefix(k, []byte(sp)):
-			return state.Add(k, v)
+			return f.state.Add(k, v)
 		}
 		return fmt.Errorf("%s: key %q outside the generator's prefixes", w.name, k)
 	})
+	if errors.Is(err, errFound) {
+		err = nil
+	}
+	return n, err
 }
 
 // closeRuns removes the runs' files.
