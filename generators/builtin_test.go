@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"regexp"
 	"slices"
 	"sort"
@@ -130,6 +131,30 @@ func TestSummaryValues(t *testing.T) {
 	if _, ok := e.generated("summary")["2025-02"]; ok {
 		t.Fatal("a month with no events left still has a key")
 	}
+	checkSummary(t, e)
+}
+
+// Months found in any order across centuries (the table grows before its
+// first year and after its last) and more types than a month counts in
+// itself: every month's value is the one computed from the events, in a
+// rebuild and after changes that take events back out.
+func TestSummaryAcrossCenturiesAndManyTypes(t *testing.T) {
+	e := newEnv(t, Options{Enabled: []string{"summary"}})
+	rng := rand.New(rand.NewPCG(3, 5))
+	var evs []*eventlog.Event
+	for i := range 2000 {
+		year := 1000 + rng.IntN(9000)
+		if i < 12 {
+			year = 2000 - i*100 // ever earlier years first
+		}
+		date := fmt.Sprintf("%04d-%02d-%02dT%02d:00:00Z", year, 1+rng.IntN(12), 1+rng.IntN(28), rng.IntN(24))
+		evs = append(evs, ev(fmt.Sprintf("e%05d", i), date, fmt.Sprintf("type%d", rng.IntN(3*inlineTypes)), ""))
+	}
+	e.appendEvents(evs...)
+	e.sync()
+	checkSummary(t, e)
+	e.write(append(e.evs[:500:500], e.evs[1500:]...))
+	e.sync()
 	checkSummary(t, e)
 }
 

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 )
 
 func init() { Register("summary", func() Generator { return summary{} }) }
@@ -53,30 +52,90 @@ type month struct {
 	v               MonthSummary
 	first, last     moment
 	refirst, relast bool
+	loaded          bool // read from the store (or new): part of the run
 	// counts are ByType's during the run, by the run's number for each
-	// type (types): an array's increment, not a map's, for each event.
-	counts []int
+	// type (types): an array's increment, not a map's, for each event;
+	// the first few in the month itself, so that counting an event
+	// touches no other memory.
+	counts [inlineTypes]int32
+	more   []int32 // type numbers inlineTypes and up
+}
+
+// inlineTypes is how many types a month counts in itself: the
+// application's logs have about a dozen.
+const inlineTypes = 16
+
+// yearMonths are a year's months, January first.
+type yearMonths [12]month
+
+// monthTable holds a run's months by year and month: a rebuild of a log
+// whose events span centuries finds each event's month by an index and a
+// pointer. (Events come in id order, not in time order: with a map of
+// months, its lookup and the months' scattered counts were a third of
+// summary's rebuild beside a load.)
+type monthTable struct {
+	first int // the year of years[0]
+	years []*yearMonths
+}
+
+// at returns the month of date (checked: it begins YYYY-MM).
+func (t *monthTable) at(date string) *month {
+	year, mon := yearMonth(date)
+	if len(t.years) == 0 {
+		t.first = year
+	}
+	if year < t.first {
+		// Room for as many years again before, so that a run meeting
+		// ever earlier years copies the table a logarithmic number of
+		// times.
+		n := t.first - year + len(t.years)
+		t.years = append(make([]*yearMonths, n, n+len(t.years)), t.years...)
+		t.first -= n
+	}
+	i := year - t.first
+	if i >= len(t.years) {
+		t.years = append(t.years, make([]*yearMonths, i+1-len(t.years))...)
+	}
+	y := t.years[i]
+	if y == nil {
+		y = new(yearMonths)
+		t.years[i] = y
+	}
+	return &y[mon]
+}
+
+// each calls fn with every month of the run, in order, and its name.
+func (t *monthTable) each(fn func(name string, ms *month) error) error {
+	for i, y := range t.years {
+		if y == nil {
+			continue
+		}
+		for mon := range y {
+			if ms := &y[mon]; ms.loaded {
+				if err := fn(fmt.Sprintf("%04d-%02d", t.first+i, mon+1), ms); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }
 
 func (summary) Update(ctx context.Context, in *Input, out *Scope) error {
-	months := map[string]*month{}
+	var months monthTable
 	idx := out.State()
 	types := &typeNumbers{}
-	// Months are found by their number, not their name: a map of strings
-	// compared every event's month name (a sixth of summary's rebuild).
-	byNum := map[int]*month{}
-	// Events come in id order, and ids mostly follow time: the month of
-	// the event before is the likeliest.
+	// Events come in id order, and ids may follow time: the month of the
+	// event before is the likeliest.
 	var lastName string
 	var last *month
 	load := func(m string) (*month, error) {
 		if m == lastName {
 			return last, nil
 		}
-		num := monthNumber(m)
-		ms, ok := byNum[num]
-		if !ok {
-			ms = &month{}
+		ms := months.at(m)
+		if !ms.loaded {
+			ms.loaded = true
 			// A rebuild's scope starts empty, and summary puts its months
 			// only at the end: there is nothing to read. (A Get would also
 			// make a streamed scope keep a filter of every key it spills.)
@@ -89,7 +148,6 @@ func (summary) Update(ctx context.Context, in *Input, out *Scope) error {
 				ms.count(types.of(typ), n)
 			}
 			ms.first, ms.last = instant(ms.v.First), instant(ms.v.Last)
-			months[m], byNum[num] = ms, ms
 		}
 		lastName, last = m, ms
 		return ms, nil
@@ -125,28 +183,20 @@ func (summary) Update(ctx context.Context, in *Input, out *Scope) error {
 	if err != nil {
 		return err
 	}
-	keys := make([]string, 0, len(months))
-	for m := range months {
-		keys = append(keys, m)
-	}
-	slices.Sort(keys)
-	for _, m := range keys {
+	return months.each(func(m string, ms *month) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		ms := months[m]
 		ms.v.ByType = map[string]int{}
-		for t, n := range ms.counts {
+		ms.eachCount(func(t, n int) {
 			if n > 0 {
 				ms.v.ByType[types.names[t]] = n
 			}
-		}
+		})
 		if ms.v.Count <= 0 {
-			if err := out.Delete(m); err != nil {
-				return err
-			}
-			continue
+			return out.Delete(m)
 		}
+		var err error
 		if ms.refirst {
 			if ms.v.First, err = firstOf(idx, m); err != nil {
 				return err
@@ -157,21 +207,17 @@ func (summary) Update(ctx context.Context, in *Input, out *Scope) error {
 				return err
 			}
 		}
-		if err := out.Put(m, ms.v); err != nil {
-			return err
-		}
-	}
-	return nil
+		return out.Put(m, ms.v)
+	})
 }
 
-// monthNumber is a YYYY-MM's number, the months counted from year 0 (the
-// dates were checked: four digits, '-', two).
-func monthNumber(m string) int {
-	n := 0
-	for _, i := range [6]int{0, 1, 2, 3, 5, 6} {
-		n = n*10 + int(m[i]-'0')
+// yearMonth returns the year and the month (0 for January) of a
+// YYYY-MM (the dates were checked: four digits, '-', two from 01 to 12).
+func yearMonth(m string) (year, mon int) {
+	for _, c := range []byte(m[:4]) {
+		year = year*10 + int(c-'0')
 	}
-	return n
+	return year, int(m[5]-'0')*10 + int(m[6]-'0') - 1
 }
 
 // typeNumbers numbers the types a run meets.
@@ -195,10 +241,26 @@ func (t *typeNumbers) of(typ string) int {
 
 // count adds d events of type number t.
 func (ms *month) count(t, d int) {
-	for len(ms.counts) <= t {
-		ms.counts = append(ms.counts, 0)
+	if t < inlineTypes {
+		ms.counts[t] += int32(d)
+		return
 	}
-	ms.counts[t] += d
+	t -= inlineTypes
+	for len(ms.more) <= t {
+		ms.more = append(ms.more, 0)
+	}
+	ms.more[t] += int32(d)
+}
+
+// eachCount calls fn with each type number the month counted and its
+// count.
+func (ms *month) eachCount(fn func(t, n int)) {
+	for t, n := range ms.counts {
+		fn(t, int(n))
+	}
+	for t, n := range ms.more {
+		fn(inlineTypes+t, int(n))
+	}
 }
 
 // take takes an event (of type number typ) back out of its month.
@@ -207,7 +269,7 @@ func (ms *month) take(f *Fields, typ int) {
 	v.Count--
 	ms.count(typ, -1)
 	if v.Count <= 0 {
-		*ms = month{counts: ms.counts}
+		*ms = month{counts: ms.counts, more: ms.more, loaded: true}
 		return
 	}
 	// Another event may hold the same date: the index says.
