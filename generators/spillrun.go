@@ -313,6 +313,9 @@ func (m *merged) eachAll(fn func(key, value []byte, del bool) error) error {
 	var last []byte
 	first := true
 	for m.err == nil && len(m.h) > 0 {
+		if len(m.h) == 1 {
+			return m.eachOfOne(fn, last, first)
+		}
 		top := m.h[0]
 		k, v, del := top.src.current()
 		if first || string(k) != string(last) {
@@ -332,4 +335,26 @@ func (m *merged) eachAll(fn func(key, value []byte, del bool) error) error {
 		}
 	}
 	return m.err
+}
+
+// eachOfOne is eachAll once a single source is left: its keys are
+// distinct, and need no heap nor comparison with the one before (a
+// spill of the log alone, the commonest, is such a merge), except its
+// first with the last key another source gave.
+func (m *merged) eachOfOne(fn func(key, value []byte, del bool) error, last []byte, first bool) error {
+	src := m.h[0].src
+	m.h = m.h[:0]
+	k, v, del := src.current()
+	if first || string(k) != string(last) {
+		if err := fn(k, v, del); err != nil {
+			return err
+		}
+	}
+	for src.next() {
+		k, v, del := src.current()
+		if err := fn(k, v, del); err != nil {
+			return err
+		}
+	}
+	return src.error()
 }
