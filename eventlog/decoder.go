@@ -65,6 +65,9 @@ type Entry struct {
 	// Modifiers are the event's modifiers, each name once with its last
 	// value (KindEvent).
 	Modifiers []RawModifier
+	// Fields locates the event's date, type and input in Raw (KindEvent):
+	// a reader of those needs no second parse.
+	Fields FieldOffsets
 
 	// Field names the offending field of an invalid event ("" when the
 	// value as a whole is wrong); Reason says what is wrong (KindInvalid,
@@ -492,8 +495,16 @@ func (d *Decoder) value(start, vend int) *Entry {
 	e.ID = d.p.id
 	e.Raw = d.out
 	e.Modifiers = d.p.mods
+	e.Fields = FieldOffsets{Date: d.p.offsetIn(d.out, fDate), Type: d.p.offsetIn(d.out, fType), Input: d.p.offsetIn(d.out, fInput)}
 	return e
 }
+
+// FieldOffsets locate an event's date, type and input in its compacted
+// value (Entry.Raw): each is the offset of the opening quote of the
+// member's string value, the last one of a repeated name, as ParseEvent
+// reads them; 0 when the event has no such member (Raw[0] is the
+// object's '{').
+type FieldOffsets struct{ Date, Type, Input int }
 
 // begin notes that the value or text being skipped or read in pieces
 // starts at buffer position start.

@@ -189,6 +189,19 @@ func checkEntries(t *testing.T, in []byte, got []snap) {
 		if ValidDate(ev.Date) != "" {
 			t.Errorf("entry %d: event with date %q", i, ev.Date)
 		}
+		// Fields locates what ParseEvent reads.
+		for _, f := range []struct {
+			name, want string
+			at         int
+		}{{"date", ev.Date, e.Fields.Date}, {"type", ev.Type, e.Fields.Type}, {"input", ev.Input, e.Fields.Input}} {
+			if f.at == 0 && f.name == "input" && ev.Input == "" {
+				continue
+			}
+			tok, got := stringTokenAt(e.Raw, f.at)
+			if got != f.want {
+				t.Errorf("entry %d: Fields.%s at %d is %s, ParseEvent reads %q", i, f.name, f.at, tok, f.want)
+			}
+		}
 	}
 	// And only whitespace after the last one.
 	rest := in[prev:]
@@ -379,4 +392,18 @@ func sameJSON(a, b []byte) bool {
 	da.UseNumber()
 	db.UseNumber()
 	return da.Decode(&x) == nil && db.Decode(&y) == nil && reflect.DeepEqual(x, y)
+}
+
+// stringTokenAt returns the JSON string token that starts at offset at of
+// raw, and its value ("" when there is none).
+func stringTokenAt(raw string, at int) (string, string) {
+	if at <= 0 || at >= len(raw) || raw[at] != '"' {
+		return "", ""
+	}
+	var v string
+	dec := json.NewDecoder(strings.NewReader(raw[at:]))
+	if err := dec.Decode(&v); err != nil {
+		return "", ""
+	}
+	return raw[at : at+int(dec.InputOffset())], v
 }

@@ -366,6 +366,16 @@ func (p *parsed) noteOrder(name string) {
 	}
 }
 
+// offsetIn returns where field f's value begins in b, the object p
+// parsed its members from (0: no such field). The value is a slice of b,
+// so its offset is what b's capacity has beyond the value's.
+func (p *parsed) offsetIn(b []byte, f int) int {
+	if p.span[f] == nil {
+		return 0
+	}
+	return cap(b) - cap(p.span[f])
+}
+
 func (p *parsed) str(f int) string {
 	return p.unquote(p.span[f])
 }

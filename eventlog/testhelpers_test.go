@@ -25,12 +25,13 @@ type snap struct {
 	Mods    []modSnap
 	Field   string
 	Reason  string
+	Fields  FieldOffsets
 }
 
 type modSnap struct{ Name, Value string }
 
 func snapOf(e *Entry) snap {
-	s := snap{Kind: e.Kind, Offset: e.Offset, End: e.End, Line: e.Line, EndLine: e.EndLine, ID: string(e.ID), Raw: string(e.Raw), Field: e.Field, Reason: e.Reason}
+	s := snap{Kind: e.Kind, Offset: e.Offset, End: e.End, Line: e.Line, EndLine: e.EndLine, ID: string(e.ID), Raw: string(e.Raw), Field: e.Field, Reason: e.Reason, Fields: e.Fields}
 	for _, m := range e.Modifiers {
 		s.Mods = append(s.Mods, modSnap{string(m.Name), string(m.Value)})
 	}

@@ -47,9 +47,7 @@ func storedFieldsInto(f *Fields, raw []byte) error {
 // are read into f (the last of a repeated name wins, as in
 // eventlog.ParseEvent), the others skipped by their brackets and quotes.
 // It is false for anything that is not plainly a valid event's object:
-// then the strict parser decides. The three strings share one allocation:
-// a rebuild reads them for every event, and their garbage was most of
-// what made the collector run beside a load.
+// then the strict parser decides.
 func readFields(b []byte, f *Fields) bool {
 	var toks [3][]byte // date, type, input: their JSON string tokens
 	i := jsonx.SkipSpace(b, 0)
@@ -68,6 +66,9 @@ func readFields(b []byte, f *Fields) bool {
 			return false
 		}
 		key := b[i+1 : kend-1]
+		if bytes.IndexByte(key, '\\') >= 0 {
+			return false // a name spelt with escapes: ParseEvent decodes it
+		}
 		i = jsonx.SkipSpace(b, kend)
 		if i >= len(b) || b[i] != ':' {
 			return false
@@ -111,6 +112,43 @@ func readFields(b []byte, f *Fields) bool {
 	if i >= len(b) || toks[0] == nil || toks[1] == nil {
 		return false
 	}
+	return fieldsFromTokens(f, toks, false)
+}
+
+// fieldsAt reads the Fields of a stored event whose fields' string tokens
+// begin at the offsets the load's decoder found (eventlog.FieldOffsets),
+// false when they are not string tokens there. A load hands the
+// generators its events with these: their checks were made as the log
+// was decoded, and the rest of the event is not walked again.
+func fieldsAt(f *Fields, raw []byte, at eventlog.FieldOffsets) bool {
+	var toks [3][]byte
+	for n, off := range [3]int{at.Date, at.Type, at.Input} {
+		if off == 0 {
+			continue // an event with no input; date and type are checked below
+		}
+		if off >= len(raw) || raw[off] != '"' {
+			return false
+		}
+		end := jsonx.StringEnd(raw, off)
+		if end-off < 2 || raw[end-1] != '"' {
+			return false
+		}
+		toks[n] = raw[off:end]
+	}
+	if toks[0] == nil || toks[1] == nil {
+		return false
+	}
+	return fieldsFromTokens(f, toks, true)
+}
+
+// fieldsFromTokens sets f from the string tokens of an event's date, type
+// and input (nil: no input). Unless decoded, the tokens are checked (an
+// escape, before it is decoded; the date) as tokens of a stored value
+// are; decoded, they come from the decoder that checked them as it read
+// the log. The three strings share one allocation: a rebuild reads them
+// for every event, and their garbage was most of what made the collector
+// run beside a load.
+func fieldsFromTokens(f *Fields, toks [3][]byte, decoded bool) bool {
 	var scratch [256]byte
 	buf := scratch[:0]
 	var ends [3]int
@@ -120,8 +158,10 @@ func readFields(b []byte, f *Fields) bool {
 		case bytes.IndexByte(tok, '\\') < 0:
 			buf = append(buf, tok[1:len(tok)-1]...)
 		default:
-			if _, _, err := jsonx.ScanString(tok, 0); err != nil {
-				return false // checked before decoding: a bad escape would not decode safely
+			if !decoded {
+				if _, _, err := jsonx.ScanString(tok, 0); err != nil {
+					return false // checked before decoding: a bad escape would not decode safely
+				}
 			}
 			var err error
 			if buf, err = jsonx.AppendUnquote(buf, tok); err != nil {
@@ -132,7 +172,7 @@ func readFields(b []byte, f *Fields) bool {
 	}
 	all := string(buf)
 	date, typ := all[:ends[0]], all[ends[0]:ends[1]]
-	if typ == "" || eventlog.ValidDate(date) != "" {
+	if typ == "" || (!decoded && eventlog.ValidDate(date) != "") {
 		return false
 	}
 	*f = Fields{Date: date, Type: typ, Input: all[ends[1]:ends[2]]}

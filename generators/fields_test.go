@@ -1,6 +1,7 @@
 package generators
 
 import (
+	"bytes"
 	"testing"
 	"time"
 
@@ -9,7 +10,9 @@ import (
 )
 
 // The fields FieldChanges reads are those of the strict parser, for any
-// stored event; a value that is not one is an error, never a panic.
+// stored event; a value that is not one is an error, never a panic. And
+// those read where a load's decoder says they are (fieldsAt) are the
+// same, for any event it decodes.
 func FuzzFields(f *testing.F) {
 	for _, ev := range synth.New(3).Events(8) {
 		b, _ := ev.MarshalJSON()
@@ -17,9 +20,22 @@ func FuzzFields(f *testing.F) {
 	}
 	f.Add([]byte(`{"id":"a","date":"2025-01-01T00:00:00Z","input":"#x","input":"#y","type":"t","original":"o","description":"","modifiers":{},"creator":{"name":"n","uuid":"u","version":"v"}}`))
 	f.Add([]byte(`{"id":"a","date":"2025-01-01T00:00:00Z","input":"\u0023esc\"aped","type":"t\u00e9","original":"o","description":"","modifiers":{"a":"b"},"creator":{"name":"n","uuid":"u","version":"v"}}`))
+	f.Add([]byte(`{"id":"a","date":"2025-01-01T00:00:00Z","d\u0061te":"2025-02-01T00:00:00+0100","type":"t","typ\u0065":"u","original":"o","description":"","modifiers":{},"creator":{"name":"n","uuid":"u","version":"v"}}`))
+	f.Add([]byte(` { "id" : "a" , "date" : "2025-01-01T00:00:00Z" , "type" : "t\"q" , "creator" : { "name" : "n" , "uuid" : "u" , "version" : "v" } } `))
 	f.Add([]byte(`{"id": "zz-bad", "date": `))
 	f.Add([]byte(`{"date":"2025-01-01T00:00:00Z","type":"t",}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
+		if ent, err := eventlog.NewDecoder(bytes.NewReader(raw), nil).Next(); err == nil && ent.Kind == eventlog.KindEvent {
+			ev, err := eventlog.ParseEvent(ent.Raw)
+			if err != nil {
+				t.Fatalf("%q: the decoder's event does not parse: %v", ent.Raw, err)
+			}
+			// Not found there (an empty type), they are parsed instead.
+			var got Fields
+			if want := (Fields{Date: ev.Date, Type: ev.Type, Input: ev.Input}); fieldsAt(&got, ent.Raw, ent.Fields) && got != want {
+				t.Fatalf("%q: fields at %+v are %+v, the strict parser's %+v", ent.Raw, ent.Fields, got, want)
+			}
+		}
 		got, err := storedFields(raw)
 		ev, perr := eventlog.ParseEvent(raw)
 		if perr != nil {
@@ -37,6 +53,21 @@ func FuzzFields(f *testing.F) {
 			t.Fatalf("%q: fields %+v, the strict parser's %+v", raw, *got, want)
 		}
 	})
+}
+
+// The events of a load are read where the decoder found their fields,
+// not parsed again: every event of the synthetic logs is.
+func TestFieldsAtReadsEveryLoadedEvent(t *testing.T) {
+	for _, ev := range synth.New(4).Events(3000) {
+		ent := decodeOne(t, ev)
+		var got Fields
+		if !fieldsAt(&got, ent.Raw, ent.Fields) {
+			t.Fatalf("%s: not read at %+v", ent.Raw, ent.Fields)
+		}
+		if want := (Fields{Date: ev.Date, Type: ev.Type, Input: ev.Input}); got != want {
+			t.Fatalf("%s: %+v, want %+v", ent.Raw, got, want)
+		}
+	}
 }
 
 // instant agrees with time.Parse on every date form the log accepts.

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/schema"
 )
@@ -76,7 +77,7 @@ func (r *Runner) LoadFeed() *LoadFeed {
 
 // Start starts the generators' Updates and returns the load's sinks, one
 // per range.
-func (f *LoadFeed) Start(ranges int) []func(key, value []byte) {
+func (f *LoadFeed) Start(ranges int) []func(key, value []byte, fields eventlog.FieldOffsets) {
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	f.started = time.Now()
 	fs, dir := f.r.db.TempDir()
@@ -92,7 +93,7 @@ func (f *LoadFeed) Start(ranges int) []func(key, value []byte) {
 			close(fm.m.done)
 		}()
 	}
-	sinks := make([]func(key, value []byte), ranges)
+	sinks := make([]func(key, value []byte, fields eventlog.FieldOffsets), ranges)
 	for i := range sinks {
 		rf := &rangeFeed{f: f, b: newBatch()}
 		f.ranges = append(f.ranges, rf)
@@ -102,8 +103,9 @@ func (f *LoadFeed) Start(ranges int) []func(key, value []byte) {
 }
 
 // add is a range's sink: the event joins the range's batch, handed to the
-// generators when full.
-func (rf *rangeFeed) add(key, value []byte) {
+// generators when full. The load says where the event's fields are: they
+// are read from there, not parsed again (see fieldsAt).
+func (rf *rangeFeed) add(key, value []byte, fields eventlog.FieldOffsets) {
 	b := rf.b
 	id, err := schema.UnescapeSegment(string(key[len(schema.PrefixEvent):]))
 	if err != nil {
@@ -113,6 +115,7 @@ func (rf *rangeFeed) add(key, value []byte) {
 	b.arena = append(b.arena, value...)
 	b.ids = append(b.ids, id)
 	b.raws = append(b.raws, b.arena[start:len(b.arena):len(b.arena)])
+	b.at = append(b.at, fields)
 	if len(b.raws) >= batchEvents || len(b.arena) >= batchBytes {
 		rf.flush()
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/internal/synth"
 	"github.com/mirrord/mirrord/internal/testkit"
 	"github.com/mirrord/mirrord/schema"
@@ -121,7 +122,7 @@ func TestLoadFeedAbandoned(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sinks[i%2]([]byte(schema.EventKey(ev.ID)), raw)
+		sinks[i%2]([]byte(schema.EventKey(ev.ID)), raw, eventlog.FieldOffsets{}) // no offsets: each is parsed
 	}
 	// The generators read the events in goroutines of their own: await
 	// their first run on disk (without one the test would miss the runs'

@@ -62,7 +62,8 @@ const (
 type eventBatch struct {
 	ids   []string
 	raws  [][]byte
-	last  string // the event key of the last event
+	at    []eventlog.FieldOffsets // where each event's fields are, when a load handed them (else nil)
+	last  string                  // the event key of the last event
 	arena []byte
 
 	fieldsOnce sync.Once
@@ -82,6 +83,9 @@ func (b *eventBatch) fieldsOf(i int) (*Fields, error) {
 		// are handed out as pointers into it, and it is never recycled.
 		b.fields = make([]Fields, len(b.raws))
 		for j, raw := range b.raws {
+			if j < len(b.at) && fieldsAt(&b.fields[j], raw, b.at[j]) {
+				continue
+			}
 			if err := storedFieldsInto(&b.fields[j], raw); err != nil {
 				if b.fieldsErr == nil {
 					b.fieldsErr = make([]error, len(b.raws))
@@ -111,7 +115,7 @@ func (b *eventBatch) eventOf(i int) (*eventlog.Event, error) {
 func newBatch() *eventBatch {
 	b := &eventBatch{}
 	if bufs, ok := batchBufs.Get().(*eventBatch); ok {
-		b.arena, b.ids, b.raws = bufs.arena[:0], bufs.ids[:0], bufs.raws[:0]
+		b.arena, b.ids, b.raws, b.at = bufs.arena[:0], bufs.ids[:0], bufs.raws[:0], bufs.at[:0]
 	} else {
 		b.arena, b.ids, b.raws = make([]byte, 0, batchBytes+batchBytes/4), make([]string, 0, batchEvents), make([][]byte, 0, batchEvents)
 	}
@@ -136,7 +140,7 @@ func (b *eventBatch) release() {
 	}
 	clear(b.ids)
 	clear(b.raws)
-	batchBufs.Put(&eventBatch{arena: b.arena, ids: b.ids, raws: b.raws})
+	batchBufs.Put(&eventBatch{arena: b.arena, ids: b.ids, raws: b.raws, at: b.at})
 }
 
 // session is one streamed pass over the mirror for the generators being

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/mirrord/mirrord/eventlog"
 	"github.com/mirrord/mirrord/internal/extsort"
 	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/schema"
@@ -23,9 +24,10 @@ import (
 type LoadFeed interface {
 	// Start is called as the load begins writing, with the number of key
 	// ranges it writes side by side. It returns one function per range,
-	// called from that range's goroutine with each event's key and stored
-	// value, in key order.
-	Start(ranges int) []func(key, value []byte)
+	// called from that range's goroutine with each event's key, stored
+	// value and where its date, type and input are in the value, in key
+	// order.
+	Start(ranges int) []func(key, value []byte, fields eventlog.FieldOffsets)
 	// Finish is called once every event has been handed, before the load
 	// is committed: what the feed adds to the load's files (from newFile,
 	// one at a time; under the replaced range, apart from the load's own
@@ -53,7 +55,14 @@ func (e *Engine) bulkLoad(ctx context.Context, f *os.File, st fileStat) (stepRes
 		defer e.opts.BulkMemory()()
 	}
 	prog := e.newProgress("load", 0, st.Size)
-	d, err := e.decodeLog(ctx, f, st, prog, bulkRecords)
+	var feed LoadFeed
+	recs := bulkRecords
+	if e.opts.LoadFeed != nil {
+		if feed = e.opts.LoadFeed(); feed != nil {
+			recs = fedRecords // the feed's events carry where their fields are
+		}
+	}
+	d, err := e.decodeLog(ctx, f, st, prog, recs)
 	if err != nil {
 		return stepResult{}, err
 	}
@@ -83,15 +92,10 @@ func (e *Engine) bulkLoad(ctx context.Context, f *os.File, st fileStat) (stepRes
 	}
 	bounds := append(append([][]byte{nil}, splits...), nil)
 	rep := newRepeatedIDs(bounds)
-	var (
-		feed  LoadFeed
-		sinks []func(key, value []byte)
-	)
-	if e.opts.LoadFeed != nil {
-		if feed = e.opts.LoadFeed(); feed != nil {
-			sinks = feed.Start(len(bounds) - 1)
-			defer func() { feed.Done(committed) }()
-		}
+	var sinks []func(key, value []byte, fields eventlog.FieldOffsets)
+	if feed != nil {
+		sinks = feed.Start(len(bounds) - 1)
+		defer func() { feed.Done(committed) }()
 	}
 	var (
 		wg      sync.WaitGroup
@@ -103,13 +107,13 @@ func (e *Engine) bulkLoad(ctx context.Context, f *os.File, st fileStat) (stepRes
 	wg.Add(2 * nRanges)
 	for i := range nRanges {
 		evFile, digestFile := in.File(), in.File()
-		var sink func(key, value []byte)
+		w := eventWriter{events: evFile, digests: digestFile, fed: feed != nil}
 		if sinks != nil {
-			sink = sinks[i]
+			w.sink = sinks[i]
 		}
 		go func() {
 			defer wg.Done()
-			nEvents[i], errs[i] = writeEvents(evSorters, rep, i, evFile, digestFile, sink)
+			nEvents[i], errs[i] = writeEvents(evSorters, rep, i, w)
 		}()
 		// The modifiers of the same ids, each range beside its events'
 		// (following them: see repeatedIDs), in a file of its own.
@@ -189,12 +193,19 @@ func (e *Engine) bulkLoad(ctx context.Context, f *os.File, st fileStat) (stepRes
 	return stepResult{action: actTail, caughtUp: true}, nil
 }
 
+// eventWriter is where writeEvents writes a range's events.
+type eventWriter struct {
+	events, digests *kv.IngestFile
+	fed             bool // the records are fedRecords'
+	sink            func(key, value []byte, fields eventlog.FieldOffsets)
+}
+
 // writeEvents writes the merged event records of range i of rep's ranges
 // to their sstable, and each event's digest to another, and hands each
-// event to sink (when set). Equal keys (an id that occurs more than once)
-// arrive together, ordered by offset: the last occurrence wins, and rep
-// learns of it for the modifiers' writer.
-func writeEvents(sorters []*extsort.Sorter, rep *repeatedIDs, i int, evFile, digestFile *kv.IngestFile, sink func(key, value []byte)) (int64, error) {
+// event to the sink (when set). Equal keys (an id that occurs more than
+// once) arrive together, ordered by offset: the last occurrence wins, and
+// rep learns of it for the modifiers' writer.
+func writeEvents(sorters []*extsort.Sorter, rep *repeatedIDs, i int, w eventWriter) (int64, error) {
 	defer rep.finish(i)
 	var (
 		n             int64
@@ -212,15 +223,23 @@ func writeEvents(sorters []*extsort.Sorter, rep *repeatedIDs, i int, evFile, dig
 			again = false
 		}
 		n++
-		if err := evFile.Add(held, heldVal); err != nil {
+		value := heldVal
+		var fields eventlog.FieldOffsets
+		if w.fed {
+			var err error
+			if fields, value, err = cutFieldOffsets(heldVal); err != nil {
+				return err
+			}
+		}
+		if err := w.events.Add(held, value); err != nil {
 			return err
 		}
-		if sink != nil {
-			sink(held, heldVal)
+		if w.sink != nil {
+			w.sink(held, value, fields)
 		}
 		key = schema.AppendDigestKeyOf(key[:0], held)
-		val = appendDigestValue(val[:0], xxhash.Sum64(heldVal))
-		return digestFile.Add(key, val)
+		val = appendDigestValue(val[:0], xxhash.Sum64(value))
+		return w.digests.Add(key, val)
 	}
 	err := extsort.MergeRange(sorters, rep.bounds[i], rep.bounds[i+1], func(k, v []byte, seq uint64) error {
 		if held == nil || string(k) != string(held) {

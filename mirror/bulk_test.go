@@ -1,6 +1,9 @@
 package mirror
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -117,4 +120,69 @@ func TestBulkLoadMoreModifiersThanExpected(t *testing.T) {
 	h.sync()
 	h.verify()
 	assertModifiers(t, h, evs[7].ID, map[string]string{"a": long, "b": long, "c7": long})
+}
+
+// recordingFeed is a LoadFeed that keeps what a load hands it.
+type recordingFeed struct {
+	got [][]fedEvent // by range
+}
+
+type fedEvent struct {
+	key, value []byte
+	fields     eventlog.FieldOffsets
+}
+
+func (f *recordingFeed) Start(ranges int) []func(key, value []byte, fields eventlog.FieldOffsets) {
+	f.got = make([][]fedEvent, ranges)
+	sinks := make([]func(key, value []byte, fields eventlog.FieldOffsets), ranges)
+	for i := range sinks {
+		sinks[i] = func(key, value []byte, fields eventlog.FieldOffsets) {
+			f.got[i] = append(f.got[i], fedEvent{bytes.Clone(key), bytes.Clone(value), fields})
+		}
+	}
+	return sinks
+}
+
+func (f *recordingFeed) Finish(context.Context, uint64, func() *kv.IngestFile) error { return nil }
+func (f *recordingFeed) Done(bool)                                                   {}
+
+// A load that feeds generators stores what any load stores (the field
+// offsets its sorted runs carry are not stored), and hands the feed each
+// stored event once, as stored, with where its date, type and input are.
+func TestFedLoadHandsEachEventWithItsFields(t *testing.T) {
+	smallSortBudgets(t)
+	feed := &recordingFeed{}
+	h := newHarness(t, func(o *Options) { o.LoadFeed = func() LoadFeed { return feed } })
+	evs := h.newEvents(300)
+	again := *evs[7]
+	again.Input, again.Type = `the "last" #one\wins`, "t\u00e9\t"
+	h.appendEvents(append(evs, &again)...)
+	h.sync()
+	h.verify()
+	n := 0
+	for _, r := range feed.got {
+		for _, fe := range r {
+			n++
+			stored, found, err := h.db.GetBytes(fe.key, nil)
+			if err != nil || !found || !bytes.Equal(stored, fe.value) {
+				t.Fatalf("%s handed as %s, stored as %s (%v)", fe.key, fe.value, stored, err)
+			}
+			ev, err := eventlog.ParseEvent(fe.value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range []struct {
+				at   int
+				want string
+			}{{fe.fields.Date, ev.Date}, {fe.fields.Type, ev.Type}, {fe.fields.Input, ev.Input}} {
+				var got string
+				if err := json.NewDecoder(bytes.NewReader(fe.value[f.at:])).Decode(&got); err != nil || got != f.want {
+					t.Fatalf("%s: at %d %q (%v), want %q", fe.key, f.at, got, err, f.want)
+				}
+			}
+		}
+	}
+	if n != 300 {
+		t.Fatalf("%d events handed, want 300", n)
+	}
 }

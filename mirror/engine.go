@@ -88,10 +88,12 @@ type Options struct {
 	// Default: none.
 	BulkMemory func() (done func())
 
-	// LoadFeed, when set, is called as a bulk load starts writing, for a
-	// feed of the events it stores (see LoadFeed): what the generators
-	// rebuild from beside the load, instead of reading the store again
-	// after it. It may return nil. Default: none.
+	// LoadFeed, when set, is called as a bulk load starts, before it
+	// reads the log, for a feed of the events it stores (see LoadFeed):
+	// what the generators rebuild from beside the load, instead of
+	// reading the store again after it. It may return nil; a feed the
+	// load does not get as far as starting (the log changed under it, a
+	// read failed) is dropped unstarted. Default: none.
 	LoadFeed func() LoadFeed
 
 	// Now is the clock. Default: time.Now.

@@ -123,11 +123,11 @@ func TestModifiersOfAnIDBeyondItsRange(t *testing.T) {
 		files[i] = in.File()
 	}
 	events0 := func() error {
-		_, err := writeEvents([]*extsort.Sorter{events}, rep, 0, files[0], files[1], nil)
+		_, err := writeEvents([]*extsort.Sorter{events}, rep, 0, eventWriter{events: files[0], digests: files[1]})
 		return err
 	}
 	start(1, func() error {
-		_, err := writeEvents([]*extsort.Sorter{events}, rep, 1, files[2], files[3], nil)
+		_, err := writeEvents([]*extsort.Sorter{events}, rep, 1, eventWriter{events: files[2], digests: files[3]})
 		return err
 	})
 	var mods1 <-chan struct{}
