@@ -1,0 +1,104 @@
+package generators
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// sliceSource is a mergeSource over records in memory, sorted by key.
+type sliceSource struct {
+	recs []runRecord
+	i    int
+}
+
+type runRecord struct {
+	key, value string
+	del        bool
+}
+
+func (s *sliceSource) seek(key string) bool {
+	s.i, _ = slices.BinarySearchFunc(s.recs, key, func(r runRecord, k string) int { return cmpStrings(r.key, k) })
+	return s.i < len(s.recs)
+}
+func (s *sliceSource) next() bool { s.i++; return s.i < len(s.recs) }
+func (s *sliceSource) current() ([]byte, []byte, bool) {
+	r := s.recs[s.i]
+	return []byte(r.key), []byte(r.value), r.del
+}
+func (s *sliceSource) error() error { return nil }
+
+func cmpStrings(a, b string) int { return bytes.Compare([]byte(a), []byte(b)) }
+
+// A run of many blocks, its keys sharing long prefixes (each block's first
+// spelt whole, the others after the bytes they share with the one before),
+// reads back every record by key, from any key on, and in order; keys it
+// does not hold are not found.
+func TestSpillRunReadsBackByKey(t *testing.T) {
+	var recs []runRecord
+	for i := range 12000 {
+		r := runRecord{key: fmt.Sprintf("mirrord:state:x:%04d/%08x/id%d", i/700, (i*2654435761)%(1<<20)+i<<12, i)}
+		if i%7 == 0 {
+			r.del = true
+		} else {
+			r.value = fmt.Sprintf(`"v%d"`, i*i)
+		}
+		recs = append(recs, r)
+	}
+	slices.SortFunc(recs, func(a, b runRecord) int { return cmpStrings(a.key, b.key) })
+	fs := vfs.NewMem()
+	run, err := writeSpillRun(fs, "/run", newMerged([]mergeSource{&sliceSource{recs: recs}}, ""), func(string) bool { return true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer run.close(fs)
+	if len(run.index) < 10 {
+		t.Fatalf("%d blocks: the test misses keys spelt across block starts", len(run.index))
+	}
+	var buf []byte
+	for _, r := range recs {
+		v, del, found, err := run.lookup(r.key, &buf)
+		if err != nil || !found || del != r.del || string(v) != r.value {
+			t.Fatalf("lookup(%q) = %q, del %v, found %v, %v; want %q, del %v", r.key, v, del, found, err, r.value, r.del)
+		}
+		if _, _, found, err := run.lookup(r.key+"!", &buf); err != nil || found {
+			t.Fatalf("lookup(%q) found a key the run does not hold (%v)", r.key+"!", err)
+		}
+	}
+	for _, from := range []int{0, 1, 699, 700, 2500, 11999} {
+		it := &runIter{r: run}
+		n := from
+		for ok := it.seek(recs[from].key); ok; ok = it.next() {
+			k, v, del := it.current()
+			if r := recs[n]; string(k) != r.key || string(v) != r.value || del != r.del {
+				t.Fatalf("from %d, record %d: %q=%q del %v, want %+v", from, n, k, v, del, r)
+			}
+			n++
+		}
+		if it.error() != nil || n != len(recs) {
+			t.Fatalf("from %d: read up to %d of %d (%v)", from, n, len(recs), it.error())
+		}
+	}
+}
+
+// Any bytes read as a run's block are records or errBadRun, never a panic.
+func FuzzNextRecord(f *testing.F) {
+	f.Add([]byte{0, 3, 'a', 'b', 'c', 2, '1'}, []byte("ab"))
+	f.Add([]byte{2, 1, 'x', 0}, []byte("ab"))
+	f.Add([]byte{5, 1, 'x', 0}, []byte("ab"))
+	f.Fuzz(func(t *testing.T, b, prev []byte) {
+		for len(b) > 0 {
+			k, _, _, rest, err := nextRecord(b, prev)
+			if err != nil {
+				return
+			}
+			if len(rest) >= len(b) {
+				t.Fatalf("no progress on %q", b)
+			}
+			b, prev = rest, k
+		}
+	})
+}
