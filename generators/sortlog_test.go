@@ -56,6 +56,28 @@ func TestSortLogIsAStableSortByKey(t *testing.T) {
 					t.Fatalf("record %d: %q (written %s), want %q (written %d)", i, got, st.value(r), want[i].key, want[i].seq)
 				}
 			}
+			// Walked by a logIter (gathered in chunks), from the start
+			// and from keys inside: each key once, its last write.
+			var last []rec
+			for i, w := range want {
+				if i+1 == len(want) || want[i+1].key != w.key {
+					last = append(last, w)
+				}
+			}
+			for _, from := range []int{0, len(last) / 3, len(last) - 1} {
+				it := &logIter{st: st}
+				n := from
+				for ok := it.seek(last[from].key); ok; ok = it.next() {
+					k, v, _ := it.current()
+					if n >= len(last) || string(k) != last[n].key || string(v) != fmt.Sprint(last[n].seq) {
+						t.Fatalf("logIter from %d, record %d: %q=%s", from, n, k, v)
+					}
+					n++
+				}
+				if n != len(last) {
+					t.Fatalf("logIter from %d: %d records, want %d", from, n-from, len(last)-from)
+				}
+			}
 		})
 	}
 }
