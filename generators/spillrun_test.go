@@ -3,6 +3,8 @@ package generators
 import (
 	"bytes"
 	"fmt"
+	"maps"
+	"math/rand/v2"
 	"slices"
 	"testing"
 
@@ -101,4 +103,61 @@ func FuzzNextRecord(f *testing.F) {
 			b, prev = rest, k
 		}
 	})
+}
+
+// A merge of any number of sources gives each key once, in order, with
+// the record of the latest source that holds it (deletions included by
+// eachAll), from any key on.
+func TestMergeTakesTheLatestSourcesRecord(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for k := range 10 {
+		want := map[string]runRecord{}
+		srcs := make([]mergeSource, k)
+		for i := range k {
+			seen := map[string]bool{}
+			var recs []runRecord
+			for range rng.IntN(300) {
+				r := runRecord{key: fmt.Sprintf("k%03d", rng.IntN(400)), value: fmt.Sprintf("%d", i), del: rng.IntN(5) == 0}
+				if !seen[r.key] {
+					seen[r.key] = true
+					recs = append(recs, r)
+					want[r.key] = r // later sources win
+				}
+			}
+			slices.SortFunc(recs, func(a, b runRecord) int { return cmpStrings(a.key, b.key) })
+			srcs[i] = &sliceSource{recs: recs}
+		}
+		keys := slices.Sorted(maps.Keys(want))
+		for _, from := range []string{"", "k100", "k399", "l"} {
+			for _, s := range srcs {
+				s.(*sliceSource).i = 0
+			}
+			var got []runRecord
+			err := newMerged(srcs, from).eachAll(func(k, v []byte, del bool) error {
+				got = append(got, runRecord{string(k), string(v), del})
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var exp []runRecord
+			for _, key := range keys {
+				if key >= from {
+					r := want[key]
+					if r.del {
+						r.value = ""
+					}
+					exp = append(exp, r)
+				}
+			}
+			for i := range got {
+				if got[i].del {
+					got[i].value = ""
+				}
+			}
+			if !slices.Equal(got, exp) {
+				t.Fatalf("%d sources from %q: %d records, want %d\n got %v\nwant %v", k, from, len(got), len(exp), got, exp)
+			}
+		}
+	}
 }
