@@ -3,7 +3,6 @@ package generators
 import (
 	"context"
 	"errors"
-	"runtime"
 	"sync"
 	"time"
 
@@ -174,7 +173,7 @@ func (f *LoadFeed) Finish(ctx context.Context, seq uint64, newFile func() *kv.In
 		if fm.err != nil {
 			continue
 		}
-		out[i].splits = fm.out.w.outputSplits(runtime.GOMAXPROCS(0))
+		out[i].splits = fm.out.w.outputSplits(outputParts())
 		for range len(out[i].splits) + 1 {
 			out[i].parts = append(out[i].parts, outputFiles{newFile(), newFile()})
 		}

@@ -44,8 +44,10 @@ func positionOf(t *testing.T, e *env, name string) position {
 func TestRebuildBesideTheLoad(t *testing.T) {
 	t.Run("whole", testRebuildBesideTheLoad)
 	t.Run("spilt, in parts", func(t *testing.T) {
-		defer func(n int, p int64) { streamBudget, outputPartBytes = n, p }(streamBudget, outputPartBytes)
-		streamBudget, outputPartBytes = 64<<10, 16<<10
+		defer func(n int, p int64, parts func() int) {
+			streamBudget, outputPartBytes, outputParts = n, p, parts
+		}(streamBudget, outputPartBytes, outputParts)
+		streamBudget, outputPartBytes, outputParts = 64<<10, 16<<10, func() int { return 3 }
 		testRebuildBesideTheLoad(t)
 	})
 }

@@ -11,10 +11,13 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
-// sliceSource is a mergeSource over records in memory, sorted by key.
+// sliceSource is a mergeSource over records in memory, sorted by key. It
+// hands each record out in buffers of its own that the next record
+// overwrites, as a run's reader does.
 type sliceSource struct {
-	recs []runRecord
-	i    int
+	recs       []runRecord
+	i          int
+	key, value []byte
 }
 
 type runRecord struct {
@@ -29,7 +32,8 @@ func (s *sliceSource) seek(key string) bool {
 func (s *sliceSource) next() bool { s.i++; return s.i < len(s.recs) }
 func (s *sliceSource) current() ([]byte, []byte, bool) {
 	r := s.recs[s.i]
-	return []byte(r.key), []byte(r.value), r.del
+	s.key, s.value = append(s.key[:0], r.key...), append(s.value[:0], r.value...)
+	return s.key, s.value, r.del
 }
 func (s *sliceSource) error() error { return nil }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -343,6 +344,11 @@ type outputFiles struct{ values, state *kv.IngestFile }
 // for each event) no longer writes alone while the other core idles. (A
 // variable so that tests can make parts of a small output.)
 var outputPartBytes int64 = 8 << 20
+
+// outputParts is how many parts a rebuild beside a load writes its
+// output in, at most: one per core. (A variable so that tests can ask
+// for parts on a machine of one core.)
+var outputParts = func() int { return runtime.GOMAXPROCS(0) }
 
 // outputSplits returns the keys that cut what the rebuild wrote into at
 // most n parts of about outputPartBytes or more each, for

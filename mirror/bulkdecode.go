@@ -313,16 +313,19 @@ func appendFieldOffsets(b []byte, f eventlog.FieldOffsets) []byte {
 // cutFieldOffsets splits a fed record's value into its field offsets and
 // the event's stored value.
 func cutFieldOffsets(v []byte) (eventlog.FieldOffsets, []byte, error) {
-	var at [3]int
+	var at [3]uint64
 	rest := v
 	for i := range at {
 		n, k := binary.Uvarint(rest)
-		if k <= 0 || n >= uint64(len(v)) {
+		if k <= 0 {
 			return eventlog.FieldOffsets{}, nil, fmt.Errorf("bulk load: an event's sorted record %.40q has no field offsets", v)
 		}
-		at[i], rest = int(n), rest[k:]
+		at[i], rest = n, rest[k:]
 	}
-	return eventlog.FieldOffsets{Date: at[0], Type: at[1], Input: at[2]}, rest, nil
+	if max(at[0], at[1], at[2]) >= uint64(len(rest)) {
+		return eventlog.FieldOffsets{}, nil, fmt.Errorf("bulk load: an event's sorted record %.40q has field offsets past its end", v)
+	}
+	return eventlog.FieldOffsets{Date: int(at[0]), Type: int(at[1]), Input: int(at[2])}, rest, nil
 }
 
 // addEvent adds an event's record, with value, and its modifiers' records.
