@@ -322,10 +322,7 @@ func newMerged(srcs []mergeSource, from string) *merged {
 		}
 		win[n], m.tree[n] = a, b
 	}
-	m.tree[0] = win[1]
-	if k == 1 {
-		m.tree[0] = 0
-	}
+	m.tree[0] = win[1] // one source: win[1] is its leaf
 	return m
 }
 

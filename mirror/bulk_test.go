@@ -186,3 +186,26 @@ func TestFedLoadHandsEachEventWithItsFields(t *testing.T) {
 		t.Fatalf("%d events handed, want 300", n)
 	}
 }
+
+// A fed record's header reads back as written, and a record without one,
+// or with offsets past its value, is an error naming the record, not a
+// wrong event handed on.
+func TestCutFieldOffsets(t *testing.T) {
+	raw := []byte(`{"id":"a","date":"2025-01-01T00:00:00Z","input":"x","type":"t"}`)
+	want := eventlog.FieldOffsets{Date: 16, Type: 59, Input: 47}
+	got, value, err := cutFieldOffsets(append(appendFieldOffsets(nil, want), raw...))
+	if err != nil || got != want || !bytes.Equal(value, raw) {
+		t.Fatalf("cutFieldOffsets = %+v, %s, %v; want %+v, %s", got, value, err, want, raw)
+	}
+	for _, bad := range [][]byte{
+		nil,
+		{0x80},    // a uvarint cut short
+		{1, 2},    // two offsets of three
+		{1, 2, 3}, // offsets, no value
+		append(appendFieldOffsets(nil, eventlog.FieldOffsets{Date: 1, Type: 2, Input: len(raw)}), raw...),
+	} {
+		if _, _, err := cutFieldOffsets(bad); err == nil || !strings.Contains(err.Error(), "sorted record") {
+			t.Errorf("cutFieldOffsets(%q): %v, want an error naming the record", bad, err)
+		}
+	}
+}
