@@ -16,6 +16,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/mirrord/mirrord/internal/extsort"
+	"github.com/mirrord/mirrord/internal/hugemem"
 	"github.com/mirrord/mirrord/kv"
 	"github.com/mirrord/mirrord/schema"
 )
@@ -41,6 +42,7 @@ type spillRuns struct {
 	buf    []byte // a lookup's block
 
 	log  []byte   // the records' keys and values, one after the other
+	mem  []byte   // the memory the log was given (hugemem), until closeRuns
 	recs []logRec // the log's records, in the order written
 	tmp  []logRec // the radix sort's scratch space
 	// sorted: recs are in key order (sortLog's, until the next append):
@@ -112,7 +114,10 @@ func putJSON[K string | []byte](s *Scope, key K, raw []byte) error {
 		// The whole budget at once: grown by doubling, the log was
 		// copied again and again on its way to it. (Only here: a
 		// generator that writes through Put alone may write little.)
-		w.stream.log = make([]byte, 0, w.stream.budget+w.stream.budget/8)
+		// Huge pages: faulting in its 4 KiB pages one by one was a
+		// fifth of the generators' CPU in a 100k-event default sync.
+		w.stream.mem = hugemem.Alloc(w.stream.budget + w.stream.budget/8)
+		w.stream.log = w.stream.mem[:0]
 		w.stream.recs = make([]logRec, 0, w.stream.budget/64)
 	}
 	appendRec(w.stream, w.scratch, raw)
@@ -461,6 +466,8 @@ func (w *writes) closeRuns() {
 		r.close(w.stream.fs)
 	}
 	w.stream.runs = nil
+	hugemem.Release(w.stream.mem)
+	w.stream.mem = nil
 }
 
 // sameKey reports whether two records of the sorted log hold the same

@@ -12,9 +12,11 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/minio/minlz"
+	"github.com/mirrord/mirrord/internal/hugemem"
 )
 
 // sorterSeq distinguishes the run files of the sorters of one process.
@@ -68,8 +70,18 @@ func keyPrefix(key []byte, skip int) uint64 {
 // record's bytes are copied into place, not appended: appending stores a
 // slice header, and its write barrier cost a 1M-event load 5% of its CPU
 // while the collector ran.
+//
+// The chunks are cut from larger slabs (hugemem): touching a fresh buffer's
+// pages was a sixth of a 100k-event load's CPU on the benchmark's machine,
+// and huge pages take that to almost nothing; a chunk alone is too small
+// to hold one.
 type sortBuf struct {
 	chunks [][]byte // whole chunks; chunks[:fill+1] hold this fill's records
+	slabs  [][]byte // the memory the chunks are cut from, in order
+	slab   []byte   // what is left of the last slab
+	held   int      // the bytes of slabs
+	expect int      // the bytes a fill is expected to take (0: unknown)
+	limit  int      // the bytes a fill may take: the budget, or twice it (Expect)
 	fill   int
 	pos    int // where the next record goes in chunks[fill]
 	before int // the bytes of chunks[:fill]
@@ -89,7 +101,7 @@ func newSortBuf(budget, skip int) *sortBuf {
 	// just over half a chunk take one chunk each).
 	size := min(maxChunk, max(budget/16, min(4<<10, budget)))
 	size = max(size, 1, 4*budget/math.MaxUint16+1)
-	return &sortBuf{size: size, skip: skip}
+	return &sortBuf{size: size, skip: skip, limit: budget}
 }
 
 // holdsAfter returns the bytes of chunks the buffer holds once it has
@@ -125,14 +137,14 @@ func (b *sortBuf) val(r sortRec) []byte {
 func (b *sortBuf) add(key, value []byte) (chunk uint16, off uint32) {
 	n := len(key) + len(value)
 	if len(b.chunks) == 0 {
-		b.chunks = append(b.chunks, make([]byte, max(b.size, n)))
+		b.chunks = append(b.chunks, b.newChunk(n))
 	}
 	if len(b.chunks[b.fill])-b.pos < n {
 		b.before += len(b.chunks[b.fill])
 		b.fill, b.pos = b.fill+1, 0
 		switch {
 		case b.fill == len(b.chunks):
-			b.chunks = append(b.chunks, make([]byte, max(b.size, n)))
+			b.chunks = append(b.chunks, b.newChunk(n))
 		case len(b.chunks[b.fill]) < n:
 			// A kept chunk too small for this record: it gets one of
 			// its own, which reset drops.
@@ -146,6 +158,43 @@ func (b *sortBuf) add(key, value []byte) (chunk uint16, off uint32) {
 	return uint16(b.fill), off
 }
 
+// newChunk returns a chunk for a record of n bytes: cut from the last slab,
+// or from a new one when it has no room left. A record larger than a chunk
+// gets one of its own.
+func (b *sortBuf) newChunk(n int) []byte {
+	if n > b.size {
+		return make([]byte, n)
+	}
+	if len(b.slab) < b.size {
+		b.slab = hugemem.Alloc(b.slabSize())
+		b.slabs = append(b.slabs, b.slab)
+		b.held += len(b.slab)
+	}
+	c := b.slab[:b.size:b.size]
+	b.slab = b.slab[b.size:]
+	return c
+}
+
+// slabSize is the size of the buffer's next slab, a whole number of
+// chunks. The first is one chunk: a small log, or one whose bytes are
+// mostly not records (invalid entries), never costs more. Once that is
+// full, the next takes the rest of what the fill is expected to take
+// (Expect) when that is known, else as much as the buffer holds so far,
+// at least hugemem.Min; never more than the fill may take.
+func (b *sortBuf) slabSize() int {
+	var n int
+	switch {
+	case b.held == 0:
+		n = b.size
+	case b.expect > 0:
+		n = b.expect - b.held
+	default:
+		n = max(b.held, hugemem.Min)
+	}
+	n = max(min(n, b.limit-b.held), b.size)
+	return (n + b.size - 1) / b.size * b.size
+}
+
 // reset empties the buffer for the next fill, keeping up to keep bytes of
 // its chunks but for those of single large records (kept, they could add
 // up past the budget over many fills).
@@ -155,8 +204,41 @@ func (b *sortBuf) reset(keep int) {
 		clear(b.chunks[n:])
 		b.chunks = b.chunks[:n]
 		b.recs = nil // sized for the larger fill
+		b.dropSlabs()
 	}
 	b.fill, b.pos, b.before, b.recs = 0, 0, 0, b.recs[:0]
+}
+
+// dropSlabs lets go of the slabs no chunk is cut from any more (the next
+// chunk comes from a new slab).
+func (b *sortBuf) dropSlabs() {
+	kept := b.slabs[:0]
+	for _, s := range b.slabs {
+		if slices.ContainsFunc(b.chunks, func(c []byte) bool { return within(c, s) }) {
+			kept = append(kept, s)
+			continue
+		}
+		hugemem.Release(s)
+		b.held -= len(s)
+	}
+	clear(b.slabs[len(kept):])
+	b.slabs, b.slab = kept, nil
+}
+
+// within reports whether chunk c was cut from slab s.
+func within(c, s []byte) bool {
+	at := uintptr(unsafe.Pointer(unsafe.SliceData(c)))
+	from := uintptr(unsafe.Pointer(unsafe.SliceData(s)))
+	return at >= from && at < from+uintptr(len(s))
+}
+
+// release takes back the slabs' huge page advice (hugemem.Release): the
+// buffer is done with. Its chunks stay readable.
+func (b *sortBuf) release() {
+	for _, s := range b.slabs {
+		hugemem.Release(s)
+	}
+	b.slabs, b.slab, b.held = nil, nil, 0
 }
 
 // sort orders the records by key, then by seq. When every key starts with
@@ -326,10 +408,22 @@ func (s *Sorter) Add(key, value []byte, seq uint64) error {
 // written out before the next starts (in the caller's goroutine: there is
 // no room for a second buffer beside it), and the sorter goes on as
 // usual. Without Expect, or for more, every fill takes the budget.
+//
+// It also sizes the buffers' memory: a fill expected to be full gets it
+// in one slab (see sortBuf).
 func (s *Sorter) Expect(n int64) {
-	if !s.spilt && len(s.cur.recs) == 0 && n <= 2*int64(s.budget) {
-		s.firstFill = 2 * s.budget
+	if s.spilt || len(s.cur.recs) != 0 {
+		return
 	}
+	if n <= 2*int64(s.budget) {
+		s.firstFill = 2 * s.budget
+		s.cur.limit, s.cur.expect = s.firstFill, int(n)
+		return
+	}
+	s.cur.expect = s.budget
+	spare := <-s.free
+	spare.expect = s.budget
+	s.free <- spare
 }
 
 // spill hands the full buffer to a background sort-and-write and takes the
@@ -341,7 +435,10 @@ func (s *Sorter) spill() error {
 	s.spilt = true
 	if first && s.firstFill > s.budget {
 		err := writeRun(s.fs, s.dir, s.newRun(), s.cur, &s.tmp)
-		s.cur.reset(s.budget)
+		// Its memory goes: the first fill's slab holds twice the
+		// budget, and the fills to come take the budget each.
+		s.cur.reset(0)
+		s.cur.limit, s.cur.expect = s.budget, s.budget
 		s.tmp = nil // sized for the larger fill
 		s.setErr(err)
 		return err
@@ -499,6 +596,7 @@ func (s *Sorter) finish() error {
 		// before the merge needs some.
 		select {
 		case b := <-s.free:
+			b.release()
 			b.chunks, b.recs = nil, nil
 			s.free <- b
 		default:
@@ -710,6 +808,15 @@ func (s *Sorter) Close() error {
 		return nil
 	}
 	s.closed = true
+	// The buffers' memory is left to the collector, readable by a merge
+	// still running; only its huge page advice goes now.
+	s.cur.release()
+	select {
+	case b := <-s.free:
+		b.release()
+		s.free <- b
+	default:
+	}
 	var errs []error
 	for _, r := range s.runs {
 		if err := s.fs.Remove(r.path); err != nil && !errors.Is(err, iofs.ErrNotExist) {
